@@ -1,0 +1,176 @@
+//! Wiring: builds one replica from a validated [`Config`] — loads the
+//! inventory file (refusing to start on a bad one), creates the store,
+//! collector and discovery, binds the HTTP port, runs until the shutdown
+//! signal, then drains in-flight work and writes the inventory a last time.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::crypto::{InventoryCipher, WELL_KNOWN_KEY};
+use crate::discovery::Discovery;
+use crate::persistence::{FileError, InventoryFile, InventoryWriter};
+use crate::store::{MemoryStore, Store};
+use crate::telemetry::Telemetry;
+
+/// How long shutdown waits for background work before giving up on it.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("PROM_ENCRYPT_KEY: {0}")]
+    Key(#[from] crate::crypto::CryptoError),
+    #[error("{0}; refusing to start so the file is not overwritten (fix the file or PROM_ENCRYPT_KEY, or move the file away to start empty)")]
+    InventoryFile(#[from] FileError),
+    #[error("REDIS_URL is set, but fleet mode is not available in this version; unset REDIS_URL to run standalone")]
+    FleetUnavailable,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the HTTP handlers share.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub writer: Arc<InventoryWriter>,
+    pub collector: Arc<Collector>,
+    pub discovery: Arc<Discovery>,
+    pub telemetry: Arc<Telemetry>,
+    pub started_at: Instant,
+    ready: AtomicBool,
+    /// Fires when the replica shuts down; background tasks stop on it.
+    pub cancel: CancellationToken,
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Builds a replica's state: loads the inventory file and creates the parts.
+    pub fn build(config: Config) -> Result<Arc<AppState>, AppError> {
+        if config.redis_url.is_some() {
+            return Err(AppError::FleetUnavailable);
+        }
+        let cipher = Arc::new(InventoryCipher::new(
+            config.encrypt_key.expose().as_bytes(),
+        )?);
+        if config.encrypt_key.expose() == WELL_KNOWN_KEY {
+            tracing::warn!("PROM_ENCRYPT_KEY is the well-known default key: anyone can decrypt the inventory file and its SNMP credentials; set your own 16, 24 or 32 byte key");
+        }
+        let file = Arc::new(InventoryFile::new(config.inventory_file.clone(), cipher));
+        let inventory = file.load()?.unwrap_or_default();
+        tracing::info!(
+            path = %config.inventory_file.display(),
+            devices = inventory.devices.len(),
+            seeds = inventory.discovery_seeds.len(),
+            "inventory loaded"
+        );
+        let telemetry = Arc::new(Telemetry::new());
+        telemetry
+            .inventory_devices
+            .set(inventory.devices.len() as i64);
+        telemetry
+            .discovery_seeds
+            .set(inventory.discovery_seeds.len() as i64);
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
+            inventory,
+            config.cache_expiry,
+            config.cache_entry_count,
+        ));
+        let writer = Arc::new(InventoryWriter::new(store.clone(), file, telemetry.clone()));
+        let collector = Arc::new(Collector::new(
+            store.clone(),
+            telemetry.clone(),
+            config.snmp_max_repetitions,
+            config.poll_concurrency,
+        ));
+        let cancel = CancellationToken::new();
+        let discovery = Arc::new(Discovery::new(
+            writer.clone(),
+            telemetry.clone(),
+            config.discovery_concurrency,
+            config.discovery_max_addresses,
+            config.snmp_max_repetitions,
+            cancel.clone(),
+        ));
+        Ok(Arc::new(AppState {
+            config: Arc::new(config),
+            store,
+            writer,
+            collector,
+            discovery,
+            telemetry,
+            started_at: Instant::now(),
+            ready: AtomicBool::new(false),
+            cancel,
+        }))
+    }
+}
+
+/// Runs a replica until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let state = AppState::build(config)?;
+    let addr = SocketAddr::new(state.config.bind_address, state.config.server_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    tracing::info!(%addr, "promsnmp listening");
+
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(
+        state
+            .collector
+            .clone()
+            .run(state.config.collection_interval, state.cancel.clone()),
+    );
+    if let Some(schedule) = state.config.discovery_schedule.clone() {
+        tasks.spawn(state.discovery.clone().run_schedule(schedule));
+    }
+    if state.config.discovery_on_start {
+        let discovery = state.discovery.clone();
+        tasks.spawn(async move { discovery.run_saved_seeds("DISCOVERY_ON_START").await });
+    }
+    state.ready.store(true, Ordering::Relaxed);
+
+    let server_state = state.clone();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        server_state.ready.store(false, Ordering::Relaxed);
+    };
+    warp::serve(crate::http::routes(state.clone()))
+        .incoming(listener)
+        .graceful(graceful)
+        .run()
+        .await;
+
+    state.cancel.cancel();
+    tasks.close();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        tasks.wait().await;
+        state.discovery.drain().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("background work did not finish within {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
+    // Whatever the last change was, it is on disk (a no-op when already written).
+    if let Ok(snapshot) = state.store.inventory().await {
+        let _ = state.writer.persist(&snapshot).await;
+    }
+    tracing::info!("promsnmp stopped");
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Polling: one poll of one device becomes a plain [`Sample`] (sysUpTime and
+//! the IF-MIB columns the Java PromSNMP reads); the [`Collector`] polls every
+//! inventory device each collection interval with bounded concurrency, serves
+//! scrapes from the store's cache, and makes sure concurrent scrapes of one
+//! device share a single walk. It knows nothing of HTTP or exposition formats.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::inventory::Device;
+use crate::sample::{InterfaceSample, PolledDevice, Sample, COUNTERS};
+use crate::snmp::{AgentParams, Session, SnmpError, SnmpValue};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Telemetry;
+
+const SYSTEM: [u64; 7] = [1, 3, 6, 1, 2, 1, 1];
+const IF_ENTRY: [u64; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
+const IFX_ENTRY: [u64; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
+
+/// Column numbers under ifEntry / ifXEntry.
+const IF_DESCR: u64 = 2;
+const IF_SPEED: u64 = 5;
+const IFX_NAME: u64 = 1;
+const IFX_HIGH_SPEED: u64 = 15;
+const IFX_ALIAS: u64 = 18;
+
+fn column(entry: &[u64], col: u64) -> Vec<u64> {
+    let mut v = entry.to_vec();
+    v.push(col);
+    v
+}
+
+/// sysDescr.0 … sysLocation.0
+pub fn system_oid(leaf: u64) -> Vec<u64> {
+    let mut v = SYSTEM.to_vec();
+    v.extend([leaf, 0]);
+    v
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CollectError {
+    #[error("device {device} has no agent to poll")]
+    NoAgent { device: String },
+    #[error("polling {device} failed: {source}")]
+    Snmp { device: String, source: SnmpError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The system group of an agent, as discovery stores it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SystemInfo {
+    pub sys_descr: String,
+    pub sys_name: String,
+    pub sys_contact: String,
+    pub sys_location: String,
+    pub sys_uptime_ticks: u32,
+}
+
+/// GETs the system group scalars in one request.
+pub async fn read_system(session: &mut Session) -> Result<SystemInfo, SnmpError> {
+    let oids: Vec<Vec<u64>> = [1, 3, 4, 5, 6]
+        .iter()
+        .map(|leaf| system_oid(*leaf))
+        .collect();
+    let values = session.get(&oids).await?;
+    let text = |leaf: u64| {
+        values
+            .iter()
+            .find(|(oid, _)| *oid == system_oid(leaf))
+            .and_then(|(_, v)| v.as_text())
+            .unwrap_or_default()
+    };
+    let uptime = values
+        .iter()
+        .find(|(oid, _)| *oid == system_oid(3))
+        .and_then(|(_, v)| v.as_u64())
+        .unwrap_or(0);
+    Ok(SystemInfo {
+        sys_descr: text(1),
+        sys_name: text(5),
+        sys_contact: text(4),
+        sys_location: text(6),
+        sys_uptime_ticks: uptime as u32,
+    })
+}
+
+/// What one poll cost on the wire.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollStats {
+    pub requests: u64,
+    pub duration: Duration,
+}
+
+/// Polls one device once: sysUpTime plus the IF-MIB columns.
+pub async fn poll_device(
+    device: &Device,
+    max_repetitions: u32,
+) -> Result<(Sample, PollStats), (CollectError, PollStats)> {
+    let started = Instant::now();
+    let name = device.sys_name.clone();
+    let Some(agent) = device.poll_agent() else {
+        return Err((CollectError::NoAgent { device: name }, PollStats::default()));
+    };
+    let params = match AgentParams::from_agent(agent, max_repetitions) {
+        Ok(p) => p,
+        Err(source) => {
+            return Err((
+                CollectError::Snmp {
+                    device: name,
+                    source,
+                },
+                PollStats::default(),
+            ))
+        }
+    };
+    let mut session = Session::new(params);
+    let result = walk_interfaces(&mut session).await;
+    let stats = PollStats {
+        requests: session.requests_sent,
+        duration: started.elapsed(),
+    };
+    match result {
+        Ok((uptime, interfaces)) => Ok((
+            Sample {
+                device_id: device.id.clone(),
+                device_name: device.sys_name.clone(),
+                target: agent.endpoint.target(),
+                polled_at_ms: chrono::Utc::now().timestamp_millis(),
+                poll_duration_seconds: stats.duration.as_secs_f64(),
+                sys_uptime_ticks: uptime,
+                interfaces,
+            },
+            stats,
+        )),
+        Err(source) => Err((
+            CollectError::Snmp {
+                device: name,
+                source,
+            },
+            stats,
+        )),
+    }
+}
+
+async fn walk_interfaces(session: &mut Session) -> Result<(u32, Vec<InterfaceSample>), SnmpError> {
+    let uptime = session
+        .get(&[system_oid(3)])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|(_, v)| v.as_u64())
+        .unwrap_or(0) as u32;
+
+    // Text/gauge columns first, then the counters, all walked together.
+    let mut columns = vec![
+        column(&IF_ENTRY, IF_DESCR),
+        column(&IF_ENTRY, IF_SPEED),
+        column(&IFX_ENTRY, IFX_NAME),
+        column(&IFX_ENTRY, IFX_HIGH_SPEED),
+        column(&IFX_ENTRY, IFX_ALIAS),
+    ];
+    let fixed = columns.len();
+    columns.extend(
+        COUNTERS
+            .iter()
+            .map(|c| column(&IFX_ENTRY, c.oid_suffix as u64)),
+    );
+    let walked = session.walk_columns(&columns).await?;
+
+    let mut interfaces: BTreeMap<u32, InterfaceSample> = BTreeMap::new();
+    for (col, rows) in walked.into_iter().enumerate() {
+        for (index, value) in rows {
+            let [if_index] = index[..] else { continue };
+            let Ok(if_index) = u32::try_from(if_index) else {
+                continue;
+            };
+            let iface = interfaces
+                .entry(if_index)
+                .or_insert_with(|| InterfaceSample {
+                    if_index,
+                    ..Default::default()
+                });
+            let text = || value.as_text().unwrap_or_default();
+            match col {
+                0 => iface.if_descr = text(),
+                1 => iface.if_speed_bps = value.as_u64(),
+                2 => iface.if_name = text(),
+                3 => iface.if_high_speed_mbps = value.as_u64(),
+                4 => iface.if_alias = text(),
+                n => {
+                    iface.counters[n - fixed] = match value {
+                        SnmpValue::Counter64(v) => Some(v),
+                        ref other => other.as_u64(),
+                    }
+                }
+            }
+        }
+    }
+    Ok((uptime, interfaces.into_values().collect()))
+}
+
+/// Polls devices and serves their latest results.
+pub struct Collector {
+    store: Arc<dyn Store>,
+    telemetry: Arc<Telemetry>,
+    max_repetitions: u32,
+    poll_concurrency: usize,
+    /// One lock per device, so concurrent scrapes share one walk.
+    device_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Collector {
+    pub fn new(
+        store: Arc<dyn Store>,
+        telemetry: Arc<Telemetry>,
+        max_repetitions: u32,
+        poll_concurrency: usize,
+    ) -> Self {
+        Collector {
+            store,
+            telemetry,
+            max_repetitions,
+            poll_concurrency,
+            device_locks: Default::default(),
+        }
+    }
+
+    fn device_lock(&self, device_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.device_locks.lock().expect("device locks");
+        if locks.len() > 4 * self.poll_concurrency + 1024 {
+            // Forget locks nobody holds (devices that left the inventory).
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(device_id.to_string()).or_default().clone()
+    }
+
+    /// Polls `device` now and stores the result.
+    pub async fn poll(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
+        let lock = self.device_lock(&device.id);
+        let _guard = lock.lock().await;
+        self.poll_locked(device).await
+    }
+
+    async fn poll_locked(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
+        self.telemetry.polls_in_flight.inc();
+        let result = poll_device(device, self.max_repetitions).await;
+        self.telemetry.polls_in_flight.dec();
+        match result {
+            Ok((sample, stats)) => {
+                self.telemetry.record_poll(&device.sys_name, stats, true);
+                Ok(self.store.record_poll(sample).await?)
+            }
+            Err((e, stats)) => {
+                self.telemetry.record_poll(&device.sys_name, stats, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// The cached poll of `device` if fresh, else a live poll (shared with any
+    /// concurrent scrape of the same device). `live` skips the cache.
+    pub async fn get_or_poll(
+        &self,
+        device: &Device,
+        live: bool,
+    ) -> Result<Arc<PolledDevice>, CollectError> {
+        if !live {
+            if let Some(hit) = self.store.cached_poll(&device.id).await? {
+                self.telemetry.cache_hit();
+                return Ok(hit.polled);
+            }
+        }
+        let started = Instant::now();
+        let lock = self.device_lock(&device.id);
+        let _guard = lock.lock().await;
+        if !live {
+            // Someone else may have polled while we waited for the lock.
+            if let Some(hit) = self.store.cached_poll(&device.id).await? {
+                if hit.stored_at >= started {
+                    self.telemetry.cache_hit();
+                    return Ok(hit.polled);
+                }
+            }
+            self.telemetry.cache_miss();
+        }
+        self.poll_locked(device).await
+    }
+
+    /// Polls every inventory device once, `poll_concurrency` at a time.
+    pub async fn poll_all(&self) -> (usize, usize) {
+        let inventory = match self.store.inventory().await {
+            Ok(s) => s.inventory,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the inventory; skipping this collection round");
+                return (0, 0);
+            }
+        };
+        let results: Vec<bool> = futures_util::stream::iter(inventory.devices.iter().cloned())
+            .map(|device| async move {
+                match self.poll(&device).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(device = %device.sys_name, error = %e, "background poll failed");
+                        false
+                    }
+                }
+            })
+            .buffer_unordered(self.poll_concurrency)
+            .collect()
+            .await;
+        let ok = results.iter().filter(|r| **r).count();
+        (ok, results.len() - ok)
+    }
+
+    /// Polls everything every `interval` until `cancel` fires; a round in
+    /// progress completes first.
+    pub async fn run(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let started = Instant::now();
+            let (ok, failed) = self.poll_all().await;
+            self.telemetry.collection_rounds.inc();
+            tracing::info!(
+                ok,
+                failed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "collection round finished"
+            );
+        }
+        tracing::info!("collector stopped");
+    }
+}

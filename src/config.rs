@@ -1,0 +1,368 @@
+//! Configuration from the environment, parsed and validated once, before any
+//! port is bound. Variable names and defaults are the Java PromSNMP's
+//! (DESIGN.md §1); new ones carry the `PROMSNMP_` prefix. Secrets are kept in
+//! [`Secret`]s so `Debug` never shows them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::inventory::Secret;
+
+pub const DEFAULT_INVENTORY_FILE: &str = "/app/data/promsnmp-inventory.json";
+pub const DEV_INVENTORY_FILE: &str = "./data/promsnmp-inventory.json";
+
+/// A variable that was set to something unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}{shown}: {problem} (expected {expected})", shown = .value.as_ref().map(|v| format!("=`{v}`")).unwrap_or_default())]
+pub struct ConfigError {
+    pub variable: &'static str,
+    /// The value, unless it is a secret.
+    pub value: Option<String>,
+    pub problem: String,
+    pub expected: &'static str,
+}
+
+/// When scheduled discovery runs.
+#[derive(Debug, Clone)]
+pub struct DiscoverySchedule {
+    pub schedule: cron::Schedule,
+    pub expression: String,
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub inventory_file: PathBuf,
+    pub encrypt_key: Secret,
+    pub tenant_id: String,
+    pub site_id: String,
+    pub site_label: Option<String>,
+    pub site_description: Option<String>,
+    pub site_address: Option<String>,
+    pub site_latitude: Option<f64>,
+    pub site_longitude: Option<f64>,
+    /// `None` when `DISCOVERY_CRON` is `-`.
+    pub discovery_schedule: Option<DiscoverySchedule>,
+    pub discovery_timezone: chrono_tz::Tz,
+    pub discovery_on_start: bool,
+    pub collection_interval: Duration,
+    pub cache_expiry: Duration,
+    pub cache_entry_count: usize,
+    pub server_port: u16,
+    pub bind_address: IpAddr,
+    pub redis_url: Option<Secret>,
+    /// Devices polled at once by the background collector.
+    pub poll_concurrency: usize,
+    /// Addresses probed at once by one discovery.
+    pub discovery_concurrency: usize,
+    /// Largest number of addresses one discovery request may expand to.
+    pub discovery_max_addresses: usize,
+    /// max-repetitions of GETBULK requests.
+    pub snmp_max_repetitions: u32,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let inventory_file = get("PROM_INV_FILE").map(PathBuf::from).unwrap_or_else(|| {
+            // Outside a container /app usually does not exist; keep dev runs working.
+            if std::path::Path::new("/app").is_dir() {
+                PathBuf::from(DEFAULT_INVENTORY_FILE)
+            } else {
+                PathBuf::from(DEV_INVENTORY_FILE)
+            }
+        });
+
+        let encrypt_key =
+            lookup("PROM_ENCRYPT_KEY").unwrap_or_else(|| crate::crypto::WELL_KNOWN_KEY.to_string());
+        if ![16, 24, 32].contains(&encrypt_key.len()) {
+            return Err(ConfigError {
+                variable: "PROM_ENCRYPT_KEY",
+                value: None,
+                problem: format!("the key is {} bytes long", encrypt_key.len()),
+                expected: "an AES key of exactly 16, 24 or 32 bytes",
+            });
+        }
+
+        let timezone_name = get("DISCOVERY_TZ").unwrap_or_else(|| "America/New_York".into());
+        let discovery_timezone =
+            chrono_tz::Tz::from_str(&timezone_name).map_err(|_| ConfigError {
+                variable: "DISCOVERY_TZ",
+                value: Some(timezone_name.clone()),
+                problem: "unknown time zone".into(),
+                expected: "an IANA zone name such as America/New_York or UTC",
+            })?;
+
+        let cron_expr = get("DISCOVERY_CRON").unwrap_or_else(|| "0 0 2 * * *".into());
+        let discovery_schedule = if cron_expr == "-" {
+            None
+        } else {
+            Some(DiscoverySchedule {
+                schedule: parse_cron(&cron_expr)?,
+                expression: cron_expr,
+                timezone: discovery_timezone,
+            })
+        };
+
+        let site_coordinate =
+            |name: &'static str, range: f64| -> Result<Option<f64>, ConfigError> {
+                get(name)
+                    .map(|v| match v.parse::<f64>() {
+                        Ok(x) if x.is_finite() && x.abs() <= range => Ok(x),
+                        _ => Err(ConfigError {
+                            variable: name,
+                            value: Some(v.clone()),
+                            problem: "not a coordinate".into(),
+                            expected: "decimal degrees",
+                        }),
+                    })
+                    .transpose()
+            };
+
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    variable: "REDIS_URL",
+                    value: None,
+                    problem: "not a Redis URL".into(),
+                    expected: "redis://host:port or rediss://host:port",
+                });
+            }
+        }
+
+        Ok(Config {
+            inventory_file,
+            encrypt_key: Secret(encrypt_key),
+            tenant_id: get("PROM_TENANT_ID").unwrap_or_else(|| "0123456789".into()),
+            site_id: get("PROM_SITE_ID").unwrap_or_else(|| "0123456789".into()),
+            site_label: get("PROM_SITE_LABEL"),
+            site_description: get("PROM_SITE_DESCR"),
+            site_address: get("PROM_SITE_ADDR"),
+            site_latitude: site_coordinate("PROM_SITE_LAT", 90.0)?,
+            site_longitude: site_coordinate("PROM_SITE_LONG", 180.0)?,
+            discovery_schedule,
+            discovery_timezone,
+            discovery_on_start: parse_bool(&get, "DISCOVERY_ON_START", false)?,
+            collection_interval: Duration::from_millis(parse_num(
+                &get,
+                "COLLECTION_INTERVAL",
+                300_000,
+                1_000,
+                86_400_000,
+                "milliseconds between polls, 1000-86400000",
+            )?),
+            cache_expiry: Duration::from_millis(parse_num(
+                &get,
+                "CACHE_EXP_MILLIS",
+                300_000,
+                1,
+                86_400_000,
+                "milliseconds, 1-86400000",
+            )?),
+            cache_entry_count: parse_num(
+                &get,
+                "CACHE_ENTRY_CNT",
+                10_000,
+                1,
+                10_000_000,
+                "a count, 1-10000000",
+            )? as usize,
+            server_port: parse_num(&get, "SERVER_PORT", 8080, 1, 65_535, "a TCP port, 1-65535")?
+                as u16,
+            bind_address: match get("PROMSNMP_BIND_ADDRESS") {
+                None => IpAddr::from([0, 0, 0, 0]),
+                Some(v) => v.parse().map_err(|_| ConfigError {
+                    variable: "PROMSNMP_BIND_ADDRESS",
+                    value: Some(v.clone()),
+                    problem: "not an IP address".into(),
+                    expected: "an IPv4 or IPv6 address such as 0.0.0.0 or 127.0.0.1",
+                })?,
+            },
+            redis_url: redis_url.map(Secret),
+            poll_concurrency: parse_num(
+                &get,
+                "PROMSNMP_POLL_CONCURRENCY",
+                32,
+                1,
+                4096,
+                "a count, 1-4096",
+            )? as usize,
+            discovery_concurrency: parse_num(
+                &get,
+                "PROMSNMP_DISCOVERY_CONCURRENCY",
+                64,
+                1,
+                4096,
+                "a count, 1-4096",
+            )? as usize,
+            discovery_max_addresses: parse_num(
+                &get,
+                "PROMSNMP_DISCOVERY_MAX_ADDRESSES",
+                4096,
+                1,
+                1 << 20,
+                "a count, 1-1048576",
+            )? as usize,
+            snmp_max_repetitions: parse_num(
+                &get,
+                "PROMSNMP_SNMP_MAX_REPETITIONS",
+                50,
+                1,
+                1000,
+                "a count, 1-1000",
+            )? as u32,
+        })
+    }
+
+    /// `tenant:site`, the identity of this site (and later its Redis namespace).
+    pub fn site_key(&self) -> String {
+        format!("{}:{}", self.tenant_id, self.site_id)
+    }
+}
+
+fn parse_cron(expr: &str) -> Result<cron::Schedule, ConfigError> {
+    let fields = expr.split_whitespace().count();
+    let err = |problem: String| ConfigError {
+        variable: "DISCOVERY_CRON",
+        value: Some(expr.to_string()),
+        problem,
+        expected: "six cron fields, seconds first (e.g. `0 0 2 * * *`), or `-` to disable",
+    };
+    if fields != 6 {
+        return Err(err(format!("{fields} fields")));
+    }
+    cron::Schedule::from_str(expr).map_err(|e| err(e.to_string()))
+}
+
+fn parse_num(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<u64, ConfigError> {
+    let Some(v) = get(name) else {
+        return Ok(default);
+    };
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(ConfigError {
+            variable: name,
+            value: Some(v),
+            problem: "out of range".into(),
+            expected,
+        }),
+        Err(_) => Err(ConfigError {
+            variable: name,
+            value: Some(v),
+            problem: "not a whole number".into(),
+            expected,
+        }),
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    let Some(v) = get(name) else {
+        return Ok(default);
+    };
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError {
+            variable: name,
+            value: Some(v),
+            problem: "not a boolean".into(),
+            expected: "true or false",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.server_port, 8080);
+        assert_eq!(c.collection_interval, Duration::from_millis(300_000));
+        assert_eq!(c.cache_entry_count, 10_000);
+        assert_eq!(c.discovery_timezone, chrono_tz::America::New_York);
+        assert!(c.discovery_schedule.is_some());
+        assert!(!c.discovery_on_start);
+        assert_eq!(c.site_key(), "0123456789:0123456789");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("SERVER_PORT", "70000"),
+            ("SERVER_PORT", "http"),
+            ("COLLECTION_INTERVAL", "-5"),
+            ("CACHE_ENTRY_CNT", "0"),
+            ("DISCOVERY_CRON", "0 2 * * *"),
+            ("DISCOVERY_CRON", "0 0 25 * * *"),
+            ("DISCOVERY_TZ", "Mars/Olympus"),
+            ("DISCOVERY_ON_START", "maybe"),
+            ("PROM_ENCRYPT_KEY", "tooshort"),
+            ("REDIS_URL", "localhost:6379"),
+        ] {
+            let e = with(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var);
+            let msg = e.to_string();
+            assert!(msg.contains(var) && msg.contains("expected"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_hidden() {
+        let e = with(&[("PROM_ENCRYPT_KEY", "my-secret")]).unwrap_err();
+        assert!(!e.to_string().contains("my-secret"));
+        let c = with(&[
+            ("PROM_ENCRYPT_KEY", "supersecretkey16"),
+            ("REDIS_URL", "redis://:pw@h:6379"),
+        ])
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("supersecretkey16") && !dbg.contains(":pw@"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn cron_can_be_disabled() {
+        assert!(with(&[("DISCOVERY_CRON", "-")])
+            .unwrap()
+            .discovery_schedule
+            .is_none());
+    }
+}

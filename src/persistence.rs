@@ -1,0 +1,306 @@
+//! The inventory file (`PROM_INV_FILE`): loaded once at start, rewritten after
+//! every change. Writes are atomic (temporary file in the same directory,
+//! fsync, rename, fsync of the directory), so a crash leaves either the old or
+//! the new file, never a mix. A file that exists but cannot be read, decrypted
+//! or parsed is an error for the caller to stop on; this module never
+//! overwrites such a file on its own. Encryption is `crypto`'s business.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::crypto::{CryptoError, InventoryCipher};
+use crate::inventory::{InvalidInventory, Inventory};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read inventory file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot decrypt inventory file {path} with PROM_ENCRYPT_KEY: {source}")]
+    Decrypt { path: PathBuf, source: CryptoError },
+    #[error("inventory file {path} decrypted but is not a valid inventory: {source}")]
+    Parse {
+        path: PathBuf,
+        source: InvalidInventory,
+    },
+    #[error("cannot write inventory file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The encrypted inventory file.
+#[derive(Debug)]
+pub struct InventoryFile {
+    path: PathBuf,
+    cipher: Arc<InventoryCipher>,
+    /// Serialises writers and remembers the newest version on disk, so an
+    /// older snapshot never replaces a newer one.
+    written_version: tokio::sync::Mutex<u64>,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl InventoryFile {
+    pub fn new(path: PathBuf, cipher: Arc<InventoryCipher>) -> Self {
+        InventoryFile {
+            path,
+            cipher,
+            written_version: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file. `Ok(None)` when there is no file yet. Temporary files
+    /// left by a write that was killed midway are removed.
+    pub fn load(&self) -> Result<Option<Inventory>, FileError> {
+        self.remove_stale_temp_files();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(FileError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let plaintext = if first == Some(&b'{') {
+            // A plaintext file (hand-written, or from a build without a key):
+            // readable, and the next write encrypts it.
+            tracing::warn!(path = %self.path.display(), "inventory file is plaintext JSON; it will be encrypted on the next change");
+            bytes
+        } else {
+            self.cipher
+                .decrypt(&bytes)
+                .map_err(|source| FileError::Decrypt {
+                    path: self.path.clone(),
+                    source,
+                })?
+        };
+        Inventory::from_json(&plaintext)
+            .map(Some)
+            .map_err(|source| FileError::Parse {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn remove_stale_temp_files(&self) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(path = %entry.path().display(), "removed a temporary file left by an interrupted write")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove stale temporary file")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `inventory` as `version` unless a newer version was written
+    /// already. Returns whether the file was replaced.
+    pub async fn save(&self, inventory: &Inventory, version: u64) -> Result<bool, FileError> {
+        let mut written = self.written_version.lock().await;
+        if version != 0 && version <= *written {
+            return Ok(false);
+        }
+        let envelope = self.cipher.encrypt(&inventory.to_json());
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomic(&path, envelope.as_bytes()))
+            .await
+            .expect("file writer task panicked")
+            .map_err(|source| FileError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        *written = version.max(*written);
+        tracing::debug!(path = %self.path.display(), version, devices = inventory.devices.len(), "inventory file written");
+        Ok(true)
+    }
+}
+
+/// Applies inventory changes to the store and writes each new version
+/// through to the file, so nothing an operator entered is lost on restart.
+pub struct InventoryWriter {
+    store: Arc<dyn crate::store::Store>,
+    file: Arc<InventoryFile>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
+}
+
+impl InventoryWriter {
+    pub fn new(
+        store: Arc<dyn crate::store::Store>,
+        file: Arc<InventoryFile>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Self {
+        InventoryWriter {
+            store,
+            file,
+            telemetry,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn crate::store::Store> {
+        &self.store
+    }
+
+    /// Applies `change`; on success the new version is on disk before this returns.
+    pub async fn apply(
+        &self,
+        change: crate::store::InventoryChange<'_>,
+    ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
+        let snapshot = self.store.update_inventory(change).await?;
+        self.telemetry
+            .inventory_devices
+            .set(snapshot.inventory.devices.len() as i64);
+        self.telemetry
+            .discovery_seeds
+            .set(snapshot.inventory.discovery_seeds.len() as i64);
+        self.persist(&snapshot).await.map_err(|e| {
+            crate::store::StoreError::Unavailable(format!(
+                "the change is live but was not saved: {e}"
+            ))
+        })?;
+        Ok(snapshot)
+    }
+
+    /// Writes `snapshot` to the file (skipped when a newer version is there).
+    pub async fn persist(
+        &self,
+        snapshot: &crate::store::InventorySnapshot,
+    ) -> Result<(), FileError> {
+        match self.file.save(&snapshot.inventory, snapshot.version).await {
+            Ok(_) => {
+                self.telemetry
+                    .inventory_file_writes
+                    .with_label_values(&["ok"])
+                    .inc();
+                Ok(())
+            }
+            Err(e) => {
+                self.telemetry
+                    .inventory_file_writes
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::error!(error = %e, "inventory file write failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path) -> InventoryFile {
+        InventoryFile::new(
+            dir.join("inv.json"),
+            Arc::new(InventoryCipher::new(b"0123456789ABCDEF").unwrap()),
+        )
+    }
+
+    #[tokio::test]
+    async fn save_load_and_version_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path());
+        assert!(f.load().unwrap().is_none());
+        let mut inv = Inventory::default();
+        inv.discovery_seeds.push(
+            crate::inventory::DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#)
+                .unwrap(),
+        );
+        assert!(f.save(&inv, 2).await.unwrap());
+        assert!(
+            !f.save(&Inventory::default(), 1).await.unwrap(),
+            "older version must not replace newer"
+        );
+        assert_eq!(f.load().unwrap().unwrap(), inv);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files remain");
+    }
+
+    #[test]
+    fn unreadable_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path());
+        std::fs::write(f.path(), b"dGhpcyBpcyBub3QgYW4gaW52ZW50b3J5IGF0IGFsbA==").unwrap();
+        assert!(matches!(f.load(), Err(FileError::Decrypt { .. })));
+        std::fs::write(f.path(), b"").unwrap();
+        assert!(matches!(f.load(), Err(FileError::Decrypt { .. })));
+        std::fs::write(f.path(), b"{\"devices\": 3}").unwrap();
+        assert!(matches!(f.load(), Err(FileError::Parse { .. })));
+    }
+
+    #[tokio::test]
+    async fn interrupted_write_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path());
+        f.save(&Inventory::default(), 1).await.unwrap();
+        let stale = dir.path().join(".inv.json.tmp-123-4");
+        std::fs::write(&stale, b"half").unwrap();
+        let unrelated = dir.path().join("notes.txt");
+        std::fs::write(&unrelated, b"keep").unwrap();
+        assert!(f.load().unwrap().is_some());
+        assert!(!stale.exists() && unrelated.exists());
+    }
+}

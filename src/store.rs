@@ -1,0 +1,248 @@
+//! Everything a replica shares: the inventory (with a version number), cached
+//! polls, and the history behind derived values (utilisation histograms).
+//!
+//! [`Store`] is the seam: [`MemoryStore`] backs standalone mode; a Redis
+//! backend implements the same trait for the fleet. The inventory file is not
+//! in here: `app` writes it after each change (`persistence`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::inventory::{InvalidInventory, Inventory};
+use crate::sample::{DeviceHistory, PolledDevice, Sample};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Invalid(#[from] InvalidInventory),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An inventory as of one version.
+#[derive(Debug, Clone)]
+pub struct InventorySnapshot {
+    pub version: u64,
+    pub inventory: Arc<Inventory>,
+}
+
+/// A change to apply to the inventory. It may run more than once (a backend
+/// may retry on a concurrent change), so it must not have side effects; an
+/// error leaves the inventory untouched.
+pub type InventoryChange<'a> =
+    &'a (dyn Fn(&mut Inventory) -> Result<(), InvalidInventory> + Send + Sync);
+
+/// A cached poll and when it was stored.
+#[derive(Debug, Clone)]
+pub struct CachedPoll {
+    pub polled: Arc<PolledDevice>,
+    pub stored_at: Instant,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current inventory.
+    async fn inventory(&self) -> Result<InventorySnapshot, StoreError>;
+
+    /// Applies `change` atomically, validates the result and bumps the version.
+    /// Returns the new snapshot. On error nothing changes.
+    async fn update_inventory(
+        &self,
+        change: InventoryChange<'_>,
+    ) -> Result<InventorySnapshot, StoreError>;
+
+    /// A fresh (younger than the cache expiry) poll of `device_id`, if any.
+    async fn cached_poll(&self, device_id: &str) -> Result<Option<CachedPoll>, StoreError>;
+
+    /// Feeds `sample` into the device's history, caches the result and returns it.
+    async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError>;
+
+    /// Drops every cached poll (histories stay: their buckets only grow).
+    /// Returns how many entries were dropped.
+    async fn evict_cache(&self) -> Result<usize, StoreError>;
+
+    /// Number of cached polls (for self-metrics).
+    async fn cache_len(&self) -> usize;
+
+    /// Name of the backend, for health and logs.
+    fn backend(&self) -> &'static str;
+}
+
+/// In-process store for standalone mode.
+pub struct MemoryStore {
+    inventory: Mutex<InventorySnapshot>,
+    cache: Mutex<HashMap<String, CachedPoll>>,
+    histories: Mutex<HashMap<String, DeviceHistory>>,
+    cache_expiry: Duration,
+    cache_capacity: usize,
+}
+
+impl MemoryStore {
+    pub fn new(initial: Inventory, cache_expiry: Duration, cache_capacity: usize) -> Self {
+        MemoryStore {
+            inventory: Mutex::new(InventorySnapshot {
+                version: 1,
+                inventory: Arc::new(initial),
+            }),
+            cache: Mutex::new(HashMap::new()),
+            histories: Mutex::new(HashMap::new()),
+            cache_expiry,
+            cache_capacity: cache_capacity.max(1),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn inventory(&self) -> Result<InventorySnapshot, StoreError> {
+        Ok(self.inventory.lock().expect("inventory lock").clone())
+    }
+
+    async fn update_inventory(
+        &self,
+        change: InventoryChange<'_>,
+    ) -> Result<InventorySnapshot, StoreError> {
+        let snapshot = {
+            let mut current = self.inventory.lock().expect("inventory lock");
+            let mut next = (*current.inventory).clone();
+            change(&mut next)?;
+            next.validate()?;
+            *current = InventorySnapshot {
+                version: current.version + 1,
+                inventory: Arc::new(next),
+            };
+            current.clone()
+        };
+        // Devices that left the inventory keep no cache or history.
+        let ids: std::collections::HashSet<&str> = snapshot
+            .inventory
+            .devices
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .retain(|id, _| ids.contains(id.as_str()));
+        self.histories
+            .lock()
+            .expect("history lock")
+            .retain(|id, _| ids.contains(id.as_str()));
+        Ok(snapshot)
+    }
+
+    async fn cached_poll(&self, device_id: &str) -> Result<Option<CachedPoll>, StoreError> {
+        let mut cache = self.cache.lock().expect("cache lock");
+        match cache.get(device_id) {
+            Some(entry) if entry.stored_at.elapsed() < self.cache_expiry => Ok(Some(entry.clone())),
+            Some(_) => {
+                cache.remove(device_id);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
+        let device_id = sample.device_id.clone();
+        let polled = {
+            let mut histories = self.histories.lock().expect("history lock");
+            let history = histories.entry(device_id.clone()).or_default();
+            history.record(&sample);
+            Arc::new(PolledDevice::new(sample, history))
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= self.cache_capacity && !cache.contains_key(&device_id) {
+            // Full: drop expired entries, then the oldest one.
+            let expiry = self.cache_expiry;
+            cache.retain(|_, e| e.stored_at.elapsed() < expiry);
+            if cache.len() >= self.cache_capacity {
+                if let Some(oldest) = cache
+                    .iter()
+                    .min_by_key(|(_, e)| e.stored_at)
+                    .map(|(k, _)| k.clone())
+                {
+                    cache.remove(&oldest);
+                }
+            }
+        }
+        cache.insert(
+            device_id,
+            CachedPoll {
+                polled: polled.clone(),
+                stored_at: Instant::now(),
+            },
+        );
+        Ok(polled)
+    }
+
+    async fn evict_cache(&self) -> Result<usize, StoreError> {
+        let mut cache = self.cache.lock().expect("cache lock");
+        let n = cache.len();
+        cache.clear();
+        Ok(n)
+    }
+
+    async fn cache_len(&self) -> usize {
+        self.cache.lock().expect("cache lock").len()
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::DiscoverySeed;
+
+    fn sample(id: &str) -> Sample {
+        Sample {
+            device_id: id.into(),
+            device_name: id.into(),
+            target: "127.0.0.1:161".into(),
+            polled_at_ms: 0,
+            poll_duration_seconds: 0.0,
+            sys_uptime_ticks: 1,
+            interfaces: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_change_leaves_inventory_untouched() {
+        let store = MemoryStore::new(Inventory::default(), Duration::from_secs(60), 10);
+        let before = store.inventory().await.unwrap();
+        let err = store
+            .update_inventory(&|inv: &mut Inventory| {
+                inv.discovery_seeds.push(
+                    DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#).unwrap(),
+                );
+                Err(InvalidInventory::new("x", "refused"))
+            })
+            .await;
+        assert!(err.is_err());
+        let after = store.inventory().await.unwrap();
+        assert_eq!(after.version, before.version);
+        assert!(after.inventory.discovery_seeds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn cache_is_bounded_and_expires() {
+        let store = MemoryStore::new(Inventory::default(), Duration::from_millis(200), 2);
+        for id in ["a", "b", "c"] {
+            store.record_poll(sample(id)).await.unwrap();
+        }
+        assert_eq!(store.cache_len().await, 2);
+        assert!(
+            store.cached_poll("a").await.unwrap().is_none(),
+            "oldest entry evicted"
+        );
+        assert!(store.cached_poll("c").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(store.cached_poll("c").await.unwrap().is_none(), "expired");
+    }
+}

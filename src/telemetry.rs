@@ -1,0 +1,222 @@
+//! The exporter's own metrics (`/actuator/prometheus`): cache hits and misses,
+//! inventory size, SNMP requests / errors / poll durations by device, scrape
+//! durations, HTTP requests, discovery progress and `process_*`. Other modules
+//! report into it; it renders itself in the Prometheus text format.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::collector::PollStats;
+
+pub struct Telemetry {
+    pub registry: Registry,
+    cache_gets: IntCounterVec,
+    pub inventory_devices: IntGauge,
+    pub discovery_seeds: IntGauge,
+    snmp_requests: IntCounterVec,
+    snmp_poll_errors: IntCounterVec,
+    snmp_poll_duration: HistogramVec,
+    pub scrape_duration: HistogramVec,
+    pub http_requests: IntCounterVec,
+    pub polls_in_flight: IntGauge,
+    pub collection_rounds: IntCounter,
+    pub discoveries_running: IntGauge,
+    pub discovery_probes: IntCounter,
+    pub discovery_found: IntCounter,
+    pub inventory_file_writes: IntCounterVec,
+    pub cache_entries: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
+    h
+}
+
+const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector");
+        let t = Telemetry {
+            cache_gets: counter_vec(
+                &registry,
+                "cache_gets_total",
+                "Cache lookups by result.",
+                &["cache", "result"],
+            ),
+            inventory_devices: gauge(
+                &registry,
+                "promsnmp_inventory_device_count",
+                "Devices in the inventory.",
+            ),
+            discovery_seeds: gauge(
+                &registry,
+                "promsnmp_inventory_seed_count",
+                "Saved discovery seeds.",
+            ),
+            snmp_requests: counter_vec(
+                &registry,
+                "promsnmp_snmp_requests_total",
+                "SNMP requests sent (including retries) by device.",
+                &["device"],
+            ),
+            snmp_poll_errors: counter_vec(
+                &registry,
+                "promsnmp_snmp_poll_errors_total",
+                "Polls that failed, by device.",
+                &["device"],
+            ),
+            snmp_poll_duration: histogram_vec(
+                &registry,
+                "promsnmp_snmp_poll_duration_seconds",
+                "Time one poll of a device took.",
+                &["device"],
+                DURATION_BUCKETS.to_vec(),
+            ),
+            scrape_duration: histogram_vec(
+                &registry,
+                "promsnmp_scrape_duration_seconds",
+                "Time to answer a scrape, by endpoint.",
+                &["endpoint"],
+                DURATION_BUCKETS.to_vec(),
+            ),
+            http_requests: counter_vec(
+                &registry,
+                "promsnmp_http_requests_total",
+                "HTTP requests by route, method and status.",
+                &["route", "method", "status"],
+            ),
+            polls_in_flight: gauge(
+                &registry,
+                "promsnmp_polls_in_flight",
+                "Device polls running now.",
+            ),
+            collection_rounds: counter(
+                &registry,
+                "promsnmp_collection_rounds_total",
+                "Background collection rounds completed.",
+            ),
+            discoveries_running: gauge(
+                &registry,
+                "promsnmp_discoveries_running",
+                "Discovery jobs running now.",
+            ),
+            discovery_probes: counter(
+                &registry,
+                "promsnmp_discovery_probes_total",
+                "Addresses probed by discovery.",
+            ),
+            discovery_found: counter(
+                &registry,
+                "promsnmp_discovery_found_total",
+                "Agents found by discovery.",
+            ),
+            inventory_file_writes: counter_vec(
+                &registry,
+                "promsnmp_inventory_file_writes_total",
+                "Inventory file writes by result.",
+                &["result"],
+            ),
+            cache_entries: gauge(
+                &registry,
+                "promsnmp_cache_entries",
+                "Polls held in the metrics cache.",
+            ),
+            registry,
+        };
+        for result in ["hit", "miss"] {
+            t.cache_gets.with_label_values(&["metrics", result]);
+        }
+        for result in ["ok", "error"] {
+            t.inventory_file_writes.with_label_values(&[result]);
+        }
+        t
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_gets.with_label_values(&["metrics", "hit"]).inc();
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_gets
+            .with_label_values(&["metrics", "miss"])
+            .inc();
+    }
+
+    pub fn record_poll(&self, device: &str, stats: PollStats, ok: bool) {
+        self.snmp_requests
+            .with_label_values(&[device])
+            .inc_by(stats.requests);
+        self.snmp_poll_duration
+            .with_label_values(&[device])
+            .observe(stats.duration.as_secs_f64());
+        if !ok {
+            self.snmp_poll_errors.with_label_values(&[device]).inc();
+        }
+    }
+
+    /// Drops per-device series of devices no longer in the inventory.
+    pub fn forget_device(&self, device: &str) {
+        let _ = self.snmp_requests.remove_label_values(&[device]);
+        let _ = self.snmp_poll_errors.remove_label_values(&[device]);
+        let _ = self.snmp_poll_duration.remove_label_values(&[device]);
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to a Vec");
+        out
+    }
+}
