@@ -359,6 +359,32 @@ mod tests {
     }
 
     #[test]
+    fn cron_runs_in_its_time_zone() {
+        use chrono::TimeZone;
+        let c = with(&[]).unwrap();
+        let s = c.discovery_schedule.unwrap();
+        // 02:00 in New York is 07:00 UTC in winter (EST) and 06:00 UTC in summer (EDT).
+        let winter = s
+            .schedule
+            .after(&s.timezone.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap())
+            .next()
+            .unwrap();
+        assert_eq!(
+            winter.with_timezone(&chrono::Utc).to_rfc3339(),
+            "2026-01-10T07:00:00+00:00"
+        );
+        let summer = s
+            .schedule
+            .after(&s.timezone.with_ymd_and_hms(2026, 7, 10, 0, 0, 0).unwrap())
+            .next()
+            .unwrap();
+        assert_eq!(
+            summer.with_timezone(&chrono::Utc).to_rfc3339(),
+            "2026-07-10T06:00:00+00:00"
+        );
+    }
+
+    #[test]
     fn cron_can_be_disabled() {
         assert!(with(&[("DISCOVERY_CRON", "-")])
             .unwrap()

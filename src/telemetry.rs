@@ -177,6 +177,9 @@ impl Telemetry {
         for result in ["hit", "miss"] {
             t.cache_gets.with_label_values(&["metrics", result]);
         }
+        for endpoint in ["snmp", "metrics"] {
+            t.scrape_duration.with_label_values(&[endpoint]);
+        }
         for result in ["ok", "error"] {
             t.inventory_file_writes.with_label_values(&[result]);
         }

@@ -1,0 +1,307 @@
+//! The service around the polls: background collection and the cache,
+//! single-flight scrapes, format negotiation on `/metrics`, actuator and
+//! management endpoints, scheduled and on-start discovery, graceful shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn try_self_metric(p: &Promsnmp, series: &str) -> Option<f64> {
+    let body = http_get(&p.addr(), "/actuator/prometheus").text();
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn self_metric(p: &Promsnmp, series: &str) -> f64 {
+    try_self_metric(p, series)
+        .unwrap_or_else(|| panic!("no series `{series}` in /actuator/prometheus"))
+}
+
+fn device_doc(name: &str, port: u16, timeout_ms: u64) -> String {
+    format!(
+        r#"{{"devices":[{{"sysName":"{name}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{port}}},"version":1,"timeout":{timeout_ms},"retries":0,"readCommunity":"public"}}]}}]}}"#
+    )
+}
+
+#[test]
+fn background_collection_fills_the_cache() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "1000")]);
+    assert_eq!(
+        http_post_json(
+            &p.addr(),
+            "/promsnmp/inventory",
+            &device_doc("bg", snmpd.port, 1000)
+        )
+        .status,
+        200
+    );
+    wait_for(
+        "a background poll",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            (try_self_metric(&p, r#"promsnmp_snmp_requests_total{device="bg"}"#).unwrap_or(0.0)
+                > 0.0)
+                .then_some(())
+        },
+    );
+    let r = http_get(&p.addr(), "/snmp?target=bg");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        self_metric(&p, r#"cache_gets_total{cache="metrics",result="hit"}"#),
+        1.0
+    );
+    assert_eq!(
+        self_metric(&p, r#"cache_gets_total{cache="metrics",result="miss"}"#),
+        0.0
+    );
+    assert_eq!(self_metric(&p, "promsnmp_inventory_device_count"), 1.0);
+    // /metrics serves every cached device with a device_name label.
+    let m = http_get(&p.addr(), "/metrics").text();
+    assert!(m.contains(r#"sysUpTime{device_name="bg"}"#), "{m}");
+}
+
+#[test]
+fn concurrent_scrapes_share_one_poll() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    assert_eq!(
+        http_post_json(
+            &p.addr(),
+            "/promsnmp/inventory",
+            &device_doc("shared", snmpd.port, 1000)
+        )
+        .status,
+        200
+    );
+    let series = r#"promsnmp_snmp_requests_total{device="shared"}"#;
+    assert_eq!(
+        http_get(&p.addr(), "/snmp?target=shared&live=true").status,
+        200
+    );
+    let one_poll = self_metric(&p, series);
+    assert!(one_poll >= 2.0);
+    assert_eq!(
+        http_get(&p.addr(), "/promsnmp/evictCache").json()["evicted"],
+        1
+    );
+
+    let addr = p.addr();
+    let scrapes: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || http_get(&addr, "/snmp?target=shared").status)
+        })
+        .collect();
+    for s in scrapes {
+        assert_eq!(s.join().unwrap(), 200);
+    }
+    // Eight scrapes of an empty cache cost one poll, not eight.
+    assert_eq!(self_metric(&p, series), 2.0 * one_poll);
+}
+
+#[test]
+fn metrics_endpoint_negotiates_formats() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    assert_eq!(
+        http_post_json(
+            &p.addr(),
+            "/promsnmp/inventory",
+            &device_doc("fmt", snmpd.port, 1000)
+        )
+        .status,
+        200
+    );
+    assert_eq!(http_get(&p.addr(), "/snmp?target=fmt").status, 200);
+
+    let om = http_get(&p.addr(), "/metrics");
+    assert!(om
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert!(om.text().ends_with("# EOF\n"));
+    assert!(om.text().contains("# TYPE interface_utilization histogram"));
+
+    let text = http_request(
+        &p.addr(),
+        "GET",
+        "/metrics?target=fmt",
+        &[("Accept", "text/plain;version=0.0.4")],
+        b"",
+    );
+    assert!(text
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(text.text().contains("# TYPE ifHCInOctets counter"));
+
+    let proto_accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3";
+    for path in ["/metrics", "/snmp?target=fmt"] {
+        let pb = http_request(&p.addr(), "GET", path, &[("Accept", proto_accept)], b"");
+        assert_eq!(pb.status, 200);
+        assert!(
+            pb.header("content-type")
+                .unwrap()
+                .contains("encoding=delimited"),
+            "{path}"
+        );
+        // A length-delimited MetricFamily starts with a varint length, then field 1 (name).
+        assert!(
+            pb.body.len() > 10 && pb.body.windows(9).any(|w| w == b"sysUpTime"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn actuator_and_management_endpoints() {
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    let h = http_get(&p.addr(), "/actuator/health");
+    assert_eq!(h.status, 200);
+    let h = h.json();
+    assert_eq!(h["status"], "UP");
+    for c in ["inventory", "store", "livenessState", "readinessState"] {
+        assert_eq!(h["components"][c]["status"], "UP", "{c}: {h}");
+    }
+    assert_eq!(
+        http_get(&p.addr(), "/actuator/health/liveness").json()["status"],
+        "UP"
+    );
+    assert_eq!(
+        http_get(&p.addr(), "/actuator/health/readiness").json()["status"],
+        "UP"
+    );
+    let own = http_get(&p.addr(), "/actuator/prometheus").text();
+    for name in [
+        "cache_gets_total",
+        "promsnmp_inventory_device_count",
+        "promsnmp_scrape_duration_seconds",
+        "promsnmp_http_requests_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(own.contains(name), "missing {name}");
+    }
+    assert_eq!(http_get(&p.addr(), "/promsnmp/hello").status, 200);
+    assert_eq!(
+        http_get(&p.addr(), "/promsnmp/authProtocols")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    let privs = http_get(&p.addr(), "/promsnmp/privProtocols").json();
+    assert_eq!(
+        privs,
+        serde_json::json!(["DES", "AES128", "AES192", "AES256"])
+    );
+    let pools = http_get(&p.addr(), "/promsnmp/threadPools").json();
+    assert!(
+        pools["runtime"]["workers"].as_u64().unwrap() >= 1,
+        "{pools}"
+    );
+    assert_eq!(pools["collector"]["concurrency"], 32);
+    assert_eq!(http_get(&p.addr(), "/nope").status, 404);
+    assert_eq!(
+        http_request(&p.addr(), "PUT", "/promsnmp/inventory", &[], b"{}").status,
+        405
+    );
+}
+
+fn seed_file(dir: &std::path::Path, port: u16) {
+    // A plaintext file is accepted and encrypted on the next write.
+    let doc = format!(
+        r#"{{"devices":[],"discoverySeeds":[{{"id":"seed-1","potentialTargets":["127.0.0.1"],"port":{port},"version":"v2c","agentType":"snmp-community","readCommunity":"public"}}]}}"#
+    );
+    std::fs::write(dir.join("inventory.json"), doc).unwrap();
+}
+
+#[test]
+fn discovery_on_start_and_on_schedule() {
+    let snmpd = Snmpd::start(&SnmpdConfig {
+        sys_name: "sched".into(),
+        ..Default::default()
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    seed_file(dir.path(), snmpd.port);
+    let p = Promsnmp::start_in(
+        dir,
+        &[("DISCOVERY_CRON", "-"), ("DISCOVERY_ON_START", "true")],
+    );
+    wait_for(
+        "on-start discovery",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
+            (inv["devices"][0]["sysName"] == "sched").then_some(())
+        },
+    );
+    drop(p);
+
+    let dir = tempfile::tempdir().unwrap();
+    seed_file(dir.path(), snmpd.port);
+    let p = Promsnmp::start_in(
+        dir,
+        &[("DISCOVERY_CRON", "*/2 * * * * *"), ("DISCOVERY_TZ", "UTC")],
+    );
+    let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
+    assert_eq!(
+        inv["devices"].as_array().unwrap().len(),
+        0,
+        "nothing before the schedule fires"
+    );
+    wait_for(
+        "scheduled discovery",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
+            (inv["devices"][0]["sysName"] == "sched").then_some(())
+        },
+    );
+    let seed = http_get(&p.addr(), "/promsnmp/discovery/seed-1").json();
+    assert_eq!(seed["progress"]["found"], 1, "{seed}");
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests() {
+    // An agent that never answers: the scrape waits its full timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    assert_eq!(
+        http_post_json(
+            &p.addr(),
+            "/promsnmp/inventory",
+            &device_doc("slow", port, 1500)
+        )
+        .status,
+        200
+    );
+    let addr = p.addr();
+    let started = Instant::now();
+    let scrape = std::thread::spawn(move || http_get(&addr, "/snmp?target=slow"));
+    std::thread::sleep(Duration::from_millis(400));
+    let status = p.terminate();
+    let r = scrape.join().unwrap();
+    assert_eq!(
+        r.status,
+        503,
+        "the in-flight scrape got its answer: {}",
+        r.text()
+    );
+    assert!(r.text().contains("no answer"), "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(status.success(), "exit status {status:?}\n{}", p.log());
+    assert!(p.log().contains("promsnmp stopped"), "{}", p.log());
+}
