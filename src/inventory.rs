@@ -455,6 +455,40 @@ fn check_port(path: &str, port: u16) -> Result<(), InvalidInventory> {
     Ok(())
 }
 
+/// Timeout, retries and the version that fits the agent type, for agents and seeds alike.
+fn check_session(
+    path: &str,
+    agent_type: AgentType,
+    version: SnmpVersion,
+    timeout_ms: u64,
+    retries: u32,
+    noun: &str,
+) -> Result<(), InvalidInventory> {
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        return Err(InvalidInventory::new(
+            format!("{path}.timeout"),
+            "expected 1-60000 ms",
+        ));
+    }
+    if retries > 10 {
+        return Err(InvalidInventory::new(
+            format!("{path}.retries"),
+            "expected 0-10",
+        ));
+    }
+    match (agent_type, version) {
+        (AgentType::Community, SnmpVersion::V3) => Err(InvalidInventory::new(
+            format!("{path}.version"),
+            format!("snmp-community {noun} use v1 or v2c"),
+        )),
+        (AgentType::User, SnmpVersion::V1 | SnmpVersion::V2c) => Err(InvalidInventory::new(
+            format!("{path}.version"),
+            format!("snmp-user {noun} use v3"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Agent {
     /// Checks an agent and fills what can be inferred. `path` names it in errors.
     pub fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
@@ -468,33 +502,14 @@ impl Agent {
             ));
         }
         check_port(&format!("{path}.endpoint.port"), self.endpoint.port)?;
-        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
-            return Err(InvalidInventory::new(
-                format!("{path}.timeout"),
-                "expected 1-60000 ms",
-            ));
-        }
-        if self.retries > 10 {
-            return Err(InvalidInventory::new(
-                format!("{path}.retries"),
-                "expected 0-10",
-            ));
-        }
-        match (self.agent_type, self.version) {
-            (AgentType::Community, SnmpVersion::V3) => {
-                return Err(InvalidInventory::new(
-                    format!("{path}.version"),
-                    "snmp-community agents use v1 or v2c",
-                ))
-            }
-            (AgentType::User, SnmpVersion::V1 | SnmpVersion::V2c) => {
-                return Err(InvalidInventory::new(
-                    format!("{path}.version"),
-                    "snmp-user agents use v3",
-                ))
-            }
-            _ => {}
-        }
+        check_session(
+            path,
+            self.agent_type,
+            self.version,
+            self.timeout_ms,
+            self.retries,
+            "agents",
+        )?;
         match self.agent_type {
             AgentType::Community => {
                 if self.read_community.as_ref().is_none_or(|c| c.0.is_empty()) {
@@ -558,33 +573,14 @@ impl DiscoverySeed {
             ));
         }
         check_port(&format!("{path}.port"), self.port)?;
-        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
-            return Err(InvalidInventory::new(
-                format!("{path}.timeout"),
-                "expected 1-60000 ms",
-            ));
-        }
-        if self.retries > 10 {
-            return Err(InvalidInventory::new(
-                format!("{path}.retries"),
-                "expected 0-10",
-            ));
-        }
-        match (self.agent_type, self.version) {
-            (AgentType::Community, SnmpVersion::V3) => {
-                return Err(InvalidInventory::new(
-                    format!("{path}.version"),
-                    "snmp-community seeds use v1 or v2c",
-                ))
-            }
-            (AgentType::User, SnmpVersion::V1 | SnmpVersion::V2c) => {
-                return Err(InvalidInventory::new(
-                    format!("{path}.version"),
-                    "snmp-user seeds use v3",
-                ))
-            }
-            _ => {}
-        }
+        check_session(
+            path,
+            self.agent_type,
+            self.version,
+            self.timeout_ms,
+            self.retries,
+            "seeds",
+        )?;
         match self.agent_type {
             AgentType::Community => {
                 if self.read_community.as_ref().is_none_or(|c| c.0.is_empty()) {
@@ -746,30 +742,38 @@ impl Inventory {
     /// Adds a discovered device, or refreshes the one already polled at the same
     /// endpoint (keeping its id). Returns the device id.
     pub fn upsert_discovered(&mut self, mut found: Device) -> String {
-        let endpoint = found.poll_agent().map(|a| a.endpoint.clone());
+        let Some(mut agent) = found.poll_agent().cloned() else {
+            return String::new();
+        };
         let existing = self
             .devices
             .iter_mut()
-            .find(|d| d.poll_agent().map(|a| &a.endpoint) == endpoint.as_ref());
+            .find(|d| d.poll_agent().map(|a| &a.endpoint) == Some(&agent.endpoint));
         match existing {
             Some(d) => {
                 d.sys_name = found.sys_name;
                 d.sys_descr = found.sys_descr;
                 d.sys_contact = found.sys_contact;
                 d.sys_location = found.sys_location;
-                if let (Some(old), Some(new)) =
-                    (d.poll_agent().cloned(), found.primary_agent.as_mut())
-                {
-                    new.id = old.id;
-                    new.discovered_at = old.discovered_at.or(new.discovered_at);
+                // The agent at this endpoint gets the credentials that worked;
+                // the device's other agents stay as they are.
+                if let Some(old) = d.poll_agent() {
+                    agent.id = old.id.clone();
+                    agent.discovered_at = old.discovered_at.or(agent.discovered_at);
                 }
-                d.agents = found.agents;
-                d.primary_agent = found.primary_agent;
-                if let Some(primary) = &d.primary_agent {
-                    if let Some(a) = d.agents.first_mut() {
-                        a.id = primary.id.clone();
-                        a.discovered_at = primary.discovered_at;
-                    }
+                let mut replaced = false;
+                for a in d.agents.iter_mut().filter(|a| a.endpoint == agent.endpoint) {
+                    *a = agent.clone();
+                    replaced = true;
+                }
+                if !replaced {
+                    d.agents.insert(0, agent.clone());
+                }
+                if d.primary_agent
+                    .as_ref()
+                    .is_some_and(|p| p.endpoint == agent.endpoint)
+                {
+                    d.primary_agent = Some(agent);
                 }
                 d.id.clone()
             }
@@ -970,6 +974,40 @@ mod tests {
         for t in ["core-sw2", "10.0.0.2", "10.0.0.1:162"] {
             assert!(inv.find_device(t).is_none(), "{t}");
         }
+    }
+
+    #[test]
+    fn rediscovery_updates_the_agent_and_keeps_the_rest() {
+        let mut inv = Inventory::from_json(JAVA_DOC.as_bytes()).unwrap();
+        let device_id = inv.devices[0].id.clone();
+        let old_agent_id = inv.devices[0].agents[0].id.clone();
+        let mut second = inv.devices[0].agents[0].clone();
+        second.endpoint.port = 1161;
+        second.id = "second".into();
+        inv.devices[0].agents.push(second);
+        let seed =
+            DiscoverySeed::from_json(br#"{"potentialTargets":["10.0.0.1"],"readCommunity":"c2"}"#)
+                .unwrap();
+        let agent = seed.agent_for("10.0.0.1".parse().unwrap(), 161);
+        let found = Device {
+            id: String::new(),
+            sys_name: "renamed".into(),
+            sys_descr: String::new(),
+            sys_contact: String::new(),
+            sys_location: String::new(),
+            discovered_at: None,
+            agents: vec![agent.clone()],
+            primary_agent: Some(agent),
+        };
+        assert_eq!(inv.upsert_discovered(found), device_id);
+        assert_eq!(inv.devices.len(), 1);
+        let d = &inv.devices[0];
+        assert_eq!(d.sys_name, "renamed");
+        assert_eq!(d.agents.len(), 2, "the other agent stays");
+        assert_eq!(d.agents[0].id, old_agent_id);
+        assert_eq!(d.agents[0].read_community.as_ref().unwrap().expose(), "c2");
+        assert_eq!(d.agents[1].id, "second");
+        d.clone().validate("d").unwrap();
     }
 
     #[test]

@@ -186,6 +186,13 @@ pub fn priv_protocol(name: &str) -> Option<Cipher> {
     })
 }
 
+fn secret_bytes(secret: &Option<crate::inventory::Secret>) -> Vec<u8> {
+    secret
+        .as_ref()
+        .map(|p| p.expose().as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
 impl AgentParams {
     /// Session settings for a stored agent.
     pub fn from_agent(agent: &Agent, max_repetitions: u32) -> Result<AgentParams, SnmpError> {
@@ -199,14 +206,7 @@ impl AgentParams {
                         .as_deref()
                         .and_then(auth_protocol)
                         .ok_or_else(|| SnmpError::Config("authProtocol missing".into()))?;
-                    Some((
-                        proto,
-                        agent
-                            .auth_passphrase
-                            .as_ref()
-                            .map(|p| p.expose().as_bytes().to_vec())
-                            .unwrap_or_default(),
-                    ))
+                    Some((proto, secret_bytes(&agent.auth_passphrase)))
                 } else {
                     None
                 };
@@ -216,14 +216,7 @@ impl AgentParams {
                         .as_deref()
                         .and_then(priv_protocol)
                         .ok_or_else(|| SnmpError::Config("privProtocol missing".into()))?;
-                    Some((
-                        c,
-                        agent
-                            .priv_passphrase
-                            .as_ref()
-                            .map(|p| p.expose().as_bytes().to_vec())
-                            .unwrap_or_default(),
-                    ))
+                    Some((c, secret_bytes(&agent.priv_passphrase)))
                 } else {
                     None
                 };
@@ -238,11 +231,7 @@ impl AgentParams {
         Ok(AgentParams {
             target: agent.endpoint.target(),
             version: agent.version,
-            community: agent
-                .read_community
-                .as_ref()
-                .map(|c| c.expose().as_bytes().to_vec())
-                .unwrap_or_default(),
+            community: secret_bytes(&agent.read_community),
             usm,
             timeout: Duration::from_millis(agent.timeout_ms.max(1)),
             retries: agent.retries,

@@ -11,9 +11,8 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::fs;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -69,49 +68,14 @@ fn python(script: &str, args: &[&str]) -> Result<Vec<u8>, String> {
     } else {
         require_program("python3", "python3-cryptography")
     };
-    let mut child = Command::new(exe)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
-    let mut so = child.stdout.take().expect("piped stdout");
-    let mut se = child.stderr.take().expect("piped stderr");
-    let t_out = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t_err = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut status: Option<ExitStatus> = None;
-    for _ in 0..100_000 {
-        if let Ok(Some(s)) = child.try_wait() {
-            status = Some(s);
-            break;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let out = t_out.join().unwrap_or_default();
-    let err = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    match status {
-        Some(s) if s.success() => Ok(out),
-        Some(s) => Err(format!("python3 failed ({s}):\n{err}")),
-        None => Err(format!("python3 did not finish within 30 s:\n{err}")),
+    let out = run_bounded(
+        Command::new(exe).arg("-c").arg(script).args(args),
+        Duration::from_secs(30),
+    )?;
+    if out.status.success() {
+        Ok(out.stdout.into_bytes())
+    } else {
+        Err(format!("python3 failed ({}):\n{}", out.status, out.stderr))
     }
 }
 

@@ -217,14 +217,14 @@ impl Drop for ProcGuard {
     }
 }
 
-struct CmdOutput {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub struct CmdOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs a short-lived command with piped output, killing it after `timeout`.
-fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput, String> {
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
