@@ -21,6 +21,8 @@ use crate::telemetry::Telemetry;
 
 /// How long shutdown waits for background work before giving up on it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may run after the shutdown signal.
+const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -69,6 +71,8 @@ impl AppState {
         }
         let file = Arc::new(InventoryFile::new(config.inventory_file.clone(), cipher));
         let inventory = file.load()?.unwrap_or_default();
+        // The store starts at version 1: that version is what the file holds.
+        file.mark_written(1);
         tracing::info!(
             path = %config.inventory_file.display(),
             devices = inventory.devices.len(),
@@ -82,9 +86,12 @@ impl AppState {
         telemetry
             .discovery_seeds
             .set(inventory.discovery_seeds.len() as i64);
+        // `/metrics` serves a device's last poll until the next round has
+        // surely replaced it; `/snmp` only within CACHE_EXP_MILLIS.
+        let retention = config.metrics_max_age();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
             inventory,
-            config.cache_expiry,
+            retention,
             config.cache_entry_count,
         ));
         let writer = Arc::new(InventoryWriter::new(store.clone(), file, telemetry.clone()));
@@ -93,6 +100,7 @@ impl AppState {
             telemetry.clone(),
             config.snmp_max_repetitions,
             config.poll_concurrency,
+            config.cache_expiry,
         ));
         let cancel = CancellationToken::new();
         let discovery = Arc::new(Discovery::new(
@@ -146,16 +154,25 @@ pub async fn run(
     state.ready.store(true, Ordering::Relaxed);
 
     let server_state = state.clone();
+    let stop_requested = Arc::new(tokio::sync::Notify::new());
+    let notify = stop_requested.clone();
     let graceful = async move {
         shutdown.await;
         tracing::info!("shutdown requested: finishing in-flight requests");
         server_state.ready.store(false, Ordering::Relaxed);
+        notify.notify_one();
     };
-    warp::serve(crate::http::routes(state.clone()))
+    let server = warp::serve(crate::http::routes(state.clone()))
         .incoming(listener)
         .graceful(graceful)
-        .run()
-        .await;
+        .run();
+    tokio::select! {
+        _ = server => {}
+        _ = async {
+            stop_requested.notified().await;
+            tokio::time::sleep(GRACEFUL_TIMEOUT).await;
+        } => tracing::warn!("requests still open {GRACEFUL_TIMEOUT:?} after the shutdown signal; closing them"),
+    }
 
     state.cancel.cancel();
     tasks.close();

@@ -210,8 +210,29 @@ pub struct Collector {
     telemetry: Arc<Telemetry>,
     max_repetitions: u32,
     poll_concurrency: usize,
+    /// How old a cached poll a scrape may be served.
+    cache_expiry: Duration,
     /// One lock per device, so concurrent scrapes share one walk.
     device_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The last failed poll per device, so scrapes that waited for it share
+    /// its error instead of each walking an unreachable device again.
+    recent_failures: std::sync::Mutex<HashMap<String, (Instant, CollectError)>>,
+}
+
+/// Keeps `promsnmp_polls_in_flight` right even when a poll is cancelled.
+struct InFlight<'a>(&'a Telemetry);
+
+impl<'a> InFlight<'a> {
+    fn start(telemetry: &'a Telemetry) -> Self {
+        telemetry.polls_in_flight.inc();
+        InFlight(telemetry)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.polls_in_flight.dec();
+    }
 }
 
 impl Collector {
@@ -220,13 +241,16 @@ impl Collector {
         telemetry: Arc<Telemetry>,
         max_repetitions: u32,
         poll_concurrency: usize,
+        cache_expiry: Duration,
     ) -> Self {
         Collector {
             store,
             telemetry,
             max_repetitions,
             poll_concurrency,
+            cache_expiry,
             device_locks: Default::default(),
+            recent_failures: Default::default(),
         }
     }
 
@@ -235,6 +259,10 @@ impl Collector {
         if locks.len() > 4 * self.poll_concurrency + 1024 {
             // Forget locks nobody holds (devices that left the inventory).
             locks.retain(|_, l| Arc::strong_count(l) > 1);
+            self.recent_failures
+                .lock()
+                .expect("failures")
+                .retain(|id, _| locks.contains_key(id));
         }
         locks.entry(device_id.to_string()).or_default().clone()
     }
@@ -247,30 +275,43 @@ impl Collector {
     }
 
     async fn poll_locked(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
-        self.telemetry.polls_in_flight.inc();
+        let in_flight = InFlight::start(&self.telemetry);
         let result = poll_device(device, self.max_repetitions).await;
-        self.telemetry.polls_in_flight.dec();
+        drop(in_flight);
         match result {
             Ok((sample, stats)) => {
                 self.telemetry.record_poll(&device.sys_name, stats, true);
+                self.recent_failures
+                    .lock()
+                    .expect("failures")
+                    .remove(&device.id);
                 Ok(self.store.record_poll(sample).await?)
             }
             Err((e, stats)) => {
                 self.telemetry.record_poll(&device.sys_name, stats, false);
+                self.recent_failures
+                    .lock()
+                    .expect("failures")
+                    .insert(device.id.clone(), (Instant::now(), e.clone()));
                 Err(e)
             }
         }
     }
 
     /// The cached poll of `device` if fresh, else a live poll (shared with any
-    /// concurrent scrape of the same device). `live` skips the cache.
+    /// concurrent scrape of the same device, failures included). `live` skips
+    /// the cache.
     pub async fn get_or_poll(
         &self,
         device: &Device,
         live: bool,
     ) -> Result<Arc<PolledDevice>, CollectError> {
         if !live {
-            if let Some(hit) = self.store.cached_poll(&device.id).await? {
+            if let Some(hit) = self
+                .store
+                .cached_poll(&device.id, self.cache_expiry)
+                .await?
+            {
                 self.telemetry.cache_hit();
                 return Ok(hit.polled);
             }
@@ -280,10 +321,25 @@ impl Collector {
         let _guard = lock.lock().await;
         if !live {
             // Someone else may have polled while we waited for the lock.
-            if let Some(hit) = self.store.cached_poll(&device.id).await? {
+            if let Some(hit) = self
+                .store
+                .cached_poll(&device.id, self.cache_expiry)
+                .await?
+            {
                 if hit.stored_at >= started {
                     self.telemetry.cache_hit();
                     return Ok(hit.polled);
+                }
+            }
+            let failed = self
+                .recent_failures
+                .lock()
+                .expect("failures")
+                .get(&device.id)
+                .cloned();
+            if let Some((at, error)) = failed {
+                if at >= started {
+                    return Err(error);
                 }
             }
             self.telemetry.cache_miss();
@@ -292,7 +348,9 @@ impl Collector {
     }
 
     /// Polls every inventory device once, `poll_concurrency` at a time.
-    pub async fn poll_all(&self) -> (usize, usize) {
+    /// A poll still running after `poll_deadline` is abandoned (its device
+    /// keeps its last result), so one broken agent cannot stall the rounds.
+    pub async fn poll_all(&self, poll_deadline: Duration) -> (usize, usize) {
         let inventory = match self.store.inventory().await {
             Ok(s) => s.inventory,
             Err(e) => {
@@ -302,9 +360,13 @@ impl Collector {
         };
         let results: Vec<bool> = futures_util::stream::iter(inventory.devices.iter().cloned())
             .map(|device| async move {
-                match self.poll(&device).await {
-                    Ok(_) => true,
-                    Err(e) => {
+                match tokio::time::timeout(poll_deadline, self.poll(&device)).await {
+                    Ok(Ok(_)) => true,
+                    Err(_) => {
+                        tracing::warn!(device = %device.sys_name, deadline_ms = poll_deadline.as_millis() as u64, "background poll abandoned: it took longer than the collection interval");
+                        false
+                    }
+                    Ok(Err(e)) => {
                         tracing::warn!(device = %device.sys_name, error = %e, "background poll failed");
                         false
                     }
@@ -328,7 +390,7 @@ impl Collector {
                 _ = ticker.tick() => {}
             }
             let started = Instant::now();
-            let (ok, failed) = self.poll_all().await;
+            let (ok, failed) = self.poll_all(interval).await;
             self.telemetry.collection_rounds.inc();
             tracing::info!(
                 ok,

@@ -228,6 +228,13 @@ impl Config {
         })
     }
 
+    /// How old a device's last poll `/metrics` (every device) still serves: a
+    /// round must have replaced it by then, so devices do not flicker out of
+    /// the exposition between rounds.
+    pub fn metrics_max_age(&self) -> Duration {
+        self.cache_expiry.max(2 * self.collection_interval)
+    }
+
     /// `tenant:site`, the identity of this site (and later its Redis namespace).
     pub fn site_key(&self) -> String {
         format!("{}:{}", self.tenant_id, self.site_id)

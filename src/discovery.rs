@@ -1,17 +1,24 @@
 //! Discovery: expands a seed's targets (IPs, host names, CIDR blocks, with an
-//! upper bound), probes every address concurrently (bounded) for the SNMP
-//! system group, and adds each agent that answers to the inventory as a device
-//! named by its sysName. Jobs run in the background and report progress
-//! (probed / total / found); scheduled runs follow `DISCOVERY_CRON` in
-//! `DISCOVERY_TZ`. SNMP itself is `snmp`'s business, storage `persistence`'s.
+//! upper bound; duplicate addresses are probed once), probes them concurrently
+//! for the SNMP system group, and adds each agent that answers to the
+//! inventory as a device named by its sysName. Host names are resolved inside
+//! the probe stream. One semaphore bounds the probes in flight across all jobs
+//! of the process; found devices are written to the inventory in batches.
+//! Jobs run in the background and report progress (probed / total / found);
+//! cancellation stops new probes and still saves what was found. Scheduled
+//! runs follow `DISCOVERY_CRON` in `DISCOVERY_TZ`. SNMP itself is `snmp`'s
+//! business, storage `persistence`'s.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::collector::read_system;
@@ -21,8 +28,14 @@ use crate::persistence::InventoryWriter;
 use crate::snmp::{AgentParams, Session};
 use crate::telemetry::Telemetry;
 
-/// Finished jobs remembered for progress queries.
+/// Finished jobs remembered for progress queries (running jobs are always kept).
 const JOBS_KEPT: usize = 200;
+/// Found devices are written to the inventory once this many are pending…
+const FLUSH_DEVICES: usize = 64;
+/// …or this long after the previous write, and always when the job ends.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one host name may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One entry of a seed's target list, checked but not yet resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +84,7 @@ pub fn parse_targets(
             .parse::<IpAddr>()
         {
             TargetSpec::Address(ip)
-        } else if is_host_name(t) {
+        } else if crate::inventory::is_host_name(t) {
             TargetSpec::HostName(t.to_string())
         } else {
             return Err(InvalidInventory::new(
@@ -97,16 +110,64 @@ pub fn parse_targets(
     Ok(specs)
 }
 
-fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+/// What a job probes: each distinct address of the IP and CIDR targets once,
+/// and each distinct host name once (resolved when its turn comes).
+#[derive(Debug, Clone, PartialEq)]
+struct Expanded {
+    addresses: Vec<IpAddr>,
+    host_names: Vec<String>,
+}
+
+impl Expanded {
+    /// Probe items, and so the job's `total`: exact before anything is resolved.
+    fn total(&self) -> usize {
+        self.addresses.len() + self.host_names.len()
+    }
+}
+
+/// Expands checked targets (bounded by `parse_targets`). Addresses are
+/// deduplicated across IP and CIDR targets; host names are not resolved here,
+/// so a name that resolves to an address also listed is probed twice (harmless:
+/// the inventory upsert is keyed by endpoint).
+fn expand(specs: &[TargetSpec]) -> Expanded {
+    let mut addresses = BTreeSet::new();
+    let mut host_names = Vec::new();
+    let mut seen_names = HashSet::new();
+    for spec in specs {
+        match spec {
+            TargetSpec::Address(ip) => {
+                addresses.insert(*ip);
+            }
+            TargetSpec::Block(net) => addresses.extend(hosts(net)),
+            TargetSpec::HostName(name) => {
+                if seen_names.insert(name.to_ascii_lowercase()) {
+                    host_names.push(name.clone());
+                }
+            }
+        }
+    }
+    Expanded {
+        addresses: addresses.into_iter().collect(),
+        host_names,
+    }
+}
+
+/// One unit of probing work: holds one permit of the process-wide limit.
+enum ProbeItem {
+    Address(IpAddr),
+    HostName(String),
+}
+
+/// How one probe item ended.
+enum ProbeOutcome {
+    /// An agent answered at this address.
+    Found(IpAddr, Box<Device>),
+    /// Probed, no agent answered.
+    Silent,
+    /// A host name that could not be resolved (the error line); counts as probed.
+    Unresolved(String),
+    /// Stopped by cancellation before it was probed; not counted.
+    Cancelled,
 }
 
 /// Progress of one discovery job.
@@ -144,6 +205,14 @@ struct Job {
 }
 
 impl Job {
+    fn is_running(&self) -> bool {
+        self.finished.lock().expect("job lock").is_none()
+    }
+
+    fn error(&self, line: String) {
+        self.errors.lock().expect("job lock").push(line);
+    }
+
     fn progress(&self) -> JobProgress {
         let finished = self.finished.lock().expect("job lock").clone();
         JobProgress {
@@ -164,6 +233,9 @@ pub struct Discovery {
     writer: Arc<InventoryWriter>,
     telemetry: Arc<Telemetry>,
     concurrency: usize,
+    /// `concurrency` permits shared by every job: each probe holds one, so
+    /// all jobs together never have more than `concurrency` probes in flight.
+    probe_permits: Arc<Semaphore>,
     max_addresses: usize,
     max_repetitions: u32,
     jobs: Mutex<VecDeque<Arc<Job>>>,
@@ -180,10 +252,12 @@ impl Discovery {
         max_repetitions: u32,
         cancel: CancellationToken,
     ) -> Self {
+        let concurrency = concurrency.max(1);
         Discovery {
             writer,
             telemetry,
             concurrency,
+            probe_permits: Arc::new(Semaphore::new(concurrency)),
             max_addresses,
             max_repetitions,
             jobs: Mutex::new(VecDeque::new()),
@@ -199,10 +273,11 @@ impl Discovery {
     /// Checks `seed` and starts a job in the background. The job id is the seed id.
     pub fn submit(self: &Arc<Self>, seed: DiscoverySeed) -> Result<JobProgress, InvalidInventory> {
         let specs = parse_targets(&seed.potential_targets, self.max_addresses)?;
+        let targets = expand(&specs);
         let job = Arc::new(Job {
             id: seed.id.clone(),
             seed_id: seed.id.clone(),
-            total: AtomicUsize::new(specs.iter().map(|s| s.address_count() as usize).sum()),
+            total: AtomicUsize::new(targets.total()),
             probed: AtomicUsize::new(0),
             found: AtomicUsize::new(0),
             started_at: now_seconds().to_rfc3339(),
@@ -211,16 +286,21 @@ impl Discovery {
         });
         {
             let mut jobs = self.jobs.lock().expect("jobs lock");
-            jobs.retain(|j| j.id != job.id || j.finished.lock().expect("job lock").is_none());
+            // A new run of a seed replaces its finished runs.
+            jobs.retain(|j| j.id != job.id || j.is_running());
+            // Evict the oldest finished jobs; running ones are never evicted.
             while jobs.len() >= JOBS_KEPT {
-                jobs.pop_front();
+                let Some(oldest_done) = jobs.iter().position(|j| !j.is_running()) else {
+                    break;
+                };
+                jobs.remove(oldest_done);
             }
             jobs.push_back(job.clone());
         }
         let this = self.clone();
         let progress = job.progress();
         self.tasks
-            .spawn(async move { this.run_job(job, seed, specs).await });
+            .spawn(async move { this.run_job(job, seed, targets).await });
         Ok(progress)
     }
 
@@ -241,7 +321,7 @@ impl Discovery {
             .lock()
             .expect("jobs lock")
             .iter()
-            .filter(|j| j.finished.lock().expect("job lock").is_none())
+            .filter(|j| j.is_running())
             .count()
     }
 
@@ -249,82 +329,69 @@ impl Discovery {
         self.concurrency
     }
 
-    async fn run_job(&self, job: Arc<Job>, seed: DiscoverySeed, specs: Vec<TargetSpec>) {
+    async fn run_job(&self, job: Arc<Job>, seed: DiscoverySeed, targets: Expanded) {
         self.telemetry.discoveries_running.inc();
         tracing::info!(job = %job.id, targets = ?seed.potential_targets, total = job.total.load(Ordering::Relaxed), "discovery started");
-        let mut addresses: Vec<IpAddr> = Vec::new();
-        for spec in &specs {
-            match spec {
-                TargetSpec::Address(ip) => addresses.push(*ip),
-                TargetSpec::Block(net) => addresses.extend(hosts(net)),
-                TargetSpec::HostName(name) => {
-                    let lookup = tokio::time::timeout(
-                        std::time::Duration::from_secs(5),
-                        tokio::net::lookup_host((name.as_str(), seed.port)),
-                    )
-                    .await;
-                    let resolved = match lookup {
-                        Ok(Ok(mut found)) => found
-                            .next()
-                            .map(|sa| sa.ip())
-                            .ok_or_else(|| "no address".to_string()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("lookup timed out".to_string()),
-                    };
-                    match resolved {
-                        Ok(ip) => addresses.push(ip),
-                        Err(e) => {
-                            // An unresolvable name counts as probed (and not found).
-                            job.errors
-                                .lock()
-                                .expect("job lock")
-                                .push(format!("{name}: {e}"));
-                            job.probed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
-        }
-        addresses.sort();
-        addresses.dedup();
-        job.total.store(
-            addresses.len() + job.probed.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-
-        let probes = futures_util::stream::iter(addresses)
-            .map(|ip| {
-                let seed = seed.clone();
-                async move { (ip, self.probe(&seed, ip).await) }
-            })
-            .buffer_unordered(self.concurrency);
-        tokio::pin!(probes);
+        let seed = &seed;
+        let items = targets
+            .addresses
+            .into_iter()
+            .map(ProbeItem::Address)
+            .chain(targets.host_names.into_iter().map(ProbeItem::HostName));
+        // At most `concurrency` items buffered per job; the shared semaphore
+        // bounds what is actually in flight across jobs. Set to `None` on
+        // cancellation: that abandons the probes in flight (releasing their
+        // permits) and starts no new ones.
+        let mut probes = Some(Box::pin(
+            futures_util::stream::iter(items)
+                .map(|item| self.probe_item(seed, item))
+                .buffer_unordered(self.concurrency),
+        ));
+        // Found devices not yet written, and the write in progress (at most
+        // one; probing goes on while it runs).
+        let mut pending: Vec<(IpAddr, Device)> = Vec::new();
+        let mut flush: Option<BoxFuture<'_, ()>> = None;
+        let mut last_flush = tokio::time::Instant::now();
         let mut cancelled = false;
         loop {
-            let next = tokio::select! {
-                _ = self.cancel.cancelled() => { cancelled = true; break; }
-                n = probes.next() => n,
-            };
-            let Some((ip, result)) = next else { break };
-            job.probed.fetch_add(1, Ordering::Relaxed);
-            self.telemetry.discovery_probes.inc();
-            let Some(device) = result else { continue };
-            let name = device.sys_name.clone();
-            let change = move |inv: &mut Inventory| {
-                inv.upsert_discovered(device.clone());
-                Ok(())
-            };
-            match self.writer.apply(&change).await {
-                Ok(_) => {
-                    job.found.fetch_add(1, Ordering::Relaxed);
-                    self.telemetry.discovery_found.inc();
-                    tracing::info!(job = %job.id, address = %ip, sys_name = %name, "discovered agent");
+            if flush.is_none()
+                && !pending.is_empty()
+                && (probes.is_none()
+                    || pending.len() >= FLUSH_DEVICES
+                    || last_flush.elapsed() >= FLUSH_INTERVAL)
+            {
+                flush = Some(self.flush(&job, std::mem::take(&mut pending)).boxed());
+            }
+            if probes.is_none() && flush.is_none() {
+                // Nothing left to probe and everything found was written.
+                break;
+            }
+            let flush_due = last_flush + FLUSH_INTERVAL;
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled(), if probes.is_some() => {
+                    cancelled = true;
+                    probes = None;
                 }
-                Err(e) => job
-                    .errors
-                    .lock()
-                    .expect("job lock")
-                    .push(format!("{ip}: {e}")),
+                _ = async {
+                    match flush.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                }, if flush.is_some() => {
+                    flush = None;
+                    last_flush = tokio::time::Instant::now();
+                }
+                _ = tokio::time::sleep_until(flush_due), if flush.is_none() && !pending.is_empty() => {}
+                next = async {
+                    match probes.as_mut() {
+                        Some(p) => p.next().await,
+                        None => std::future::pending().await,
+                    }
+                }, if probes.is_some() => match next {
+                    None => probes = None,
+                    Some(outcome) => self.record(&job, outcome, &mut pending),
+                },
             }
         }
         let state = if cancelled {
@@ -336,6 +403,75 @@ impl Discovery {
         self.telemetry.discoveries_running.dec();
         let p = job.progress();
         tracing::info!(job = %job.id, probed = p.probed, found = p.found, state = ?state, "discovery finished");
+    }
+
+    /// Counts one finished probe item; an answering agent waits in `pending`
+    /// for the next inventory write.
+    fn record(&self, job: &Job, outcome: ProbeOutcome, pending: &mut Vec<(IpAddr, Device)>) {
+        match outcome {
+            ProbeOutcome::Cancelled => return,
+            ProbeOutcome::Unresolved(line) => job.error(line),
+            ProbeOutcome::Silent => self.telemetry.discovery_probes.inc(),
+            ProbeOutcome::Found(ip, device) => {
+                self.telemetry.discovery_probes.inc();
+                pending.push((ip, *device));
+            }
+        }
+        job.probed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes a batch of found devices to the inventory in one change.
+    async fn flush(&self, job: &Job, batch: Vec<(IpAddr, Device)>) {
+        let count = batch.len();
+        let change = |inv: &mut Inventory| {
+            for (_, device) in &batch {
+                inv.upsert_discovered(device.clone());
+            }
+            Ok(())
+        };
+        match self.writer.apply(&change).await {
+            Ok(_) => {
+                job.found.fetch_add(count, Ordering::Relaxed);
+                self.telemetry.discovery_found.inc_by(count as u64);
+                for (ip, device) in &batch {
+                    tracing::info!(job = %job.id, address = %ip, sys_name = %device.sys_name, "discovered agent");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.id, devices = count, error = %e, "cannot save discovered devices");
+                job.error(format!("saving {count} discovered device(s) failed: {e}"));
+            }
+        }
+    }
+
+    /// One probe item under one permit of the process-wide limit: resolves a
+    /// host name (bounded by `RESOLVE_TIMEOUT`), then probes the address.
+    async fn probe_item(&self, seed: &DiscoverySeed, item: ProbeItem) -> ProbeOutcome {
+        let _permit = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return ProbeOutcome::Cancelled,
+            permit = self.probe_permits.acquire() => {
+                permit.expect("the probe semaphore is never closed")
+            }
+        };
+        let ip = match item {
+            ProbeItem::Address(ip) => ip,
+            ProbeItem::HostName(name) => {
+                let resolved = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return ProbeOutcome::Cancelled,
+                    r = resolve(&name, seed.port) => r,
+                };
+                match resolved {
+                    Ok(ip) => ip,
+                    Err(e) => return ProbeOutcome::Unresolved(format!("{name}: {e}")),
+                }
+            }
+        };
+        match self.probe(seed, ip).await {
+            Some(device) => ProbeOutcome::Found(ip, Box::new(device)),
+            None => ProbeOutcome::Silent,
+        }
     }
 
     /// Asks `ip` for its system group with the seed's credentials.
@@ -408,6 +544,18 @@ impl Discovery {
     }
 }
 
+/// The first address `name` resolves to, within `RESOLVE_TIMEOUT`.
+async fn resolve(name: &str, port: u16) -> Result<IpAddr, String> {
+    match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port))).await {
+        Ok(Ok(mut found)) => found
+            .next()
+            .map(|sa| sa.ip())
+            .ok_or_else(|| "no address".to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("lookup timed out".to_string()),
+    }
+}
+
 fn hosts(net: &ipnet::IpNet) -> Vec<IpAddr> {
     match net {
         ipnet::IpNet::V4(n) if n.prefix_len() >= 31 => {
@@ -445,5 +593,32 @@ mod tests {
         assert!(t(&["127.0.0.1/33"]).is_err());
         assert!(t(&[]).is_err());
         assert_eq!(hosts(&"127.0.0.0/30".parse().unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn total_counts_distinct_addresses_plus_host_names() {
+        let targets: Vec<String> = ["127.0.0.1", "127.0.0.0/30", "127.0.0.2", "localhost"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let expanded = expand(&parse_targets(&targets, 4096).unwrap());
+        // 127.0.0.0/30 holds the hosts .1 and .2, which the two single IPs
+        // repeat: two distinct addresses, plus one (unresolved) host name.
+        assert_eq!(
+            expanded.addresses,
+            vec![
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "127.0.0.2".parse().unwrap()
+            ]
+        );
+        assert_eq!(expanded.host_names, vec!["localhost".to_string()]);
+        assert_eq!(expanded.total(), 2 + 1);
+        // The same host name twice is one probe item.
+        let twice = expand(&[
+            TargetSpec::HostName("localhost".into()),
+            TargetSpec::HostName("LOCALHOST".into()),
+            TargetSpec::Block("127.0.0.8/31".parse().unwrap()),
+        ]);
+        assert_eq!(twice.total(), 2 + 1);
     }
 }

@@ -235,7 +235,12 @@ fn percent_decode(s: &str) -> String {
 pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Response) {
     let path = req.path.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let m = &req.method;
     let get = m == Method::GET || m == Method::HEAD;
     let (route, plain, result): (&'static str, bool, Result<Response, ApiError>) = match segments
@@ -312,12 +317,14 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
         ["actuator", "prometheus"] if get => {
             ("/actuator/prometheus", false, Ok(self_metrics(state).await))
         }
-        ["snmp"]
-        | ["metrics"]
-        | ["targets"]
-        | ["promsnmp", _]
+        ["snmp" | "metrics" | "targets"]
+        | ["promsnmp", "inventory" | "discovery" | "hello" | "evictCache" | "authProtocols" | "privProtocols"
+        | "threadPools"]
         | ["promsnmp", "discovery", _]
-        | ["actuator", ..] => ("other", false, Err(ApiError::MethodNotAllowed(m.clone()))),
+        | ["actuator", "health" | "prometheus"]
+        | ["actuator", "health", "liveness" | "readiness"] => {
+            ("other", false, Err(ApiError::MethodNotAllowed(m.clone())))
+        }
         _ => (
             "other",
             false,
@@ -335,6 +342,23 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
 
 fn accept(req: &Request) -> Option<&str> {
     req.headers.get("accept").and_then(|v| v.to_str().ok())
+}
+
+/// The longest a scrape waits for a live poll when Prometheus does not say.
+const MAX_SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `X-Prometheus-Scrape-Timeout-Seconds` less a small margin for the answer itself.
+fn scrape_timeout(req: &Request) -> Option<std::time::Duration> {
+    let seconds: f64 = req
+        .headers
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds > 0.0)
+        .then(|| std::time::Duration::from_secs_f64((seconds * 0.95 - 0.05).clamp(0.1, 120.0)))
 }
 
 fn scrape_response(format: Format, body: Vec<u8>) -> Response {
@@ -364,10 +388,16 @@ async fn scrape_one(
             "unknown target `{target}`: no device in the inventory has this sysName, IP or IP:port"
         ))
     })?;
-    let polled = state
-        .collector
-        .get_or_poll(device, live)
+    // Answer before Prometheus gives up on the scrape (it sends its timeout).
+    let deadline = scrape_timeout(req).unwrap_or(MAX_SCRAPE_WAIT);
+    let polled = tokio::time::timeout(deadline, state.collector.get_or_poll(device, live))
         .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "polling `{target}` did not finish within {:.1} s (the scrape timeout)",
+                deadline.as_secs_f64()
+            ))
+        })?
         .map_err(|e| match e {
             CollectError::Store(s) => ApiError::from(s),
             other => ApiError::Unavailable(other.to_string()),
@@ -399,7 +429,11 @@ async fn metrics(state: &Arc<AppState>, req: &Request) -> Result<Response, ApiEr
     let snapshot = state.store.inventory().await?;
     let mut polls = Vec::with_capacity(snapshot.inventory.devices.len());
     for device in &snapshot.inventory.devices {
-        if let Some(hit) = state.store.cached_poll(&device.id).await? {
+        if let Some(hit) = state
+            .store
+            .cached_poll(&device.id, state.config.metrics_max_age())
+            .await?
+        {
             polls.push(hit.polled);
         }
     }
@@ -456,11 +490,22 @@ async fn export_inventory(state: &Arc<AppState>) -> Result<Response, ApiError> {
 }
 
 /// Replaces the inventory with the posted document, all or nothing.
+/// Without `discoverySeeds` the saved seeds stay; `devices` is required.
 async fn import_inventory(state: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
-    let imported = Inventory::from_json(&req.body)?;
+    let (imported, seeds_given) = Inventory::from_import_json(&req.body)?;
+    for (i, seed) in imported.discovery_seeds.iter().enumerate() {
+        crate::discovery::parse_targets(&seed.potential_targets, state.discovery.max_addresses())
+            .map_err(|e| {
+            InvalidInventory::new(format!("discoverySeeds[{i}].{}", e.field), e.message)
+        })?;
+    }
     let counts = (imported.devices.len(), imported.discovery_seeds.len());
     let change = move |inv: &mut Inventory| {
+        let seeds = std::mem::take(&mut inv.discovery_seeds);
         *inv = imported.clone();
+        if !seeds_given {
+            inv.discovery_seeds = seeds;
+        }
         Ok(())
     };
     let snapshot = state.writer.apply(&change).await?;
@@ -472,7 +517,11 @@ async fn import_inventory(state: &Arc<AppState>, req: &Request) -> Result<Respon
     );
     Ok(json_response(
         StatusCode::OK,
-        &json!({"devices": counts.0, "discoverySeeds": counts.1, "version": snapshot.version}),
+        &json!({
+            "devices": counts.0,
+            "discoverySeeds": snapshot.inventory.discovery_seeds.len(),
+            "version": snapshot.version,
+        }),
     ))
 }
 
@@ -509,12 +558,10 @@ async fn submit_discovery(state: &Arc<AppState>, req: &Request) -> Result<Respon
     if schedule_now {
         let progress = state.discovery.submit(seed)?;
         let mut r = json_response(StatusCode::ACCEPTED, &json!(progress));
-        r.headers_mut().insert(
-            "location",
-            format!("/promsnmp/discovery/{}", progress.id)
-                .parse()
-                .expect("valid header"),
-        );
+        // Ids are validated to a URL-safe alphabet; never fail the request over a header.
+        if let Ok(location) = format!("/promsnmp/discovery/{}", progress.id).parse() {
+            r.headers_mut().insert("location", location);
+        }
         return Ok(r);
     }
     Ok(json_response(StatusCode::CREATED, &json!(seed)))

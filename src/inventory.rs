@@ -489,11 +489,50 @@ fn check_session(
     }
 }
 
+/// Fills an empty id, or checks that a given one is safe in URLs, headers and logs.
+fn check_id(path: &str, id: &mut String) -> Result<(), InvalidInventory> {
+    if id.is_empty() {
+        *id = new_id();
+        return Ok(());
+    }
+    let ok = id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if !ok {
+        return Err(InvalidInventory::new(
+            format!("{path}.id"),
+            "expected at most 128 letters, digits, `.`, `_`, `:` or `-` (or leave it out to get a UUID)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `s` is a syntactically valid DNS host name.
+pub fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 impl Agent {
     /// Checks an agent and fills what can be inferred. `path` names it in errors.
     pub fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
-        if self.id.is_empty() {
-            self.id = new_id();
+        check_id(path, &mut self.id)?;
+        let address = &self.endpoint.address;
+        if !address.is_empty() && address.parse::<IpAddr>().is_err() && !is_host_name(address) {
+            return Err(InvalidInventory::new(
+                format!("{path}.endpoint.address"),
+                format!(
+                    "`{address}` is not an IP address or host name (put the port in endpoint.port)"
+                ),
+            ));
         }
         if self.endpoint.address.is_empty() {
             return Err(InvalidInventory::new(
@@ -557,9 +596,7 @@ impl Agent {
 
 impl DiscoverySeed {
     pub fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
-        if self.id.is_empty() {
-            self.id = new_id();
-        }
+        check_id(path, &mut self.id)?;
         self.potential_targets = self
             .potential_targets
             .iter()
@@ -666,9 +703,7 @@ impl Device {
     }
 
     fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
-        if self.id.is_empty() {
-            self.id = new_id();
-        }
+        check_id(path, &mut self.id)?;
         for (i, agent) in self.agents.iter_mut().enumerate() {
             agent.validate(&format!("{path}.agents[{i}]"))?;
         }
@@ -699,6 +734,29 @@ impl Inventory {
         let mut inv: Inventory = parse_json(bytes)?;
         inv.validate()?;
         Ok(inv)
+    }
+
+    /// Parses an import document (`POST /promsnmp/inventory`). `devices` must
+    /// be present — an empty list is an explicit wipe, a missing key (`{}`, or a
+    /// typo such as `device`) is refused. Also says whether `discoverySeeds`
+    /// was given, so a devices-only document keeps the saved seeds.
+    pub fn from_import_json(bytes: &[u8]) -> Result<(Inventory, bool), InvalidInventory> {
+        let inv = Inventory::from_json(bytes)?;
+        let top: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidInventory::new("body", e.to_string()))?;
+        let Some(object) = top.as_object() else {
+            return Err(InvalidInventory::new(
+                "body",
+                "expected a JSON object with `devices`",
+            ));
+        };
+        if !object.contains_key("devices") {
+            return Err(InvalidInventory::new(
+                "devices",
+                "required (send `\"devices\": []` to remove every device)",
+            ));
+        }
+        Ok((inv, object.contains_key("discoverySeeds")))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -742,38 +800,51 @@ impl Inventory {
     /// Adds a discovered device, or refreshes the one already polled at the same
     /// endpoint (keeping its id). Returns the device id.
     pub fn upsert_discovered(&mut self, mut found: Device) -> String {
-        let Some(mut agent) = found.poll_agent().cloned() else {
+        let Some(agent) = found.poll_agent().cloned() else {
             return String::new();
         };
-        let existing = self
-            .devices
-            .iter_mut()
-            .find(|d| d.poll_agent().map(|a| &a.endpoint) == Some(&agent.endpoint));
+        let existing = self.devices.iter_mut().find(|d| {
+            d.primary_agent
+                .iter()
+                .chain(d.agents.iter())
+                .any(|a| a.endpoint == agent.endpoint)
+        });
         match existing {
             Some(d) => {
                 d.sys_name = found.sys_name;
                 d.sys_descr = found.sys_descr;
                 d.sys_contact = found.sys_contact;
                 d.sys_location = found.sys_location;
-                // The agent at this endpoint gets the credentials that worked;
-                // the device's other agents stay as they are.
-                if let Some(old) = d.poll_agent() {
-                    agent.id = old.id.clone();
-                    agent.discovered_at = old.discovered_at.or(agent.discovered_at);
-                }
-                let mut replaced = false;
-                for a in d.agents.iter_mut().filter(|a| a.endpoint == agent.endpoint) {
-                    *a = agent.clone();
-                    replaced = true;
-                }
-                if !replaced {
-                    d.agents.insert(0, agent.clone());
-                }
-                if d.primary_agent
-                    .as_ref()
-                    .is_some_and(|p| p.endpoint == agent.endpoint)
+                // An agent of the same kind at this endpoint gets the credentials
+                // that just worked; its id, engineId, write community, timeout and
+                // retries stay. A different kind of agent is added beside the
+                // stored ones, which keep polling as before.
+                let same_kind = |a: &Agent| {
+                    a.endpoint == agent.endpoint
+                        && a.agent_type == agent.agent_type
+                        && a.version == agent.version
+                        && a.security_name == agent.security_name
+                };
+                let refresh = |a: &mut Agent| {
+                    a.read_community = agent.read_community.clone();
+                    a.security_level = agent.security_level;
+                    a.auth_protocol = agent.auth_protocol.clone();
+                    a.auth_passphrase = agent.auth_passphrase.clone();
+                    a.priv_protocol = agent.priv_protocol.clone();
+                    a.priv_passphrase = agent.priv_passphrase.clone();
+                };
+                let mut matched = false;
+                for a in d
+                    .primary_agent
+                    .iter_mut()
+                    .chain(d.agents.iter_mut())
+                    .filter(|a| same_kind(a))
                 {
-                    d.primary_agent = Some(agent);
+                    refresh(a);
+                    matched = true;
+                }
+                if !matched {
+                    d.agents.push(agent);
                 }
                 d.id.clone()
             }
@@ -977,37 +1048,74 @@ mod tests {
     }
 
     #[test]
-    fn rediscovery_updates_the_agent_and_keeps_the_rest() {
+    fn rediscovery_refreshes_credentials_and_keeps_the_rest() {
         let mut inv = Inventory::from_json(JAVA_DOC.as_bytes()).unwrap();
         let device_id = inv.devices[0].id.clone();
-        let old_agent_id = inv.devices[0].agents[0].id.clone();
-        let mut second = inv.devices[0].agents[0].clone();
-        second.endpoint.port = 1161;
-        second.id = "second".into();
-        inv.devices[0].agents.push(second);
-        let seed =
-            DiscoverySeed::from_json(br#"{"potentialTargets":["10.0.0.1"],"readCommunity":"c2"}"#)
-                .unwrap();
-        let agent = seed.agent_for("10.0.0.1".parse().unwrap(), 161);
-        let found = Device {
-            id: String::new(),
-            sys_name: "renamed".into(),
-            sys_descr: String::new(),
-            sys_contact: String::new(),
-            sys_location: String::new(),
-            discovered_at: None,
-            agents: vec![agent.clone()],
-            primary_agent: Some(agent),
+        let v3_agent = inv.devices[0].agents[0].clone();
+        let found = |seed: &str| {
+            let seed = DiscoverySeed::from_json(seed.as_bytes()).unwrap();
+            let agent = seed.agent_for("10.0.0.1".parse().unwrap(), 161);
+            Device {
+                id: String::new(),
+                sys_name: "renamed".into(),
+                sys_descr: String::new(),
+                sys_contact: String::new(),
+                sys_location: String::new(),
+                discovered_at: None,
+                agents: vec![agent.clone()],
+                primary_agent: Some(agent),
+            }
         };
-        assert_eq!(inv.upsert_discovered(found), device_id);
-        assert_eq!(inv.devices.len(), 1);
+        // Same kind (v3, same user): new passphrase, everything else kept.
+        let v3 = r#"{"potentialTargets":["10.0.0.1"],"version":"v3","agentType":"snmp-user","securityName":"monitor","authProtocol":"SHA256","authPassphrase":"newauth123","privProtocol":"AES","privPassphrase":"newpriv123"}"#;
+        assert_eq!(inv.upsert_discovered(found(v3)), device_id);
+        let a = &inv.devices[0].agents[0];
+        assert_eq!(a.auth_passphrase.as_ref().unwrap().expose(), "newauth123");
+        assert_eq!(
+            (a.id.as_str(), a.engine_id.as_deref(), a.timeout_ms),
+            (
+                v3_agent.id.as_str(),
+                v3_agent.engine_id.as_deref(),
+                v3_agent.timeout_ms
+            )
+        );
+        assert_eq!(inv.devices[0].sys_name, "renamed");
+        // Another kind (v2c): added beside the v3 agent, which still polls.
+        let v2 = r#"{"potentialTargets":["10.0.0.1"],"readCommunity":"c2"}"#;
+        assert_eq!(inv.upsert_discovered(found(v2)), device_id);
         let d = &inv.devices[0];
-        assert_eq!(d.sys_name, "renamed");
-        assert_eq!(d.agents.len(), 2, "the other agent stays");
-        assert_eq!(d.agents[0].id, old_agent_id);
-        assert_eq!(d.agents[0].read_community.as_ref().unwrap().expose(), "c2");
-        assert_eq!(d.agents[1].id, "second");
+        assert_eq!(inv.devices.len(), 1);
+        assert_eq!(d.agents.len(), 2);
+        assert_eq!(d.poll_agent().unwrap().id, v3_agent.id);
         d.clone().validate("d").unwrap();
+    }
+
+    #[test]
+    fn ids_and_addresses_are_checked() {
+        let bad_id = JAVA_DOC.replace("\"id\": \"s1\"", "\"id\": \"a\\nb\"");
+        assert_eq!(
+            Inventory::from_json(bad_id.as_bytes()).unwrap_err().field,
+            "discoverySeeds[0].id"
+        );
+        let bad_address = JAVA_DOC.replace("core-sw1/10.0.0.1", "10.0.0.1:161");
+        assert_eq!(
+            Inventory::from_json(bad_address.as_bytes())
+                .unwrap_err()
+                .field,
+            "devices[0].agents[0].endpoint.address"
+        );
+        assert_eq!(
+            Inventory::from_import_json(b"{}").unwrap_err().field,
+            "devices"
+        );
+        assert_eq!(
+            Inventory::from_import_json(br#"{"device": []}"#)
+                .unwrap_err()
+                .field,
+            "devices"
+        );
+        let (inv, seeds_given) = Inventory::from_import_json(br#"{"devices": []}"#).unwrap();
+        assert!(inv.devices.is_empty() && !seeds_given);
     }
 
     #[test]

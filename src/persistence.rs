@@ -6,6 +6,7 @@
 //! overwrites such a file on its own. Encryption is `crypto`'s business.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,6 +123,14 @@ impl InventoryFile {
         }
     }
 
+    /// Records that the file already holds `version` (the one just loaded), so
+    /// only real changes rewrite it.
+    pub fn mark_written(&self, version: u64) {
+        if let Ok(mut written) = self.written_version.try_lock() {
+            *written = version.max(*written);
+        }
+    }
+
     /// Writes `inventory` as `version` unless a newer version was written
     /// already. Returns whether the file was replaced.
     pub async fn save(&self, inventory: &Inventory, version: u64) -> Result<bool, FileError> {
@@ -174,7 +183,21 @@ impl InventoryWriter {
         &self,
         change: crate::store::InventoryChange<'_>,
     ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
+        let before = self.store.inventory().await.ok();
         let snapshot = self.store.update_inventory(change).await?;
+        if let Some(before) = before {
+            // Per-device self-metrics of devices that left (or were renamed) go too.
+            for old in &before.inventory.devices {
+                if !snapshot
+                    .inventory
+                    .devices
+                    .iter()
+                    .any(|d| d.sys_name == old.sys_name)
+                {
+                    self.telemetry.forget_device(&old.sys_name);
+                }
+            }
+        }
         self.telemetry
             .inventory_devices
             .set(snapshot.inventory.devices.len() as i64);
@@ -231,9 +254,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
+        // Owner-only: the file holds SNMP credentials.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -275,6 +300,13 @@ mod tests {
             "older version must not replace newer"
         );
         assert_eq!(f.load().unwrap().unwrap(), inv);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f.path()).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "credentials are readable by the owner only"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files remain");
     }

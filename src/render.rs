@@ -117,7 +117,8 @@ impl Format {
 /// How to render.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RenderOptions {
-    /// Start every series with a `device_name` label (for scrapes covering many devices).
+    /// Start every series with `device_name` and `device_id` labels (for scrapes
+    /// covering many devices; the id keeps two devices with one sysName apart).
     pub device_label: bool,
 }
 
@@ -292,7 +293,7 @@ fn interface_position(sample: &Sample, if_index: u32) -> Option<usize> {
 
 /// A device's label blocks (escaped, without braces), built once per render.
 struct TextLabels {
-    /// `device_name="…"`, or empty.
+    /// `device_name="…",device_id="…"`, or empty.
     device: String,
     /// Per entry of `sample.interfaces`: `[device_name="…",]ifIndex="…",ifName="…",…`.
     interfaces: Vec<String>,
@@ -305,6 +306,8 @@ impl TextLabels {
         if options.device_label {
             prefix.push_str("device_name=\"");
             push_escaped_label_value(&mut prefix, &sample.device_name);
+            prefix.push_str("\",device_id=\"");
+            push_escaped_label_value(&mut prefix, &sample.device_id);
             prefix.push_str("\",");
         }
         let interfaces = sample
@@ -545,7 +548,10 @@ impl ProtoLabels {
             value: Some(value.to_owned()),
         };
         let device_pairs: Vec<proto::LabelPair> = if options.device_label {
-            vec![pair("device_name", &sample.device_name)]
+            vec![
+                pair("device_id", &sample.device_id),
+                pair("device_name", &sample.device_name),
+            ]
         } else {
             Vec::new()
         };
@@ -555,7 +561,7 @@ impl ProtoLabels {
             .map(|iface| {
                 let mut pairs = Vec::with_capacity(device_pairs.len() + 4);
                 pairs.extend(device_pairs.iter().cloned());
-                // Sorted: device_name < ifAlias < ifDescr < ifIndex < ifName.
+                // Sorted: device_id < device_name < ifAlias < ifDescr < ifIndex < ifName.
                 pairs.push(pair("ifAlias", &iface.if_alias));
                 pairs.push(pair("ifDescr", &iface.if_descr));
                 pairs.push(pair("ifIndex", &iface.if_index.to_string()));
@@ -901,14 +907,14 @@ mod tests {
             assert_has_lines(
                 &text,
                 &[
-                    "sysUpTime{device_name=\"r1\"} 4242".into(),
-                    "sysUpTime{device_name=\"r\\\"2\"} 4242".into(),
-                    format!("ifHCInOctets{{device_name=\"r1\",{ETH0}}} 18446744073709551615"),
-                    format!("ifHCInOctets{{device_name=\"r\\\"2\",{WEIRD}}} 1"),
+                    "sysUpTime{device_name=\"r1\",device_id=\"id-r1\"} 4242".into(),
+                    "sysUpTime{device_name=\"r\\\"2\",device_id=\"id-r\\\"2\"} 4242".into(),
+                    format!("ifHCInOctets{{device_name=\"r1\",device_id=\"id-r1\",{ETH0}}} 18446744073709551615"),
+                    format!("ifHCInOctets{{device_name=\"r\\\"2\",device_id=\"id-r\\\"2\",{WEIRD}}} 1"),
                     format!(
-                        "interface_utilization_bucket{{device_name=\"r1\",{ETH0},le=\"1.0\"}} 4"
+                        "interface_utilization_bucket{{device_name=\"r1\",device_id=\"id-r1\",{ETH0},le=\"1.0\"}} 4"
                     ),
-                    "snmp_scrape_duration_seconds{device_name=\"r\\\"2\"} 0.25".into(),
+                    "snmp_scrape_duration_seconds{device_name=\"r\\\"2\",device_id=\"id-r\\\"2\"} 0.25".into(),
                 ],
             );
             assert_eq!(text.matches("ifHCInOctets{").count(), 4);
@@ -1057,7 +1063,14 @@ mod tests {
         let names: Vec<&str> = m.label.iter().map(|l| l.name.as_deref().unwrap()).collect();
         assert_eq!(
             names,
-            ["device_name", "ifAlias", "ifDescr", "ifIndex", "ifName"]
+            [
+                "device_id",
+                "device_name",
+                "ifAlias",
+                "ifDescr",
+                "ifIndex",
+                "ifName"
+            ]
         );
 
         let util = &families[8];
@@ -1100,9 +1113,10 @@ mod tests {
 
         // Labels lent to the metrics come back intact for the next family.
         let last = &families[9].metric[0];
-        assert_eq!(last.label.len(), 1);
+        assert_eq!(last.label.len(), 2);
         assert_eq!(label(last, "device_name"), Some("r1"));
-        assert_eq!(families[7].metric[0].label.len(), 5);
+        assert_eq!(label(last, "device_id"), Some("id-r1"));
+        assert_eq!(families[7].metric[0].label.len(), 6);
 
         let mut none = Vec::new();
         render(&[], Format::Protobuf, RenderOptions::default(), &mut none);

@@ -159,11 +159,20 @@ pub struct InterfaceHistory {
     pub last_in_octets: Option<u64>,
     pub last_out_octets: Option<u64>,
     pub histogram: UtilizationHistogram,
+    /// Consecutive polls that did not return this interface.
+    pub missed_polls: u32,
 }
+
+/// An interface absent from this many consecutive polls is forgotten. A
+/// short or failed walk must not reset histograms that only ever grow.
+pub const FORGET_INTERFACE_AFTER_POLLS: u32 = 100;
 
 /// Everything derived across polls of one device.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeviceHistory {
+    /// The agent (`ip:port`) the history was built from: counters of another
+    /// agent are not comparable.
+    pub target: String,
     /// sysUpTime of the previous poll (hundredths of a second).
     pub last_uptime_ticks: Option<u32>,
     /// Keyed by ifIndex.
@@ -176,6 +185,12 @@ impl DeviceHistory {
     /// that went backwards (wrap or reset) or an agent restart (sysUpTime went
     /// back) produce no observation, only a new baseline.
     pub fn record(&mut self, sample: &Sample) {
+        if self.target != sample.target {
+            *self = DeviceHistory {
+                target: sample.target.clone(),
+                ..Default::default()
+            };
+        }
         let elapsed_ticks = match self.last_uptime_ticks {
             Some(last) if sample.sys_uptime_ticks > last => Some(sample.sys_uptime_ticks - last),
             _ => None, // first poll, agent restart, or no time elapsed
@@ -183,6 +198,8 @@ impl DeviceHistory {
         self.last_uptime_ticks = Some(sample.sys_uptime_ticks);
         for iface in &sample.interfaces {
             let history = self.interfaces.entry(iface.if_index).or_default();
+            // Back after missing polls: its deltas span more than one interval.
+            let was_missed = std::mem::take(&mut history.missed_polls) > 0;
             let now_in = iface.counters[IN_OCTETS];
             let now_out = iface.counters[OUT_OCTETS];
             let delta = |now: Option<u64>, last: Option<u64>| match (now, last) {
@@ -193,7 +210,9 @@ impl DeviceHistory {
             let delta_out = delta(now_out, history.last_out_octets);
             history.last_in_octets = now_in;
             history.last_out_octets = now_out;
-            let (Some(elapsed), Some(speed)) = (elapsed_ticks, iface.speed_bps()) else {
+            let (Some(elapsed), Some(speed), false) =
+                (elapsed_ticks, iface.speed_bps(), was_missed)
+            else {
                 continue;
             };
             // A wrap or reset in either direction makes the poll useless for this interface.
@@ -208,10 +227,15 @@ impl DeviceHistory {
             let percent = busiest_octets as f64 * 8.0 * 100.0 / (speed as f64 * seconds);
             history.histogram.observe(percent);
         }
-        // Interfaces that disappeared keep no state.
         let present: std::collections::BTreeSet<u32> =
             sample.interfaces.iter().map(|i| i.if_index).collect();
-        self.interfaces.retain(|index, _| present.contains(index));
+        for (index, history) in self.interfaces.iter_mut() {
+            if !present.contains(index) {
+                history.missed_polls += 1;
+            }
+        }
+        self.interfaces
+            .retain(|_, h| h.missed_polls < FORGET_INTERFACE_AFTER_POLLS);
     }
 }
 
@@ -289,6 +313,32 @@ mod tests {
         h.record(&sample(150, 30, 0)); // normal again
         assert_eq!(h.interfaces[&1].histogram.count, 1);
         assert!(h.interfaces[&1].histogram.sum >= 0.0);
+    }
+
+    #[test]
+    fn history_survives_a_short_walk_and_resets_for_another_agent() {
+        let mut h = DeviceHistory::default();
+        h.record(&sample(100, 0, 0));
+        h.record(&sample(1100, 625_000, 0));
+        let mut empty = sample(1200, 0, 0);
+        empty.interfaces.clear();
+        h.record(&empty);
+        assert_eq!(
+            h.interfaces[&1].histogram.count, 1,
+            "kept through a poll without the interface"
+        );
+        h.record(&sample(1250, 650_000, 0));
+        assert_eq!(
+            h.interfaces[&1].histogram.count, 1,
+            "back after a gap: baseline only"
+        );
+        let mut moved = sample(1300, 700_000, 0);
+        moved.target = "127.0.0.2:161".into();
+        h.record(&moved);
+        assert_eq!(
+            h.interfaces[&1].histogram.count, 0,
+            "another agent starts afresh"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl std::fmt::Debug for UsmCredentials {
 }
 
 /// Everything needed to talk to one agent.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentParams {
     /// `host:port` as given; resolved when a session opens.
     pub target: String,
@@ -164,6 +164,19 @@ pub struct AgentParams {
     pub timeout: Duration,
     pub retries: u32,
     pub max_repetitions: u32,
+}
+
+impl std::fmt::Debug for AgentParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentParams")
+            .field("target", &self.target)
+            .field("version", &self.version)
+            .field("community", &"***")
+            .field("usm", &self.usm)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 pub fn auth_protocol(name: &str) -> Option<AuthProtocol> {
@@ -275,6 +288,8 @@ fn security(usm: &UsmCredentials, with_engine_id: bool) -> Result<Security, Snmp
 
 /// One SNMP session to one agent. Not shared between tasks.
 pub struct Session {
+    /// The stored engineId was refused once: discover it for the rest of the session.
+    stored_engine_id_failed: bool,
     params: AgentParams,
     inner: Option<Box<AsyncSession>>,
     /// Requests sent on the wire (including retries).
@@ -289,6 +304,7 @@ impl Session {
             params,
             inner: None,
             requests_sent: 0,
+            stored_engine_id_failed: false,
             request_time: Duration::ZERO,
         }
     }
@@ -412,10 +428,9 @@ impl Session {
         let attempts = self.params.retries + 1;
         let mut auth_updates = 0;
         let mut attempt = 0;
-        let mut engine_fallback_done = false;
         loop {
             if self.inner.is_none() {
-                let use_stored = !engine_fallback_done;
+                let use_stored = !self.stored_engine_id_failed;
                 match self.connect(use_stored).await {
                     Ok(()) => {}
                     Err(SnmpError::Timeout { .. }) if attempt + 1 < attempts => {
@@ -469,11 +484,11 @@ impl Session {
                     auth_updates += 1;
                 }
                 Ok(Err(snmp2::Error::AuthFailure(snmp2::v3::AuthErrorKind::EngineIdMismatch)))
-                    if !engine_fallback_done =>
+                    if !self.stored_engine_id_failed =>
                 {
                     // The stored engine id is stale: discover the real one.
                     tracing::info!(target = %self.params.target, "stored SNMPv3 engineId does not match the agent; rediscovering");
-                    engine_fallback_done = true;
+                    self.stored_engine_id_failed = true;
                     self.inner = None;
                 }
                 Ok(Err(snmp2::Error::Receive | snmp2::Error::Send)) => {
@@ -591,7 +606,10 @@ impl Session {
                 }
             }
         }
-        Ok(rows)
+        Err(SnmpError::Protocol {
+            target: self.params.target.clone(),
+            reason: format!("walk did not end after {MAX_REQUESTS_PER_WALK} requests"),
+        })
     }
 }
 

@@ -54,8 +54,12 @@ pub trait Store: Send + Sync + 'static {
         change: InventoryChange<'_>,
     ) -> Result<InventorySnapshot, StoreError>;
 
-    /// A fresh (younger than the cache expiry) poll of `device_id`, if any.
-    async fn cached_poll(&self, device_id: &str) -> Result<Option<CachedPoll>, StoreError>;
+    /// The latest poll of `device_id` if it is younger than `max_age`.
+    async fn cached_poll(
+        &self,
+        device_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<CachedPoll>, StoreError>;
 
     /// Feeds `sample` into the device's history, caches the result and returns it.
     async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError>;
@@ -76,12 +80,14 @@ pub struct MemoryStore {
     inventory: Mutex<InventorySnapshot>,
     cache: Mutex<HashMap<String, CachedPoll>>,
     histories: Mutex<HashMap<String, DeviceHistory>>,
-    cache_expiry: Duration,
+    /// Polls older than this are dropped first when the cache is full; no
+    /// reader asks for older ones.
+    retention: Duration,
     cache_capacity: usize,
 }
 
 impl MemoryStore {
-    pub fn new(initial: Inventory, cache_expiry: Duration, cache_capacity: usize) -> Self {
+    pub fn new(initial: Inventory, retention: Duration, cache_capacity: usize) -> Self {
         MemoryStore {
             inventory: Mutex::new(InventorySnapshot {
                 version: 1,
@@ -89,7 +95,7 @@ impl MemoryStore {
             }),
             cache: Mutex::new(HashMap::new()),
             histories: Mutex::new(HashMap::new()),
-            cache_expiry,
+            retention,
             cache_capacity: cache_capacity.max(1),
         }
     }
@@ -134,16 +140,16 @@ impl Store for MemoryStore {
         Ok(snapshot)
     }
 
-    async fn cached_poll(&self, device_id: &str) -> Result<Option<CachedPoll>, StoreError> {
-        let mut cache = self.cache.lock().expect("cache lock");
-        match cache.get(device_id) {
-            Some(entry) if entry.stored_at.elapsed() < self.cache_expiry => Ok(Some(entry.clone())),
-            Some(_) => {
-                cache.remove(device_id);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+    async fn cached_poll(
+        &self,
+        device_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<CachedPoll>, StoreError> {
+        let cache = self.cache.lock().expect("cache lock");
+        Ok(cache
+            .get(device_id)
+            .filter(|e| e.stored_at.elapsed() < max_age)
+            .cloned())
     }
 
     async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
@@ -157,8 +163,8 @@ impl Store for MemoryStore {
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() >= self.cache_capacity && !cache.contains_key(&device_id) {
             // Full: drop expired entries, then the oldest one.
-            let expiry = self.cache_expiry;
-            cache.retain(|_, e| e.stored_at.elapsed() < expiry);
+            let retention = self.retention;
+            cache.retain(|_, e| e.stored_at.elapsed() < retention);
             if cache.len() >= self.cache_capacity {
                 if let Some(oldest) = cache
                     .iter()
@@ -237,12 +243,21 @@ mod tests {
             store.record_poll(sample(id)).await.unwrap();
         }
         assert_eq!(store.cache_len().await, 2);
+        let max_age = Duration::from_millis(200);
         assert!(
-            store.cached_poll("a").await.unwrap().is_none(),
+            store.cached_poll("a", max_age).await.unwrap().is_none(),
             "oldest entry evicted"
         );
-        assert!(store.cached_poll("c").await.unwrap().is_some());
+        assert!(store.cached_poll("c", max_age).await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(store.cached_poll("c").await.unwrap().is_none(), "expired");
+        assert!(
+            store.cached_poll("c", max_age).await.unwrap().is_none(),
+            "expired"
+        );
+        let longer = Duration::from_secs(5);
+        assert!(
+            store.cached_poll("c", longer).await.unwrap().is_some(),
+            "a longer max age sees it"
+        );
     }
 }

@@ -63,7 +63,10 @@ fn background_collection_fills_the_cache() {
     assert_eq!(self_metric(&p, "promsnmp_inventory_device_count"), 1.0);
     // /metrics serves every cached device with a device_name label.
     let m = http_get(&p.addr(), "/metrics").text();
-    assert!(m.contains(r#"sysUpTime{device_name="bg"}"#), "{m}");
+    assert!(
+        m.contains(r#"sysUpTime{device_name="bg",device_id="#),
+        "{m}"
+    );
 }
 
 #[test]
@@ -304,4 +307,152 @@ fn sigterm_finishes_in_flight_requests() {
     assert!(started.elapsed() >= Duration::from_millis(1400));
     assert!(status.success(), "exit status {status:?}\n{}", p.log());
     assert!(p.log().contains("promsnmp stopped"), "{}", p.log());
+}
+
+#[test]
+fn failed_polls_are_shared_and_scrape_timeouts_honoured() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    assert_eq!(
+        http_post_json(
+            &p.addr(),
+            "/promsnmp/inventory",
+            &device_doc("mute", port, 1000)
+        )
+        .status,
+        200
+    );
+
+    // Six scrapes of a silent device wait for one poll's timeout, not six in a row.
+    let started = Instant::now();
+    let addr = p.addr();
+    let scrapes: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || http_get(&addr, "/snmp?target=mute").status)
+        })
+        .collect();
+    for s in scrapes {
+        assert_eq!(s.join().unwrap(), 503);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(2900),
+        "six scrapes took {elapsed:?}"
+    );
+
+    // Prometheus' scrape timeout bounds the wait for a slow poll.
+    let started = Instant::now();
+    let r = http_request(
+        &p.addr(),
+        "GET",
+        "/snmp?target=mute&live=true",
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "0.5")],
+        b"",
+    );
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("scrape timeout"), "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn metrics_keeps_devices_with_one_sysname_apart() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "1000")]);
+    let agent = format!(
+        r#"{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{}}},"version":1,"readCommunity":"public"}}"#,
+        snmpd.port
+    );
+    let doc = format!(
+        r#"{{"devices":[{{"id":"twin-a","sysName":"twin","agents":[{agent}]}},{{"id":"twin-b","sysName":"twin","agents":[{agent}]}}]}}"#
+    );
+    assert_eq!(
+        http_post_json(&p.addr(), "/promsnmp/inventory", &doc).status,
+        200
+    );
+    // The background round polls both devices.
+    let body = wait_for(
+        "both twins in /metrics",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            let body = http_request(
+                &p.addr(),
+                "GET",
+                "/metrics",
+                &[("Accept", "text/plain")],
+                b"",
+            )
+            .text();
+            (body.contains(r#"device_id="twin-a""#) && body.contains(r#"device_id="twin-b""#))
+                .then_some(body)
+        },
+    );
+    let series: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let unique: std::collections::HashSet<&&str> = series.iter().collect();
+    assert_eq!(
+        unique.len(),
+        series.len(),
+        "duplicate series in /metrics:\n{body}"
+    );
+}
+
+#[test]
+fn import_keeps_seeds_unless_given_and_refuses_empty_documents() {
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/discovery?scheduleNow=false&saveSeed=true",
+        r#"{"id":"keep-me","potentialTargets":["127.0.0.1"]}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = http_post_json(&p.addr(), "/promsnmp/inventory", "{}");
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("devices")),
+        "{}",
+        r.text()
+    );
+    let r = http_post_json(&p.addr(), "/promsnmp/inventory", r#"{"devices":[]}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        http_get(&p.addr(), "/promsnmp/discovery").json()[0]["id"],
+        "keep-me"
+    );
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/inventory",
+        r#"{"devices":[],"discoverySeeds":[{"potentialTargets":["10.0.0.0/8"]}]}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "discoverySeeds[0].potentialTargets[0]");
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/discovery",
+        r#"{"id":"a b","potentialTargets":["127.0.0.1"]}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("id")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(http_get(&p.addr(), "/promsnmp/nosuch").status, 404);
+    assert_eq!(
+        http_get(&p.addr(), "/promsnmp/discovery/keep-me").json()["id"],
+        "keep-me"
+    );
+    assert_eq!(
+        http_get(&p.addr(), "/promsnmp/discovery/keep%2Dme").json()["id"],
+        "keep-me"
+    );
 }
