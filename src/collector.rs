@@ -148,14 +148,6 @@ pub async fn poll_device(
 }
 
 async fn walk_interfaces(session: &mut Session) -> Result<(u32, Vec<InterfaceSample>), SnmpError> {
-    let uptime = session
-        .get(&[system_oid(3)])
-        .await?
-        .into_iter()
-        .next()
-        .and_then(|(_, v)| v.as_u64())
-        .unwrap_or(0) as u32;
-
     // Text/gauge columns first, then the counters, all walked together.
     let mut columns = vec![
         column(&IF_ENTRY, IF_DESCR),
@@ -170,10 +162,11 @@ async fn walk_interfaces(session: &mut Session) -> Result<(u32, Vec<InterfaceSam
             .iter()
             .map(|c| column(&IFX_ENTRY, c.oid_suffix as u64)),
     );
-    let walked = session.walk_columns(&columns).await?;
+    let walked = session.walk(&[system_oid(3)], &columns).await?;
+    let uptime = walked.scalars[0].as_u64().unwrap_or(0) as u32;
 
     let mut interfaces: BTreeMap<u32, InterfaceSample> = BTreeMap::new();
-    for (col, rows) in walked.into_iter().enumerate() {
+    for (col, rows) in walked.columns.into_iter().enumerate() {
         for (index, value) in rows {
             let [if_index] = index[..] else { continue };
             let Ok(if_index) = u32::try_from(if_index) else {

@@ -457,8 +457,8 @@ impl Session {
                 let pdu = match kind {
                     RequestKind::Get(_) => session.get_many(&oid_refs).await?,
                     RequestKind::GetNext(_) => session.getnext(oid_refs[0]).await?,
-                    RequestKind::GetBulk(_, max_rep) => {
-                        session.getbulk(&oid_refs, 0, max_rep).await?
+                    RequestKind::GetBulk(_, non_repeaters, max_rep) => {
+                        session.getbulk(&oid_refs, non_repeaters, max_rep).await?
                     }
                 };
                 let status = (pdu.error_status, pdu.error_index);
@@ -521,6 +521,19 @@ impl Session {
         }
     }
 
+    /// GETs scalar instances, one value per OID (an exception value where missing).
+    async fn get_scalars(&mut self, oids: &[Vec<u64>]) -> Result<Vec<SnmpValue>, SnmpError> {
+        let got = self.get(oids).await?;
+        Ok(oids
+            .iter()
+            .map(|want| {
+                got.iter()
+                    .find(|(oid, _)| oid == want)
+                    .map_or(SnmpValue::NoSuchInstance, |(_, v)| v.clone())
+            })
+            .collect())
+    }
+
     /// GETs scalars; exceptions (noSuchObject…) come back as values.
     pub async fn get(
         &mut self,
@@ -529,14 +542,22 @@ impl Session {
         self.request(RequestKind::Get(oids)).await
     }
 
-    /// Walks every column under `columns` (prefixes) and returns, per column,
-    /// the rows as (index suffix, value) in the order the agent gave them.
-    /// Stops a column at its end, at endOfMibView, or at an OID that does not
-    /// increase; copes with short responses; bounded in requests.
-    pub async fn walk_columns(
+    /// Reads the scalar instances `scalars` (e.g. sysUpTime.0) and walks every
+    /// column under `columns` (prefixes). Returns the scalars' values (an
+    /// exception value where the agent has none) and, per column, the rows as
+    /// (index suffix, value) in the agent's order. On v2c/v3 the scalars ride
+    /// in the first GETBULK as non-repeaters, saving a round trip. A column
+    /// stops at its end, at endOfMibView, or at an OID that does not increase;
+    /// short responses are fine; the walk is bounded in requests.
+    pub async fn walk(
         &mut self,
+        scalars: &[Vec<u64>],
         columns: &[Vec<u64>],
-    ) -> Result<Vec<Vec<(Vec<u64>, SnmpValue)>>, SnmpError> {
+    ) -> Result<Walk, SnmpError> {
+        let mut scalar_values: Option<Vec<SnmpValue>> = None;
+        if self.params.version == SnmpVersion::V1 && !scalars.is_empty() {
+            scalar_values = Some(self.get_scalars(scalars).await?);
+        }
         let mut last: Vec<Vec<u64>> = columns.to_vec();
         let mut done = vec![false; columns.len()];
         let mut rows: Vec<Vec<(Vec<u64>, SnmpValue)>> = vec![Vec::new(); columns.len()];
@@ -544,7 +565,14 @@ impl Session {
         for _ in 0..MAX_REQUESTS_PER_WALK {
             let active: Vec<usize> = (0..columns.len()).filter(|i| !done[*i]).collect();
             if active.is_empty() {
-                return Ok(rows);
+                let scalars = match scalar_values {
+                    Some(v) => v,
+                    None => self.get_scalars(scalars).await?,
+                };
+                return Ok(Walk {
+                    scalars,
+                    columns: rows,
+                });
             }
             if self.params.version == SnmpVersion::V1 {
                 // v1 has no GETBULK: one GETNEXT per unfinished column and row.
@@ -580,10 +608,44 @@ impl Session {
             let batch: Vec<usize> = active.iter().copied().take(columns_per_request).collect();
             let per_column = (MAX_VARBINDS_PER_REQUEST / batch.len() as u32)
                 .clamp(1, self.params.max_repetitions);
-            let request_oids: Vec<Vec<u64>> = batch.iter().map(|&c| last[c].clone()).collect();
-            let resp = self
-                .request(RequestKind::GetBulk(&request_oids, per_column))
+            // GETNEXT of an instance's parent (sysUpTime for sysUpTime.0) is the instance.
+            let with_scalars = scalar_values.is_none() && !scalars.is_empty();
+            let non_repeaters: Vec<Vec<u64>> = if with_scalars {
+                scalars
+                    .iter()
+                    .map(|o| o[..o.len().saturating_sub(1)].to_vec())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let request_oids: Vec<Vec<u64>> = non_repeaters
+                .iter()
+                .cloned()
+                .chain(batch.iter().map(|&c| last[c].clone()))
+                .collect();
+            let mut resp = self
+                .request(RequestKind::GetBulk(
+                    &request_oids,
+                    non_repeaters.len() as u32,
+                    per_column,
+                ))
                 .await?;
+            if with_scalars && resp.len() >= scalars.len() {
+                let rest = resp.split_off(scalars.len());
+                let values = scalars
+                    .iter()
+                    .zip(resp)
+                    .map(|(want, (oid, value))| {
+                        if oid == *want {
+                            value
+                        } else {
+                            SnmpValue::NoSuchInstance
+                        }
+                    })
+                    .collect();
+                scalar_values = Some(values);
+                resp = rest;
+            }
             if resp.is_empty() {
                 if batch.len() > 1 {
                     columns_per_request = batch.len() / 2;
@@ -634,17 +696,27 @@ fn accept_row(
     *last = oid;
 }
 
+/// The result of [`Session::walk`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Walk {
+    /// One value per requested scalar, in request order.
+    pub scalars: Vec<SnmpValue>,
+    /// Per column: (index suffix, value) rows.
+    pub columns: Vec<Vec<(Vec<u64>, SnmpValue)>>,
+}
+
 #[derive(Clone, Copy)]
 enum RequestKind<'a> {
     Get(&'a [Vec<u64>]),
     GetNext(&'a [Vec<u64>]),
-    GetBulk(&'a [Vec<u64>], u32),
+    /// OIDs, non-repeaters (the first OIDs), max-repetitions.
+    GetBulk(&'a [Vec<u64>], u32, u32),
 }
 
 impl<'a> RequestKind<'a> {
     fn oids(&self) -> &'a [Vec<u64>] {
         match *self {
-            RequestKind::Get(o) | RequestKind::GetNext(o) | RequestKind::GetBulk(o, _) => o,
+            RequestKind::Get(o) | RequestKind::GetNext(o) | RequestKind::GetBulk(o, _, _) => o,
         }
     }
 }

@@ -88,7 +88,7 @@ fn concurrent_scrapes_share_one_poll() {
         200
     );
     let one_poll = self_metric(&p, series);
-    assert!(one_poll >= 2.0);
+    assert!(one_poll >= 1.0);
     assert_eq!(
         http_get(&p.addr(), "/promsnmp/evictCache").json()["evicted"],
         1

@@ -354,15 +354,31 @@ fn namespace_device_with_200_interfaces() {
     let descr = walk(&dev.addr(), "1.3.6.1.2.1.2.2.1.2");
     assert_eq!(names.len(), dev.interfaces);
 
+    let in_pkts = |dev: &NetnsDevice| snmp_get_u64(&dev.addr(), "public", "1.3.6.1.2.1.11.1.0");
+    let pkts_before = in_pkts(&dev);
     let started = std::time::Instant::now();
     let live = http_get(&p.addr(), "/snmp?target=big-sw&live=true");
     let live_ms = started.elapsed().as_secs_f64() * 1e3;
+    // Less the one request of our own snmpget.
+    let poll_requests = in_pkts(&dev) - pkts_before - 1;
     assert_eq!(live.status, 200, "{}", live.text());
     let started = std::time::Instant::now();
     let cached = http_get(&p.addr(), "/snmp?target=big-sw");
     let cached_ms = started.elapsed().as_secs_f64() * 1e3;
     assert_eq!(cached.status, 200);
-    println!("200+ interface device: live scrape {live_ms:.1} ms, cached scrape {cached_ms:.1} ms");
+    println!(
+        "{} interfaces: live scrape {live_ms:.1} ms in {poll_requests} SNMP requests, cached scrape {cached_ms:.1} ms",
+        dev.interfaces
+    );
+    // net-snmp answers at most 100 varbinds per GETBULK (maxGetbulkResponses):
+    // 13 columns × N rows need ceil(13N / 100) requests, plus sysUpTime and the
+    // requests that find the columns' ends. One column per request, as
+    // snmp_exporter walks, would need about 13 × N / 25.
+    let floor = (13 * dev.interfaces as u64).div_ceil(100);
+    assert!(
+        poll_requests <= floor + 3,
+        "{poll_requests} requests for one poll (floor {floor})"
+    );
 
     let samples = parse_text(&live.text());
     for metric in [
@@ -477,4 +493,55 @@ fn short_bulk_responses_and_v1_walks() {
     for (index, (labels, _)) in by_if_index(&samples, "ifSpeed") {
         assert_eq!(labels["ifDescr"], descr[&index]);
     }
+}
+
+/// A stored engineId is used as is; a stale one falls back to discovery.
+#[test]
+fn v3_stored_engine_id_is_honoured_and_a_stale_one_recovers() {
+    let user = V3User::auth_priv("eng", "SHA-256", "authpass123", "AES", "privpass123");
+    let snmpd = Snmpd::start(&SnmpdConfig {
+        users: vec![user.clone()],
+        ..Default::default()
+    });
+    let args: Vec<String> = user.snmp_args();
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let addr = snmpd.addr();
+    argv.extend([addr.as_str(), "1.3.6.1.6.3.10.2.1.1.0"]);
+    let engine = snmp_cmd("snmpget", &argv);
+    let engine_hex: String = engine[0]
+        .2
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    assert!(engine_hex.len() >= 10, "engine id {engine:?}");
+
+    let agent = |engine_id: &str| {
+        format!(
+            r#"{{"type":"snmp-user","endpoint":{{"address":"127.0.0.1","port":{}}},"version":3,"securityName":"eng","securityLevel":3,"authProtocol":"SHA256","authPassphrase":"authpass123","privProtocol":"AES128","privPassphrase":"privpass123","engineId":"{engine_id}"}}"#,
+            snmpd.port
+        )
+    };
+    let doc = format!(
+        r#"{{"devices":[{{"sysName":"known","agents":[{}]}},{{"sysName":"stale","agents":[{}]}}]}}"#,
+        agent(&engine_hex),
+        agent("8000000001020304")
+    );
+    let p = Promsnmp::start(&quiet_env());
+    let r = http_post_json(&p.addr(), "/promsnmp/inventory", &doc);
+    assert_eq!(r.status, 200, "{}", r.text());
+    for name in ["known", "stale"] {
+        let r = http_get(&p.addr(), &format!("/snmp?target={name}&live=true"));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert!(r.text().contains("ifHCInOctets{"), "{name}");
+    }
+    assert!(
+        p.log().contains("stored SNMPv3 engineId does not match"),
+        "the stale id was noticed"
+    );
+    // The stored engineId survives export (it is the operator's setting).
+    let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
+    assert_eq!(
+        inv["devices"][0]["agents"][0]["engineId"],
+        engine_hex.to_ascii_lowercase()
+    );
 }
