@@ -286,6 +286,12 @@ fn security(usm: &UsmCredentials, with_engine_id: bool) -> Result<Security, Snmp
     Ok(sec)
 }
 
+/// (agent, stored engineId) pairs the agent refused: later sessions go
+/// straight to discovery instead of paying for the refusal again.
+type AgentEngineIds = std::collections::HashSet<(String, Vec<u8>)>;
+static STALE_ENGINE_IDS: std::sync::LazyLock<std::sync::Mutex<AgentEngineIds>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// One SNMP session to one agent. Not shared between tasks.
 pub struct Session {
     /// The stored engineId was refused once: discover it for the rest of the session.
@@ -300,11 +306,21 @@ pub struct Session {
 
 impl Session {
     pub fn new(params: AgentParams) -> Session {
+        let stale = params
+            .usm
+            .as_ref()
+            .and_then(|u| u.engine_id.as_ref())
+            .is_some_and(|id| {
+                STALE_ENGINE_IDS
+                    .lock()
+                    .expect("stale engine ids")
+                    .contains(&(params.target.clone(), id.clone()))
+            });
         Session {
             params,
             inner: None,
             requests_sent: 0,
-            stored_engine_id_failed: false,
+            stored_engine_id_failed: stale,
             request_time: Duration::ZERO,
         }
     }
@@ -486,9 +502,18 @@ impl Session {
                 Ok(Err(snmp2::Error::AuthFailure(snmp2::v3::AuthErrorKind::EngineIdMismatch)))
                     if !self.stored_engine_id_failed =>
                 {
-                    // The stored engine id is stale: discover the real one.
-                    tracing::info!(target = %self.params.target, "stored SNMPv3 engineId does not match the agent; rediscovering");
+                    // The stored engine id is stale: discover the real one, and
+                    // skip the stale one in later sessions (said once per agent).
                     self.stored_engine_id_failed = true;
+                    if let Some(id) = self.params.usm.as_ref().and_then(|u| u.engine_id.clone()) {
+                        let mut stale = STALE_ENGINE_IDS.lock().expect("stale engine ids");
+                        if stale.len() >= 10_000 {
+                            stale.clear();
+                        }
+                        if stale.insert((self.params.target.clone(), id)) {
+                            tracing::warn!(target = %self.params.target, "stored SNMPv3 engineId does not match the agent; discovering it on each poll (update the inventory's engineId)");
+                        }
+                    }
                     self.inner = None;
                 }
                 Ok(Err(snmp2::Error::Receive | snmp2::Error::Send)) => {

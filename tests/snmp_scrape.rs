@@ -529,7 +529,7 @@ fn v3_stored_engine_id_is_honoured_and_a_stale_one_recovers() {
     let p = Promsnmp::start(&quiet_env());
     let r = http_post_json(&p.addr(), "/promsnmp/inventory", &doc);
     assert_eq!(r.status, 200, "{}", r.text());
-    for name in ["known", "stale"] {
+    for name in ["known", "stale", "stale"] {
         let r = http_get(&p.addr(), &format!("/snmp?target={name}&live=true"));
         assert_eq!(r.status, 200, "{name}: {}", r.text());
         assert!(r.text().contains("ifHCInOctets{"), "{name}");
