@@ -257,12 +257,7 @@ fn discovery_on_start_and_on_schedule() {
         dir,
         &[("DISCOVERY_CRON", "*/2 * * * * *"), ("DISCOVERY_TZ", "UTC")],
     );
-    let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
-    assert_eq!(
-        inv["devices"].as_array().unwrap().len(),
-        0,
-        "nothing before the schedule fires"
-    );
+
     wait_for(
         "scheduled discovery",
         Duration::from_secs(10),
@@ -272,6 +267,13 @@ fn discovery_on_start_and_on_schedule() {
             (inv["devices"][0]["sysName"] == "sched").then_some(())
         },
     );
+    // Not on start (DISCOVERY_ON_START is false): the schedule ran the seed.
+    let log = p.log();
+    assert!(
+        log.contains("running saved discovery seeds") && log.contains("schedule"),
+        "{log}"
+    );
+    assert!(!log.contains("DISCOVERY_ON_START"), "{log}");
     let seed = http_get(&p.addr(), "/promsnmp/discovery/seed-1").json();
     assert_eq!(seed["progress"]["found"], 1, "{seed}");
 }
