@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -347,52 +346,34 @@ impl Discovery {
                 .map(|item| self.probe_item(seed, item))
                 .buffer_unordered(self.concurrency),
         ));
-        // Found devices not yet written, and the write in progress (at most
-        // one; probing goes on while it runs).
+        // Found devices not yet written. A write is short (one inventory
+        // change); probes in flight keep their own timers meanwhile.
         let mut pending: Vec<(IpAddr, Device)> = Vec::new();
-        let mut flush: Option<BoxFuture<'_, ()>> = None;
         let mut last_flush = tokio::time::Instant::now();
         let mut cancelled = false;
-        loop {
-            if flush.is_none()
-                && !pending.is_empty()
-                && (probes.is_none()
-                    || pending.len() >= FLUSH_DEVICES
-                    || last_flush.elapsed() >= FLUSH_INTERVAL)
-            {
-                flush = Some(self.flush(&job, std::mem::take(&mut pending)).boxed());
-            }
-            if probes.is_none() && flush.is_none() {
-                // Nothing left to probe and everything found was written.
-                break;
-            }
-            let flush_due = last_flush + FLUSH_INTERVAL;
+        while let Some(stream) = probes.as_mut() {
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled(), if probes.is_some() => {
+                _ = self.cancel.cancelled() => {
                     cancelled = true;
                     probes = None;
                 }
-                _ = async {
-                    match flush.as_mut() {
-                        Some(f) => f.await,
-                        None => std::future::pending().await,
-                    }
-                }, if flush.is_some() => {
-                    flush = None;
-                    last_flush = tokio::time::Instant::now();
-                }
-                _ = tokio::time::sleep_until(flush_due), if flush.is_none() && !pending.is_empty() => {}
-                next = async {
-                    match probes.as_mut() {
-                        Some(p) => p.next().await,
-                        None => std::future::pending().await,
-                    }
-                }, if probes.is_some() => match next {
+                _ = tokio::time::sleep_until(last_flush + FLUSH_INTERVAL), if !pending.is_empty() => {}
+                next = stream.next() => match next {
                     None => probes = None,
                     Some(outcome) => self.record(&job, outcome, &mut pending),
                 },
             }
+            if pending.len() >= FLUSH_DEVICES || last_flush.elapsed() >= FLUSH_INTERVAL {
+                if !pending.is_empty() {
+                    self.flush(&job, std::mem::take(&mut pending)).await;
+                }
+                last_flush = tokio::time::Instant::now();
+            }
+        }
+        // Whatever was found is saved, cancelled or not.
+        if !pending.is_empty() {
+            self.flush(&job, pending).await;
         }
         let state = if cancelled {
             JobState::Cancelled

@@ -235,12 +235,7 @@ fn percent_decode(s: &str) -> String {
 pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Response) {
     let path = req.path.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
-    let decoded: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let m = &req.method;
     let get = m == Method::GET || m == Method::HEAD;
     let (route, plain, result): (&'static str, bool, Result<Response, ApiError>) = match segments
@@ -272,13 +267,15 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             false,
             delete_seeds(state, None).await,
         ),
-        ["promsnmp", "discovery", id] if get => {
-            ("/promsnmp/discovery/{id}", false, get_seed(state, id).await)
-        }
+        ["promsnmp", "discovery", id] if get => (
+            "/promsnmp/discovery/{id}",
+            false,
+            get_seed(state, &percent_decode(id)).await,
+        ),
         ["promsnmp", "discovery", id] if m == Method::DELETE => (
             "/promsnmp/discovery/{id}",
             false,
-            delete_seeds(state, Some(id)).await,
+            delete_seeds(state, Some(&percent_decode(id))).await,
         ),
         ["promsnmp", "hello"] if get => (
             "/promsnmp/hello",

@@ -445,25 +445,23 @@ impl UserFields<'_> {
     }
 }
 
-fn check_port(path: &str, port: u16) -> Result<(), InvalidInventory> {
-    if port == 0 {
-        return Err(InvalidInventory::new(
-            path,
-            "0 is not a valid port (expected 1-65535)",
-        ));
-    }
-    Ok(())
-}
-
-/// Timeout, retries and the version that fits the agent type, for agents and seeds alike.
+/// Port, timeout, retries and the version that fits the agent type, for
+/// agents and seeds alike; `port_field` names where the port sits.
 fn check_session(
     path: &str,
+    port_field: &str,
+    port: u16,
     agent_type: AgentType,
     version: SnmpVersion,
     timeout_ms: u64,
     retries: u32,
-    noun: &str,
 ) -> Result<(), InvalidInventory> {
+    if port == 0 {
+        return Err(InvalidInventory::new(
+            format!("{path}.{port_field}"),
+            "0 is not a valid port (expected 1-65535)",
+        ));
+    }
     if timeout_ms == 0 || timeout_ms > 60_000 {
         return Err(InvalidInventory::new(
             format!("{path}.timeout"),
@@ -479,11 +477,11 @@ fn check_session(
     match (agent_type, version) {
         (AgentType::Community, SnmpVersion::V3) => Err(InvalidInventory::new(
             format!("{path}.version"),
-            format!("snmp-community {noun} use v1 or v2c"),
+            "snmp-community uses v1 or v2c",
         )),
         (AgentType::User, SnmpVersion::V1 | SnmpVersion::V2c) => Err(InvalidInventory::new(
             format!("{path}.version"),
-            format!("snmp-user {noun} use v3"),
+            "snmp-user uses v3",
         )),
         _ => Ok(()),
     }
@@ -540,14 +538,14 @@ impl Agent {
                 "required",
             ));
         }
-        check_port(&format!("{path}.endpoint.port"), self.endpoint.port)?;
         check_session(
             path,
+            "endpoint.port",
+            self.endpoint.port,
             self.agent_type,
             self.version,
             self.timeout_ms,
             self.retries,
-            "agents",
         )?;
         match self.agent_type {
             AgentType::Community => {
@@ -609,14 +607,14 @@ impl DiscoverySeed {
                 "at least one target is required",
             ));
         }
-        check_port(&format!("{path}.port"), self.port)?;
         check_session(
             path,
+            "port",
+            self.port,
             self.agent_type,
             self.version,
             self.timeout_ms,
             self.retries,
-            "seeds",
         )?;
         match self.agent_type {
             AgentType::Community => {
@@ -741,22 +739,27 @@ impl Inventory {
     /// typo such as `device`) is refused. Also says whether `discoverySeeds`
     /// was given, so a devices-only document keeps the saved seeds.
     pub fn from_import_json(bytes: &[u8]) -> Result<(Inventory, bool), InvalidInventory> {
-        let inv = Inventory::from_json(bytes)?;
-        let top: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| InvalidInventory::new("body", e.to_string()))?;
-        let Some(object) = top.as_object() else {
-            return Err(InvalidInventory::new(
-                "body",
-                "expected a JSON object with `devices`",
-            ));
-        };
-        if !object.contains_key("devices") {
+        /// The import body: like [`Inventory`], but a missing list stays visible.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ImportDocument {
+            devices: Option<Vec<Device>>,
+            discovery_seeds: Option<Vec<DiscoverySeed>>,
+        }
+        let doc: ImportDocument = parse_json(bytes)?;
+        let Some(devices) = doc.devices else {
             return Err(InvalidInventory::new(
                 "devices",
                 "required (send `\"devices\": []` to remove every device)",
             ));
-        }
-        Ok((inv, object.contains_key("discoverySeeds")))
+        };
+        let seeds_given = doc.discovery_seeds.is_some();
+        let mut inv = Inventory {
+            devices,
+            discovery_seeds: doc.discovery_seeds.unwrap_or_default(),
+        };
+        inv.validate()?;
+        Ok((inv, seeds_given))
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -183,21 +183,14 @@ impl InventoryWriter {
         &self,
         change: crate::store::InventoryChange<'_>,
     ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
-        let before = self.store.inventory().await.ok();
         let snapshot = self.store.update_inventory(change).await?;
-        if let Some(before) = before {
-            // Per-device self-metrics of devices that left (or were renamed) go too.
-            for old in &before.inventory.devices {
-                if !snapshot
-                    .inventory
-                    .devices
-                    .iter()
-                    .any(|d| d.sys_name == old.sys_name)
-                {
-                    self.telemetry.forget_device(&old.sys_name);
-                }
-            }
-        }
+        self.telemetry.retain_devices(
+            snapshot
+                .inventory
+                .devices
+                .iter()
+                .map(|d| d.sys_name.as_str()),
+        );
         self.telemetry
             .inventory_devices
             .set(snapshot.inventory.devices.len() as i64);

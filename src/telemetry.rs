@@ -12,6 +12,9 @@ use crate::collector::PollStats;
 
 pub struct Telemetry {
     pub registry: Registry,
+    /// Devices (by name) that have per-device series, so series of devices
+    /// that leave the inventory can be dropped.
+    devices_with_series: std::sync::Mutex<std::collections::HashSet<String>>,
     cache_gets: IntCounterVec,
     pub inventory_devices: IntGauge,
     pub discovery_seeds: IntGauge,
@@ -173,6 +176,7 @@ impl Telemetry {
                 "Polls held in the metrics cache.",
             ),
             registry,
+            devices_with_series: Default::default(),
         };
         for result in ["hit", "miss"] {
             t.cache_gets.with_label_values(&["metrics", result]);
@@ -197,6 +201,12 @@ impl Telemetry {
     }
 
     pub fn record_poll(&self, device: &str, stats: PollStats, ok: bool) {
+        {
+            let mut seen = self.devices_with_series.lock().expect("device names");
+            if !seen.contains(device) {
+                seen.insert(device.to_string());
+            }
+        }
         self.snmp_requests
             .with_label_values(&[device])
             .inc_by(stats.requests);
@@ -208,11 +218,20 @@ impl Telemetry {
         }
     }
 
-    /// Drops per-device series of devices no longer in the inventory.
-    pub fn forget_device(&self, device: &str) {
-        let _ = self.snmp_requests.remove_label_values(&[device]);
-        let _ = self.snmp_poll_errors.remove_label_values(&[device]);
-        let _ = self.snmp_poll_duration.remove_label_values(&[device]);
+    /// Drops the per-device series of every device not named in `current`
+    /// (devices that left the inventory or were renamed).
+    pub fn retain_devices<'a>(&self, current: impl IntoIterator<Item = &'a str>) {
+        let current: std::collections::HashSet<&str> = current.into_iter().collect();
+        let mut seen = self.devices_with_series.lock().expect("device names");
+        seen.retain(|device| {
+            let keep = current.contains(device.as_str());
+            if !keep {
+                let _ = self.snmp_requests.remove_label_values(&[device]);
+                let _ = self.snmp_poll_errors.remove_label_values(&[device]);
+                let _ = self.snmp_poll_duration.remove_label_values(&[device]);
+            }
+            keep
+        });
     }
 
     pub fn render(&self) -> Vec<u8> {
@@ -221,5 +240,25 @@ impl Telemetry {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding to a Vec");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_of_departed_devices_are_dropped() {
+        let t = Telemetry::new();
+        let stats = PollStats {
+            requests: 2,
+            duration: std::time::Duration::from_millis(5),
+        };
+        t.record_poll("stays", stats, true);
+        t.record_poll("leaves", stats, false);
+        t.retain_devices(["stays"]);
+        let text = String::from_utf8(t.render()).unwrap();
+        assert!(text.contains(r#"device="stays""#));
+        assert!(!text.contains(r#"device="leaves""#), "{text}");
     }
 }

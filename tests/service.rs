@@ -219,6 +219,19 @@ fn actuator_and_management_endpoints() {
     );
 }
 
+/// Waits (bounded) until the inventory's first device is `sys_name`.
+fn wait_for_device(p: &Promsnmp, sys_name: &str, what: &str) {
+    wait_for(
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
+            (inv["devices"][0]["sysName"] == sys_name).then_some(())
+        },
+    );
+}
+
 fn seed_file(dir: &std::path::Path, port: u16) {
     // A plaintext file is accepted and encrypted on the next write.
     let doc = format!(
@@ -240,15 +253,7 @@ fn discovery_on_start_and_on_schedule() {
         dir,
         &[("DISCOVERY_CRON", "-"), ("DISCOVERY_ON_START", "true")],
     );
-    wait_for(
-        "on-start discovery",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
-            (inv["devices"][0]["sysName"] == "sched").then_some(())
-        },
-    );
+    wait_for_device(&p, "sched", "on-start discovery");
     drop(p);
 
     let dir = tempfile::tempdir().unwrap();
@@ -258,15 +263,7 @@ fn discovery_on_start_and_on_schedule() {
         &[("DISCOVERY_CRON", "*/2 * * * * *"), ("DISCOVERY_TZ", "UTC")],
     );
 
-    wait_for(
-        "scheduled discovery",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let inv = http_get(&p.addr(), "/promsnmp/inventory").json();
-            (inv["devices"][0]["sysName"] == "sched").then_some(())
-        },
-    );
+    wait_for_device(&p, "sched", "scheduled discovery");
     // Not on start (DISCOVERY_ON_START is false): the schedule ran the seed.
     let log = p.log();
     assert!(
