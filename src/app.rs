@@ -15,6 +15,8 @@ use crate::collector::Collector;
 use crate::config::Config;
 use crate::crypto::{InventoryCipher, WELL_KNOWN_KEY};
 use crate::discovery::Discovery;
+use crate::fleet::{Fleet, RedisStore};
+use crate::inventory::Inventory;
 use crate::persistence::{FileError, InventoryFile, InventoryWriter};
 use crate::store::{MemoryStore, Store};
 use crate::telemetry::Telemetry;
@@ -30,14 +32,17 @@ pub enum AppError {
     Key(#[from] crate::crypto::CryptoError),
     #[error("{0}; refusing to start so the file is not overwritten (fix the file or PROM_ENCRYPT_KEY, or move the file away to start empty)")]
     InventoryFile(#[from] FileError),
-    #[error("REDIS_URL is set, but fleet mode is not available in this version; unset REDIS_URL to run standalone")]
-    FleetUnavailable,
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
 }
+
+/// The Redis-backed store and the client for pub/sub, in fleet mode.
+type FleetParts = (Arc<RedisStore>, redis::Client);
 
 /// What the HTTP handlers share.
 pub struct AppState {
@@ -47,6 +52,8 @@ pub struct AppState {
     pub collector: Arc<Collector>,
     pub discovery: Arc<Discovery>,
     pub telemetry: Arc<Telemetry>,
+    /// Fleet coordination; `None` standalone.
+    pub fleet: Option<Arc<Fleet>>,
     pub started_at: Instant,
     ready: AtomicBool,
     /// Fires when the replica shuts down; background tasks stop on it.
@@ -60,16 +67,16 @@ impl AppState {
 
     /// Builds a replica's state: loads the inventory file and creates the parts.
     pub fn build(config: Config) -> Result<Arc<AppState>, AppError> {
-        if config.redis_url.is_some() {
-            return Err(AppError::FleetUnavailable);
-        }
         let cipher = Arc::new(InventoryCipher::new(
             config.encrypt_key.expose().as_bytes(),
         )?);
         if config.encrypt_key.expose() == WELL_KNOWN_KEY {
             tracing::warn!("PROM_ENCRYPT_KEY is the well-known default key: anyone can decrypt the inventory file and its SNMP credentials; set your own 16, 24 or 32 byte key");
         }
-        let file = Arc::new(InventoryFile::new(config.inventory_file.clone(), cipher));
+        let file = Arc::new(InventoryFile::new(
+            config.inventory_file.clone(),
+            cipher.clone(),
+        ));
         let inventory = file.load()?.unwrap_or_default();
         // The store starts at version 1: that version is what the file holds.
         file.mark_written(1);
@@ -89,12 +96,29 @@ impl AppState {
         // `/metrics` serves a device's last poll until the next round has
         // surely replaced it; `/snmp` only within CACHE_EXP_MILLIS.
         let retention = config.metrics_max_age();
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
-            inventory,
-            retention,
-            config.cache_entry_count,
+        let (store, redis): (Arc<dyn Store>, Option<FleetParts>) = match &config.redis_url {
+            None => (
+                Arc::new(MemoryStore::new(
+                    inventory,
+                    retention,
+                    config.cache_entry_count,
+                )),
+                None,
+            ),
+            Some(url) => {
+                let (redis_store, client) =
+                    redis_store(&config, url.expose(), cipher.clone(), &telemetry, inventory)?;
+                (redis_store.clone(), Some((redis_store, client)))
+            }
+        };
+        // Standalone, every change is written before it is acknowledged; in a
+        // fleet the leader writes each version through (fenced by its epoch).
+        let writer = Arc::new(InventoryWriter::new(
+            store.clone(),
+            file,
+            telemetry.clone(),
+            redis.is_none(),
         ));
-        let writer = Arc::new(InventoryWriter::new(store.clone(), file, telemetry.clone()));
         let collector = Arc::new(Collector::new(
             store.clone(),
             telemetry.clone(),
@@ -111,6 +135,18 @@ impl AppState {
             config.snmp_max_repetitions,
             cancel.clone(),
         ));
+        let fleet = redis.map(|(redis_store, client)| {
+            Arc::new(Fleet::new(
+                redis_store,
+                client,
+                config.fleet.clone(),
+                writer.clone(),
+                discovery.clone(),
+                telemetry.clone(),
+                config.discovery_schedule.clone(),
+                config.discovery_on_start,
+            ))
+        });
         Ok(Arc::new(AppState {
             config: Arc::new(config),
             store,
@@ -118,6 +154,7 @@ impl AppState {
             collector,
             discovery,
             telemetry,
+            fleet,
             started_at: Instant::now(),
             ready: AtomicBool::new(false),
             cancel,
@@ -144,12 +181,27 @@ pub async fn run(
             .clone()
             .run(state.config.collection_interval, state.cancel.clone()),
     );
-    if let Some(schedule) = state.config.discovery_schedule.clone() {
-        tasks.spawn(state.discovery.clone().run_schedule(schedule));
-    }
-    if state.config.discovery_on_start {
-        let discovery = state.discovery.clone();
-        tasks.spawn(async move { discovery.run_saved_seeds("DISCOVERY_ON_START").await });
+    match &state.fleet {
+        // The leader runs discovery; the fleet loop starts it on election.
+        Some(fleet) => {
+            tracing::info!(replica = %fleet.replica_id(), "fleet mode: coordinating through Redis");
+            tasks.spawn(fleet.clone().run(state.cancel.clone()));
+        }
+        None => {
+            if let Some(schedule) = state.config.discovery_schedule.clone() {
+                tasks.spawn(state.discovery.clone().run_schedule(
+                    schedule,
+                    None,
+                    state.cancel.clone(),
+                ));
+            }
+            if state.config.discovery_on_start {
+                let discovery = state.discovery.clone();
+                tasks.spawn(
+                    async move { discovery.run_saved_seeds("DISCOVERY_ON_START", None).await },
+                );
+            }
+        }
     }
     state.ready.store(true, Ordering::Relaxed);
 
@@ -184,10 +236,53 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("background work did not finish within {DRAIN_TIMEOUT:?}; stopping anyway");
     }
-    // Whatever the last change was, it is on disk (a no-op when already written).
-    if let Ok(snapshot) = state.store.inventory().await {
-        let _ = state.writer.persist(&snapshot).await;
+    // Standalone: whatever the last change was, it is on disk (a no-op when
+    // already written). In a fleet the leader wrote it before releasing the lease.
+    if state.fleet.is_none() {
+        if let Ok(snapshot) = state.store.inventory().await {
+            let _ = state.writer.persist(&snapshot).await;
+        }
     }
     tracing::info!("promsnmp stopped");
     Ok(())
+}
+
+/// Connects nothing yet: a pool and a client that connect on first use, so a
+/// replica starts (and serves) while Redis is down.
+fn redis_store(
+    config: &Config,
+    url: &str,
+    cipher: Arc<InventoryCipher>,
+    telemetry: &Arc<Telemetry>,
+    inventory: Inventory,
+) -> Result<(Arc<RedisStore>, redis::Client), AppError> {
+    let client = redis::Client::open(url).map_err(|e| AppError::Redis(e.to_string()))?;
+    let timeout = Some(config.fleet.redis_timeout);
+    let mut pool_config = deadpool_redis::Config::from_url(url);
+    pool_config.pool = Some(deadpool_redis::PoolConfig {
+        max_size: (config.poll_concurrency + 8).min(64),
+        timeouts: deadpool_redis::Timeouts {
+            wait: timeout,
+            create: timeout,
+            recycle: timeout,
+        },
+        ..Default::default()
+    });
+    let pool = pool_config
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .map_err(|e| AppError::Redis(e.to_string()))?;
+    // A walk that takes longer than this is presumed dead and another replica may poll.
+    let lock_ttl = config.collection_interval.min(Duration::from_secs(60));
+    let store = RedisStore::new(
+        pool,
+        &config.site_key(),
+        cipher,
+        config.fleet.replica_id.clone(),
+        config.fleet.redis_timeout,
+        telemetry.clone(),
+        inventory,
+        config.metrics_max_age(),
+        lock_ttl,
+    );
+    Ok((Arc::new(store), client))
 }

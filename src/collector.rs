@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::inventory::Device;
 use crate::sample::{InterfaceSample, PolledDevice, Sample, COUNTERS};
 use crate::snmp::{AgentParams, Session, SnmpError, SnmpValue};
-use crate::store::{Store, StoreError};
+use crate::store::{ScrapeTurn, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 const SYSTEM: [u64; 7] = [1, 3, 6, 1, 2, 1, 1];
@@ -47,6 +47,8 @@ pub enum CollectError {
     NoAgent { device: String },
     #[error("polling {device} failed: {source}")]
     Snmp { device: String, source: SnmpError },
+    #[error("polling {device} failed on another replica: {message}")]
+    Elsewhere { device: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -197,6 +199,12 @@ async fn walk_interfaces(session: &mut Session) -> Result<(u32, Vec<InterfaceSam
     Ok((uptime, interfaces.into_values().collect()))
 }
 
+/// How often devices are checked for a due poll: a quarter of the collection
+/// interval, at most 5 s.
+pub fn check_period(interval: Duration) -> Duration {
+    (interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+}
+
 /// Polls devices and serves their latest results.
 pub struct Collector {
     store: Arc<dyn Store>,
@@ -271,6 +279,7 @@ impl Collector {
         let in_flight = InFlight::start(&self.telemetry);
         let result = poll_device(device, self.max_repetitions).await;
         drop(in_flight);
+        self.telemetry.replica_polls.inc();
         match result {
             Ok((sample, stats)) => {
                 self.telemetry.record_poll(&device.sys_name, stats, true);
@@ -286,6 +295,7 @@ impl Collector {
                     .lock()
                     .expect("failures")
                     .insert(device.id.clone(), (Instant::now(), e.clone()));
+                self.store.record_failure(&device.id, &e.to_string()).await;
                 Err(e)
             }
         }
@@ -336,14 +346,27 @@ impl Collector {
                 }
             }
             self.telemetry.cache_miss();
+            // In a fleet another replica may be walking it right now.
+            match self.store.scrape_turn(&device.id).await {
+                ScrapeTurn::PollNow => {}
+                ScrapeTurn::Polled(polled) => return Ok(polled),
+                ScrapeTurn::Failed(message) => {
+                    return Err(CollectError::Elsewhere {
+                        device: device.sys_name.clone(),
+                        message,
+                    })
+                }
+            }
         }
         self.poll_locked(device).await
     }
 
-    /// Polls every inventory device once, `poll_concurrency` at a time.
-    /// A poll still running after `poll_deadline` is abandoned (its device
-    /// keeps its last result), so one broken agent cannot stall the rounds.
-    pub async fn poll_all(&self, poll_deadline: Duration) -> (usize, usize) {
+    /// Polls every inventory device whose round this replica can claim
+    /// (`Store::claim_round`: in a fleet, the devices it owns and nobody polled
+    /// this round), `poll_concurrency` at a time. A poll still running after
+    /// `poll_deadline` is abandoned (its device keeps its last result), so one
+    /// broken agent cannot stall the rounds. Returns (ok, failed).
+    pub async fn poll_due(&self, round: Duration, poll_deadline: Duration) -> (usize, usize) {
         let inventory = match self.store.inventory().await {
             Ok(s) => s.inventory,
             Err(e) => {
@@ -351,9 +374,12 @@ impl Collector {
                 return (0, 0);
             }
         };
-        let results: Vec<bool> = futures_util::stream::iter(inventory.devices.iter().cloned())
+        let results: Vec<Option<bool>> = futures_util::stream::iter(inventory.devices.iter().cloned())
             .map(|device| async move {
-                match tokio::time::timeout(poll_deadline, self.poll(&device)).await {
+                if !self.store.claim_round(&device.id, round).await {
+                    return None;
+                }
+                Some(match tokio::time::timeout(poll_deadline, self.poll(&device)).await {
                     Ok(Ok(_)) => true,
                     Err(_) => {
                         tracing::warn!(device = %device.sys_name, deadline_ms = poll_deadline.as_millis() as u64, "background poll abandoned: it took longer than the collection interval");
@@ -363,19 +389,26 @@ impl Collector {
                         tracing::warn!(device = %device.sys_name, error = %e, "background poll failed");
                         false
                     }
-                }
+                })
             })
             .buffer_unordered(self.poll_concurrency)
             .collect()
             .await;
-        let ok = results.iter().filter(|r| **r).count();
-        (ok, results.len() - ok)
+        let ok = results.iter().filter(|r| **r == Some(true)).count();
+        let failed = results.iter().filter(|r| **r == Some(false)).count();
+        (ok, failed)
     }
 
-    /// Polls everything every `interval` until `cancel` fires; a round in
-    /// progress completes first.
+    /// Polls every device once per `interval` until `cancel` fires; polls in
+    /// progress complete first. Devices are checked every `check_period(interval)`
+    /// and polled when their round claim has expired, so in a fleet a device
+    /// whose owner died is picked up by the next owner within one interval.
     pub async fn run(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
+        let check = check_period(interval);
+        // Claims end half a check early so the next check after `interval`
+        // finds them free: rounds average `interval`.
+        let round = interval.saturating_sub(check / 2).max(check);
+        let mut ticker = tokio::time::interval(check);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -383,7 +416,10 @@ impl Collector {
                 _ = ticker.tick() => {}
             }
             let started = Instant::now();
-            let (ok, failed) = self.poll_all(interval).await;
+            let (ok, failed) = self.poll_due(round, interval).await;
+            if ok + failed == 0 {
+                continue;
+            }
             self.telemetry.collection_rounds.inc();
             tracing::info!(
                 ok,

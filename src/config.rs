@@ -61,6 +61,23 @@ pub struct Config {
     pub discovery_max_addresses: usize,
     /// max-repetitions of GETBULK requests.
     pub snmp_max_repetitions: u32,
+    /// Fleet mode (`REDIS_URL` set): lease, membership and Redis timeouts.
+    pub fleet: FleetConfig,
+}
+
+/// Timing of the fleet. Every replica uses the same values (same environment).
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Identity in the fleet; unique per process (host name + random suffix)
+    /// unless `PROMSNMP_REPLICA_ID` says otherwise.
+    pub replica_id: String,
+    /// How long a leader lease lasts without renewal; also how long a silent
+    /// replica stays a member.
+    pub lease_ttl: Duration,
+    /// How often the leader renews and every replica heartbeats.
+    pub renew_period: Duration,
+    /// Bound on every Redis command.
+    pub redis_timeout: Duration,
 }
 
 impl Config {
@@ -144,7 +161,64 @@ impl Config {
             }
         }
 
+        let lease_ttl_ms = parse_num(
+            &get,
+            "PROMSNMP_LEASE_TTL_MS",
+            15_000,
+            1_000,
+            600_000,
+            "milliseconds, 1000-600000",
+        )?;
+        let renew_ms = parse_num(
+            &get,
+            "PROMSNMP_LEASE_RENEW_MS",
+            5_000,
+            100,
+            300_000,
+            "milliseconds, 100-300000, at most a third of PROMSNMP_LEASE_TTL_MS",
+        )?;
+        if renew_ms * 3 > lease_ttl_ms {
+            return Err(ConfigError {
+                variable: "PROMSNMP_LEASE_RENEW_MS",
+                value: Some(renew_ms.to_string()),
+                problem: format!("more than a third of PROMSNMP_LEASE_TTL_MS ({lease_ttl_ms})"),
+                expected: "a renew period of at most a third of the lease, so two renewals can fail before it expires",
+            });
+        }
+        let redis_timeout_ms = parse_num(
+            &get,
+            "PROMSNMP_REDIS_TIMEOUT_MS",
+            2_000,
+            50,
+            60_000,
+            "milliseconds, 50-60000",
+        )?;
+        let replica_id = match get("PROMSNMP_REPLICA_ID") {
+            Some(id) => {
+                if id.len() > 128
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                {
+                    return Err(ConfigError {
+                        variable: "PROMSNMP_REPLICA_ID",
+                        value: Some(id),
+                        problem: "not a plain identifier".into(),
+                        expected: "up to 128 letters, digits, `-`, `_`, `.` or `:`",
+                    });
+                }
+                id
+            }
+            None => default_replica_id(),
+        };
+
         Ok(Config {
+            fleet: FleetConfig {
+                replica_id,
+                lease_ttl: Duration::from_millis(lease_ttl_ms),
+                renew_period: Duration::from_millis(renew_ms),
+                redis_timeout: Duration::from_millis(redis_timeout_ms),
+            },
             inventory_file,
             encrypt_key: Secret(encrypt_key),
             tenant_id: get("PROM_TENANT_ID").unwrap_or_else(|| "0123456789".into()),
@@ -239,6 +313,24 @@ impl Config {
     pub fn site_key(&self) -> String {
         format!("{}:{}", self.tenant_id, self.site_id)
     }
+}
+
+/// `<host name>-<8 random hex digits>`: readable in logs, unique per process
+/// even when containers share a host name.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "promsnmp".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
 }
 
 fn parse_cron(expr: &str) -> Result<cron::Schedule, ConfigError> {

@@ -25,6 +25,7 @@ use crate::config::DiscoverySchedule;
 use crate::inventory::{now_seconds, Device, DiscoverySeed, InvalidInventory, Inventory};
 use crate::persistence::InventoryWriter;
 use crate::snmp::{AgentParams, Session};
+use crate::store::{Fence, StoreError};
 use crate::telemetry::Telemetry;
 
 /// Finished jobs remembered for progress queries (running jobs are always kept).
@@ -201,6 +202,9 @@ struct Job {
     started_at: String,
     finished: Mutex<Option<(JobState, String)>>,
     errors: Mutex<Vec<String>>,
+    /// Leadership epoch of a leader-only run (schedule, DISCOVERY_ON_START):
+    /// its inventory writes are refused once another replica leads.
+    fence: Fence,
 }
 
 impl Job {
@@ -271,6 +275,15 @@ impl Discovery {
 
     /// Checks `seed` and starts a job in the background. The job id is the seed id.
     pub fn submit(self: &Arc<Self>, seed: DiscoverySeed) -> Result<JobProgress, InvalidInventory> {
+        self.submit_fenced(seed, None)
+    }
+
+    /// [`Discovery::submit`] for a leader-only run carrying its epoch.
+    pub fn submit_fenced(
+        self: &Arc<Self>,
+        seed: DiscoverySeed,
+        fence: Fence,
+    ) -> Result<JobProgress, InvalidInventory> {
         let specs = parse_targets(&seed.potential_targets, self.max_addresses)?;
         let targets = expand(&specs);
         let job = Arc::new(Job {
@@ -282,6 +295,7 @@ impl Discovery {
             started_at: now_seconds().to_rfc3339(),
             finished: Mutex::new(None),
             errors: Mutex::new(Vec::new()),
+            fence,
         });
         {
             let mut jobs = self.jobs.lock().expect("jobs lock");
@@ -410,7 +424,7 @@ impl Discovery {
             }
             Ok(())
         };
-        match self.writer.apply(&change).await {
+        match self.writer.apply_fenced(&change, job.fence).await {
             Ok(_) => {
                 job.found.fetch_add(count, Ordering::Relaxed);
                 self.telemetry.discovery_found.inc_by(count as u64);
@@ -419,6 +433,9 @@ impl Discovery {
                 }
             }
             Err(e) => {
+                if matches!(e, StoreError::StaleEpoch(_)) {
+                    self.telemetry.stale_epoch_rejections.inc();
+                }
                 tracing::warn!(job = %job.id, devices = count, error = %e, "cannot save discovered devices");
                 job.error(format!("saving {count} discovered device(s) failed: {e}"));
             }
@@ -482,8 +499,9 @@ impl Discovery {
         }
     }
 
-    /// Starts a job for every saved seed (scheduled runs, `DISCOVERY_ON_START`).
-    pub async fn run_saved_seeds(self: &Arc<Self>, reason: &str) {
+    /// Starts a job for every saved seed (scheduled runs, `DISCOVERY_ON_START`);
+    /// `fence` is the leadership epoch in a fleet.
+    pub async fn run_saved_seeds(self: &Arc<Self>, reason: &str, fence: Fence) {
         let seeds = match self.writer.store().inventory().await {
             Ok(s) => s.inventory.discovery_seeds.clone(),
             Err(e) => {
@@ -493,14 +511,19 @@ impl Discovery {
         };
         tracing::info!(seeds = seeds.len(), reason, "running saved discovery seeds");
         for seed in seeds {
-            if let Err(e) = self.submit(seed.clone()) {
+            if let Err(e) = self.submit_fenced(seed.clone(), fence) {
                 tracing::warn!(seed = %seed.id, error = %e, "saved seed refused");
             }
         }
     }
 
-    /// Runs the saved seeds on `schedule` until cancelled.
-    pub async fn run_schedule(self: Arc<Self>, schedule: DiscoverySchedule) {
+    /// Runs the saved seeds on `schedule` until `stop` (or shutdown) fires.
+    pub async fn run_schedule(
+        self: Arc<Self>,
+        schedule: DiscoverySchedule,
+        fence: Fence,
+        stop: CancellationToken,
+    ) {
         loop {
             let Some(next) = schedule.schedule.upcoming(schedule.timezone).next() else {
                 tracing::warn!(cron = %schedule.expression, "discovery schedule has no future run");
@@ -512,9 +535,10 @@ impl Discovery {
             tracing::info!(next = %next, "next scheduled discovery");
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
+                _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            self.run_saved_seeds("schedule").await;
+            self.run_saved_seeds("schedule", fence).await;
         }
     }
 

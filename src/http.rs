@@ -51,6 +51,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Invalid(i) => ApiError::Invalid(i),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::StaleEpoch(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -667,21 +668,41 @@ async fn health(state: &Arc<AppState>) -> Response {
             false,
         ),
     };
-    let status = if store_up && ready {
+    // Fleet: Redis is a component of its own. While it is down the replica
+    // still serves (liveness and readiness stay UP), but the fleet is degraded.
+    let redis = state.fleet.as_ref().map(|fleet| {
+        let status = fleet.status();
+        json!({
+            "status": if status.redis_up { "UP" } else { "DOWN" },
+            "details": {
+                "replicaId": fleet.replica_id(),
+                "role": if status.leading_epoch.is_some() { "leader" } else { "follower" },
+                "epoch": status.leading_epoch.unwrap_or(status.epoch_seen),
+                "members": status.members,
+                "error": status.last_error,
+            }
+        })
+    });
+    let redis_up = redis.as_ref().is_none_or(|r| r["status"] == json!("UP"));
+    let status = if store_up && redis_up && ready {
         "UP"
-    } else if store_up {
-        "OUT_OF_SERVICE"
-    } else {
+    } else if !store_up || !redis_up {
         "DOWN"
+    } else {
+        "OUT_OF_SERVICE"
     };
+    let mut components = json!({
+        "inventory": inventory,
+        "store": {"status": if store_up { "UP" } else { "DOWN" }, "details": {"backend": state.store.backend()}},
+        "livenessState": {"status": "UP"},
+        "readinessState": {"status": if ready { "UP" } else { "OUT_OF_SERVICE" }},
+    });
+    if let Some(redis) = redis {
+        components["redis"] = redis;
+    }
     let body = json!({
         "status": status,
-        "components": {
-            "inventory": inventory,
-            "store": {"status": if store_up { "UP" } else { "DOWN" }, "details": {"backend": state.store.backend()}},
-            "livenessState": {"status": "UP"},
-            "readinessState": {"status": if ready { "UP" } else { "OUT_OF_SERVICE" }},
-        }
+        "components": components,
     });
     let code = if status == "UP" {
         StatusCode::OK
@@ -703,7 +724,9 @@ async fn self_metrics(state: &Arc<AppState>) -> Response {
     )
 }
 
-/// The `healthcheck` subcommand: asks the local `/actuator/health` (3 s timeout).
+/// The `healthcheck` subcommand: asks the local `/actuator/health/readiness`
+/// (3 s timeout). Readiness, not the aggregate: a replica whose Redis is down
+/// still serves and must not be replaced by the orchestrator.
 pub async fn probe_health(port: u16) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let work = async {
@@ -712,7 +735,7 @@ pub async fn probe_health(port: u16) -> Result<(), String> {
             .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
         stream
             .write_all(
-                b"GET /actuator/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                b"GET /actuator/health/readiness HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             )
             .await
             .map_err(|e| e.to_string())?;

@@ -7,7 +7,9 @@
 //! - [`crypto`]      — the AES-GCM envelope of the inventory file.
 //! - [`inventory`]   — devices, agents and discovery seeds (Java JSON shape), validation.
 //! - [`persistence`] — the inventory file: atomic load/save, write-through after changes.
-//! - [`store`]       — the shared-state seam: inventory, cached polls, poll history.
+//! - [`store`]       — the shared-state seam: inventory, cached polls, poll history, poll claims.
+//! - [`fleet`]       — fleet mode: Redis store (Lua in `lua/`), fenced leader lease,
+//!   membership, inventory sync and write-through.
 //! - [`snmp`]        — SNMP sessions: GET, GETBULK/GETNEXT column walks, timeouts, retries.
 //! - [`sample`]      — plain poll results and the utilisation histogram derived across polls.
 //! - [`collector`]   — one poll → `Sample`; background polling; cache-or-poll for scrapes.
@@ -20,12 +22,15 @@
 //!
 //! Data flow: `http` → `store` ← `collector` → `snmp` → devices;
 //! `discovery` → `snmp` and → `persistence` → `store`; `http` → `render`.
+//! In a fleet `store` is Redis-backed and `fleet` keeps the local snapshot,
+//! the leadership and the file in step with it.
 
 pub mod app;
 pub mod collector;
 pub mod config;
 pub mod crypto;
 pub mod discovery;
+pub mod fleet;
 pub mod http;
 pub mod inventory;
 pub mod persistence;

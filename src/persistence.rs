@@ -33,6 +33,21 @@ pub enum FileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A leader with an older epoch tried to replace the file a newer leader wrote.
+    #[error("refused to write inventory file {path}: it records leadership epoch {recorded}, this replica's epoch {attempted} is older")]
+    StaleEpoch {
+        path: PathBuf,
+        recorded: u64,
+        attempted: u64,
+    },
+}
+
+/// Which leadership wrote the file, kept beside it in `<file>.epoch` as
+/// `<epoch> <version>` (the file itself keeps the Java envelope untouched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FileStamp {
+    pub epoch: u64,
+    pub version: u64,
 }
 
 /// The encrypted inventory file.
@@ -58,6 +73,81 @@ impl InventoryFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
+    /// The epoch and version of the last fleet write (zero when none recorded).
+    pub fn stamp(&self) -> FileStamp {
+        read_stamp(&self.sibling(".epoch"))
+    }
+
+    /// A leader's write: replaces the file only when `stamp` is newer than the
+    /// recorded one, checked and written under an exclusive lock on
+    /// `<file>.lock` so replicas sharing the volume cannot interleave. A lower
+    /// epoch is refused ([`FileError::StaleEpoch`]); an older version of the
+    /// same epoch is skipped (`Ok(false)`).
+    pub async fn save_fenced(
+        &self,
+        inventory: &Inventory,
+        stamp: FileStamp,
+    ) -> Result<bool, FileError> {
+        let _serial = self.written_version.lock().await;
+        let envelope = self.cipher.encrypt(&inventory.to_json());
+        let path = self.path.clone();
+        let lock_path = self.sibling(".lock");
+        let stamp_path = self.sibling(".epoch");
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<Result<bool, u64>, std::io::Error> {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&lock_path)?;
+                lock.lock()?;
+                let recorded = read_stamp(&stamp_path);
+                if stamp.epoch < recorded.epoch {
+                    return Ok(Err(recorded.epoch));
+                }
+                if stamp <= recorded {
+                    return Ok(Ok(false));
+                }
+                // The stamp first: a crash between the two writes leaves a file that
+                // an older leader still cannot replace.
+                write_atomic(
+                    &stamp_path,
+                    format!("{} {}\n", stamp.epoch, stamp.version).as_bytes(),
+                )?;
+                write_atomic(&path, envelope.as_bytes())?;
+                Ok(Ok(true))
+            })
+            .await
+            .expect("file writer task panicked")
+            .map_err(|source| FileError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        match result {
+            Ok(written) => {
+                if written {
+                    tracing::debug!(path = %self.path.display(), epoch = stamp.epoch, version = stamp.version, devices = inventory.devices.len(), "inventory file written");
+                }
+                Ok(written)
+            }
+            Err(recorded) => Err(FileError::StaleEpoch {
+                path: self.path.clone(),
+                recorded,
+                attempted: stamp.epoch,
+            }),
+        }
     }
 
     /// Reads the file. `Ok(None)` when there is no file yet. Temporary files
@@ -159,6 +249,9 @@ pub struct InventoryWriter {
     store: Arc<dyn crate::store::Store>,
     file: Arc<InventoryFile>,
     telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Standalone: every change is written before `apply` returns. In a fleet
+    /// only the leader writes the file (`persist_fenced`), for every replica's changes.
+    write_through: bool,
 }
 
 impl InventoryWriter {
@@ -166,24 +259,55 @@ impl InventoryWriter {
         store: Arc<dyn crate::store::Store>,
         file: Arc<InventoryFile>,
         telemetry: Arc<crate::telemetry::Telemetry>,
+        write_through: bool,
     ) -> Self {
         InventoryWriter {
             store,
             file,
             telemetry,
+            write_through,
         }
+    }
+
+    pub fn file(&self) -> &Arc<InventoryFile> {
+        &self.file
     }
 
     pub fn store(&self) -> &Arc<dyn crate::store::Store> {
         &self.store
     }
 
-    /// Applies `change`; on success the new version is on disk before this returns.
+    /// Applies `change` (an API change: any replica may); on success the new
+    /// version is on disk before this returns.
     pub async fn apply(
         &self,
         change: crate::store::InventoryChange<'_>,
     ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
-        let snapshot = self.store.update_inventory(change).await?;
+        self.apply_fenced(change, None).await
+    }
+
+    /// Applies a change carrying `fence`, the leadership epoch of a leader-only
+    /// task (scheduled discovery); a stale epoch is refused.
+    pub async fn apply_fenced(
+        &self,
+        change: crate::store::InventoryChange<'_>,
+        fence: crate::store::Fence,
+    ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
+        let snapshot = self.store.update_inventory(change, fence).await?;
+        self.observe(&snapshot);
+        if self.write_through {
+            self.persist(&snapshot).await.map_err(|e| {
+                crate::store::StoreError::Unavailable(format!(
+                    "the change is live but was not saved: {e}"
+                ))
+            })?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Keeps the inventory gauges and per-device series in step with `snapshot`
+    /// (also for changes other replicas made).
+    pub fn observe(&self, snapshot: &crate::store::InventorySnapshot) {
         self.telemetry.retain_devices(
             snapshot
                 .inventory
@@ -197,12 +321,32 @@ impl InventoryWriter {
         self.telemetry
             .discovery_seeds
             .set(snapshot.inventory.discovery_seeds.len() as i64);
-        self.persist(&snapshot).await.map_err(|e| {
-            crate::store::StoreError::Unavailable(format!(
-                "the change is live but was not saved: {e}"
-            ))
-        })?;
-        Ok(snapshot)
+    }
+
+    /// The leader's write-through of `snapshot` under its epoch.
+    pub async fn persist_fenced(
+        &self,
+        snapshot: &crate::store::InventorySnapshot,
+        epoch: u64,
+    ) -> Result<bool, FileError> {
+        let stamp = FileStamp {
+            epoch,
+            version: snapshot.version,
+        };
+        let result = self.file.save_fenced(&snapshot.inventory, stamp).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(FileError::StaleEpoch { .. }) => "stale_epoch",
+            Err(_) => "error",
+        };
+        self.telemetry
+            .inventory_file_writes
+            .with_label_values(&[outcome])
+            .inc();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "inventory file write failed");
+        }
+        result
     }
 
     /// Writes `snapshot` to the file (skipped when a newer version is there).
@@ -227,6 +371,15 @@ impl InventoryWriter {
                 Err(e)
             }
         }
+    }
+}
+
+fn read_stamp(path: &Path) -> FileStamp {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    match (fields.next().flatten(), fields.next().flatten()) {
+        (Some(epoch), Some(version)) => FileStamp { epoch, version },
+        _ => FileStamp::default(),
     }
 }
 

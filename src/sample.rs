@@ -34,7 +34,7 @@ pub struct CounterDef {
 }
 
 /// The result of one successful poll of one device.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Inventory id of the device.
     pub device_id: String,
@@ -53,7 +53,7 @@ pub struct Sample {
 }
 
 /// One row of ifTable/ifXTable.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InterfaceSample {
     pub if_index: u32,
     pub if_name: String,
@@ -92,7 +92,7 @@ pub const NATIVE_ZERO_THRESHOLD: f64 = 1e-9;
 /// A cumulative histogram of interface utilisation in percent, kept both as
 /// classic buckets and as a native (sparse, exponential) histogram.
 /// Every field only ever grows.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct UtilizationHistogram {
     /// Non-cumulative counts per classic bucket; index 9 is the `+Inf` overflow.
     pub bucket_counts: [u64; UTILIZATION_BUCKETS_PERCENT.len() + 1],
@@ -154,7 +154,7 @@ pub fn native_bucket_index(value: f64, schema: i32) -> i32 {
 }
 
 /// State kept per interface between polls to derive utilisation.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InterfaceHistory {
     pub last_in_octets: Option<u64>,
     pub last_out_octets: Option<u64>,
@@ -168,7 +168,7 @@ pub struct InterfaceHistory {
 pub const FORGET_INTERFACE_AFTER_POLLS: u32 = 100;
 
 /// Everything derived across polls of one device.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeviceHistory {
     /// The agent (`ip:port`) the history was built from: counters of another
     /// agent are not comparable.
@@ -241,7 +241,7 @@ impl DeviceHistory {
 
 /// A poll together with the utilisation histograms as of that poll: what the
 /// renderers expose and what the cache holds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolledDevice {
     pub sample: Sample,
     /// Keyed by ifIndex.

@@ -1,9 +1,11 @@
 //! Everything a replica shares: the inventory (with a version number), cached
 //! polls, and the history behind derived values (utilisation histograms).
 //!
-//! [`Store`] is the seam: [`MemoryStore`] backs standalone mode; a Redis
-//! backend implements the same trait for the fleet. The inventory file is not
-//! in here: `app` writes it after each change (`persistence`).
+//! [`Store`] is the seam: [`MemoryStore`] backs standalone mode;
+//! `fleet::RedisStore` implements the same trait for the fleet. The inventory
+//! file is not in here: `persistence` writes it after each change. Who polls
+//! what is decided through the store too (`claim_round`, `scrape_turn`), so the
+//! collector is the same in both modes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,24 @@ pub enum StoreError {
     Invalid(#[from] InvalidInventory),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A leader-only write carried an epoch that is no longer the leader's.
+    #[error("refused: leadership epoch {0} is stale (another replica leads now)")]
+    StaleEpoch(u64),
+}
+
+/// The leadership epoch a leader-only write carries (the fencing token).
+/// `None`: an API change, which any replica may apply.
+pub type Fence = Option<u64>;
+
+/// What a scrape that found no fresh cached poll should do.
+#[derive(Debug)]
+pub enum ScrapeTurn {
+    /// Walk the device now.
+    PollNow,
+    /// Another replica polled it meanwhile: serve this.
+    Polled(Arc<PolledDevice>),
+    /// Another replica's poll of it failed meanwhile: report this.
+    Failed(String),
 }
 
 /// An inventory as of one version.
@@ -48,11 +68,27 @@ pub trait Store: Send + Sync + 'static {
     async fn inventory(&self) -> Result<InventorySnapshot, StoreError>;
 
     /// Applies `change` atomically, validates the result and bumps the version.
-    /// Returns the new snapshot. On error nothing changes.
+    /// Returns the new snapshot. On error nothing changes. A `fence` that is
+    /// not the current leadership epoch is refused ([`StoreError::StaleEpoch`]).
     async fn update_inventory(
         &self,
         change: InventoryChange<'_>,
+        fence: Fence,
     ) -> Result<InventorySnapshot, StoreError>;
+
+    /// Whether this replica should poll `device_id` for the current collection
+    /// round: true at most once per `round` per device across everything that
+    /// shares the store.
+    async fn claim_round(&self, device_id: &str, round: Duration) -> bool;
+
+    /// Before a scrape-triggered poll: whether to walk the device here or take
+    /// the result of a poll already under way elsewhere.
+    async fn scrape_turn(&self, _device_id: &str) -> ScrapeTurn {
+        ScrapeTurn::PollNow
+    }
+
+    /// Records that polling `device_id` failed (so waiting replicas share it).
+    async fn record_failure(&self, _device_id: &str, _message: &str) {}
 
     /// The latest poll of `device_id` if it is younger than `max_age`.
     async fn cached_poll(
@@ -80,6 +116,8 @@ pub struct MemoryStore {
     inventory: Mutex<InventorySnapshot>,
     cache: Mutex<HashMap<String, CachedPoll>>,
     histories: Mutex<HashMap<String, DeviceHistory>>,
+    /// Device id → end of its current round claim.
+    round_claims: Mutex<HashMap<String, Instant>>,
     /// Polls older than this are dropped first when the cache is full; no
     /// reader asks for older ones.
     retention: Duration,
@@ -95,6 +133,7 @@ impl MemoryStore {
             }),
             cache: Mutex::new(HashMap::new()),
             histories: Mutex::new(HashMap::new()),
+            round_claims: Mutex::new(HashMap::new()),
             retention,
             cache_capacity: cache_capacity.max(1),
         }
@@ -110,6 +149,7 @@ impl Store for MemoryStore {
     async fn update_inventory(
         &self,
         change: InventoryChange<'_>,
+        _fence: Fence,
     ) -> Result<InventorySnapshot, StoreError> {
         let snapshot = {
             let mut current = self.inventory.lock().expect("inventory lock");
@@ -137,7 +177,23 @@ impl Store for MemoryStore {
             .lock()
             .expect("history lock")
             .retain(|id, _| ids.contains(id.as_str()));
+        self.round_claims
+            .lock()
+            .expect("claims lock")
+            .retain(|id, _| ids.contains(id.as_str()));
         Ok(snapshot)
+    }
+
+    async fn claim_round(&self, device_id: &str, round: Duration) -> bool {
+        let now = Instant::now();
+        let mut claims = self.round_claims.lock().expect("claims lock");
+        match claims.get(device_id) {
+            Some(until) if *until > now => false,
+            _ => {
+                claims.insert(device_id.to_string(), now + round);
+                true
+            }
+        }
     }
 
     async fn cached_poll(
@@ -223,17 +279,31 @@ mod tests {
         let store = MemoryStore::new(Inventory::default(), Duration::from_secs(60), 10);
         let before = store.inventory().await.unwrap();
         let err = store
-            .update_inventory(&|inv: &mut Inventory| {
-                inv.discovery_seeds.push(
-                    DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#).unwrap(),
-                );
-                Err(InvalidInventory::new("x", "refused"))
-            })
+            .update_inventory(
+                &|inv: &mut Inventory| {
+                    inv.discovery_seeds.push(
+                        DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#).unwrap(),
+                    );
+                    Err(InvalidInventory::new("x", "refused"))
+                },
+                None,
+            )
             .await;
         assert!(err.is_err());
         let after = store.inventory().await.unwrap();
         assert_eq!(after.version, before.version);
         assert!(after.inventory.discovery_seeds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_round_claim_per_round() {
+        let store = MemoryStore::new(Inventory::default(), Duration::from_secs(60), 10);
+        let round = Duration::from_millis(150);
+        assert!(store.claim_round("a", round).await);
+        assert!(!store.claim_round("a", round).await, "claimed already");
+        assert!(store.claim_round("b", round).await, "per device");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(store.claim_round("a", round).await, "next round");
     }
 
     #[tokio::test]

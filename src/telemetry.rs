@@ -30,6 +30,16 @@ pub struct Telemetry {
     pub discovery_found: IntCounter,
     pub inventory_file_writes: IntCounterVec,
     pub cache_entries: IntGauge,
+    /// Polls this replica performed (background rounds and scrapes).
+    pub replica_polls: IntCounter,
+    // Fleet mode only (stay at zero standalone).
+    pub leader: IntGauge,
+    pub leader_epoch: IntGauge,
+    pub leadership_transitions: IntCounterVec,
+    pub lease_renew_duration: prometheus::Histogram,
+    pub stale_epoch_rejections: IntCounter,
+    pub redis_errors: IntCounterVec,
+    pub fleet_members: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -175,16 +185,71 @@ impl Telemetry {
                 "promsnmp_cache_entries",
                 "Polls held in the metrics cache.",
             ),
+            replica_polls: counter(
+                &registry,
+                "promsnmp_replica_polls_total",
+                "Device polls this replica performed (in a fleet each device is polled by one replica per interval).",
+            ),
+            leader: gauge(
+                &registry,
+                "promsnmp_leader",
+                "1 while this replica is the fleet leader.",
+            ),
+            leader_epoch: gauge(
+                &registry,
+                "promsnmp_leader_epoch",
+                "Leadership epoch (fencing token) this replica last held or saw.",
+            ),
+            leadership_transitions: counter_vec(
+                &registry,
+                "promsnmp_leadership_transitions_total",
+                "Times this replica became leader or stepped down.",
+                &["to"],
+            ),
+            lease_renew_duration: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "promsnmp_lease_renew_duration_seconds",
+                        "Round trip of a leader lease renewal.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+            stale_epoch_rejections: counter(
+                &registry,
+                "promsnmp_stale_epoch_rejections_total",
+                "Leader-only writes of this replica refused because its epoch was stale.",
+            ),
+            redis_errors: counter_vec(
+                &registry,
+                "promsnmp_redis_errors_total",
+                "Redis operations that failed or timed out, by operation.",
+                &["operation"],
+            ),
+            fleet_members: gauge(
+                &registry,
+                "promsnmp_fleet_members",
+                "Live replicas seen in the last membership heartbeat.",
+            ),
             registry,
             devices_with_series: Default::default(),
         };
+        for to in ["leader", "follower"] {
+            t.leadership_transitions.with_label_values(&[to]);
+        }
         for result in ["hit", "miss"] {
             t.cache_gets.with_label_values(&["metrics", result]);
+            t.cache_gets.with_label_values(&["redis", result]);
         }
         for endpoint in ["snmp", "metrics"] {
             t.scrape_duration.with_label_values(&[endpoint]);
         }
-        for result in ["ok", "error"] {
+        for result in ["ok", "error", "stale_epoch"] {
             t.inventory_file_writes.with_label_values(&[result]);
         }
         t
@@ -198,6 +263,12 @@ impl Telemetry {
         self.cache_gets
             .with_label_values(&["metrics", "miss"])
             .inc();
+    }
+
+    /// A lookup in the fleet's shared cache in Redis.
+    pub fn redis_cache_get(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache_gets.with_label_values(&["redis", result]).inc();
     }
 
     pub fn record_poll(&self, device: &str, stats: PollStats, ok: bool) {

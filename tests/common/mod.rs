@@ -1430,6 +1430,391 @@ impl Prometheus {
 }
 
 // ---------------------------------------------------------------------------
+// Redis
+// ---------------------------------------------------------------------------
+
+/// Default bound of [`Redis::cmd`] / [`Redis::try_cmd`].
+pub const REDIS_CMD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `redis-server` on 127.0.0.1:`port()` in a private temp dir, without
+/// persistence (`--save "" --appendonly no`), so every (re)start begins
+/// empty. SIGKILLed and reaped on drop (also when paused).
+pub struct Redis {
+    exe: PathBuf,
+    child: Option<ProcGuard>,
+    port: u16,
+    paused: bool,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts redis-server on a free port and waits (bounded 10 s) until a
+    /// raw TCP `PING` answers `+PONG`. Retries on another port if the chosen
+    /// one was taken meanwhile.
+    pub fn start() -> Redis {
+        let exe = require_program("redis-server", "redis-server");
+        let dir = tempfile::Builder::new()
+            .prefix("psnmp-redis")
+            .tempdir()
+            .expect("tempdir");
+        let mut redis = Redis {
+            exe,
+            child: None,
+            port: 0,
+            paused: false,
+            dir,
+        };
+        for attempt in 1..=3 {
+            redis.port = free_tcp_port();
+            match redis.spawn_and_wait(Duration::from_secs(10)) {
+                Ok(()) => return redis,
+                Err(msg) if msg.contains("Address already in use") && attempt < 3 => {
+                    eprintln!(
+                        "redis-server could not bind port {} (attempt {attempt}), retrying",
+                        redis.port
+                    );
+                }
+                Err(msg) => panic!("{msg}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// Spawns redis-server on `self.port` (the previous run must be reaped)
+    /// and waits until it answers PING; on failure the child is killed and
+    /// reaped and the error carries the log tail.
+    fn spawn_and_wait(&mut self, timeout: Duration) -> Result<(), String> {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let dir = self.dir.path();
+        // No persistence is configured, but make sure nothing could be loaded.
+        let _ = fs::remove_file(dir.join("dump.rdb"));
+        let _ = fs::remove_dir_all(dir.join("appendonlydir"));
+        let log = self.log_path();
+        let mut cmd = Command::new(&self.exe);
+        cmd.current_dir(dir)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--protected-mode", "no"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log);
+        let mut child = ProcGuard::spawn(cmd, "redis-server", &log);
+        let addr = self.addr();
+        let start = Instant::now();
+        let mut last = String::new();
+        for _ in 0..10_000 {
+            if let Some(status) = child.try_wait() {
+                return Err(format!(
+                    "redis-server on {addr} exited during startup ({status}); log tail:\n{}",
+                    child.log_tail()
+                ));
+            }
+            match redis_request(&addr, &["PING"], Duration::from_millis(500)) {
+                Ok(reply) if reply == "PONG" => {
+                    self.child = Some(child);
+                    self.paused = false;
+                    return Ok(());
+                }
+                Ok(reply) => last = format!("reply `{reply}`"),
+                Err(e) => last = e.to_string(),
+            }
+            if start.elapsed() >= timeout {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        kill_and_reap(&mut child);
+        Err(format!(
+            "redis-server did not answer PING on {addr} within {timeout:?} (last: {last}); log tail:\n{}",
+            child.log_tail()
+        ))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid())
+    }
+
+    /// The whole log (redis log file plus stdout/stderr) of all runs.
+    pub fn log(&self) -> String {
+        file_tail(&self.log_path(), usize::MAX)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// True while the process exists (paused or not) and has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().is_none())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused && self.child.is_some()
+    }
+
+    /// SIGKILL and reap (a no-op if not running).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+        self.paused = false;
+    }
+
+    /// Stops it if still running, then starts it again on the same port with
+    /// empty data and waits (bounded 10 s) until it answers PING. Retries
+    /// for a few seconds if the port is still (or meanwhile) taken.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut last = String::new();
+        for attempt in 1..=5 {
+            match self.spawn_and_wait(Duration::from_secs(10)) {
+                Ok(()) => return,
+                Err(msg) if msg.contains("Address already in use") => {
+                    eprintln!(
+                        "redis-server restart: port {} in use (attempt {attempt})",
+                        self.port
+                    );
+                    last = msg;
+                    thread::sleep(Duration::from_millis(500));
+                }
+                Err(msg) => panic!("redis-server restart failed: {msg}"),
+            }
+        }
+        panic!(
+            "redis-server restart: port {} stayed in use: {last}",
+            self.port
+        );
+    }
+
+    /// SIGSTOP: the process stays alive, connections are accepted by the
+    /// kernel but nothing is answered.
+    pub fn pause(&mut self) {
+        self.send_signal(libc::SIGSTOP, "pause");
+        self.paused = true;
+    }
+
+    /// SIGCONT after [`Redis::pause`].
+    pub fn resume(&mut self) {
+        self.send_signal(libc::SIGCONT, "resume");
+        self.paused = false;
+    }
+
+    fn send_signal(&mut self, sig: libc::c_int, what: &str) {
+        if !self.is_running() {
+            panic!(
+                "cannot {what} redis-server on port {}: it is not running",
+                self.port
+            );
+        }
+        if let Some(child) = self.child.as_mut() {
+            child.signal(sig);
+        }
+    }
+
+    /// Runs one command (bounded [`REDIS_CMD_TIMEOUT`]); see [`Redis::try_cmd_timeout`].
+    pub fn try_cmd(&self, args: &[&str]) -> io::Result<String> {
+        self.try_cmd_timeout(args, REDIS_CMD_TIMEOUT)
+    }
+
+    /// Sends `args` as one RESP command on a fresh TCP connection and reads one
+    /// reply within `timeout` overall. Rendering: simple string, error and
+    /// integer as their text (an error as e.g. `ERR unknown command ...`),
+    /// bulk string as its content (lossy UTF-8), a null as `(nil)`, an array
+    /// as its rendered elements joined with `\n`.
+    pub fn try_cmd_timeout(&self, args: &[&str], timeout: Duration) -> io::Result<String> {
+        redis_request(&self.addr(), args, timeout)
+    }
+
+    /// Like [`Redis::try_cmd`] but panics (with the log tail) on connection or
+    /// protocol errors and timeouts. Redis error replies are returned as text.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        self.try_cmd(args).unwrap_or_else(|e| {
+            panic!(
+                "redis command {args:?} on {} failed: {e}; log tail:\n{}",
+                self.addr(),
+                file_tail(&self.log_path(), 30)
+            )
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL also ends a stopped (paused) process.
+            child.signal(libc::SIGKILL);
+            if child.wait_timeout(Duration::from_secs(10)).is_none() {
+                eprintln!(
+                    "warning: redis-server (pid {}) could not be reaped",
+                    child.pid()
+                );
+            }
+        }
+    }
+}
+
+/// SIGKILL and reap (bounded 10 s); panics if the process survives.
+fn kill_and_reap(child: &mut ProcGuard) {
+    child.signal(libc::SIGKILL);
+    if child.wait_timeout(Duration::from_secs(10)).is_none() {
+        panic!(
+            "{} (pid {}) did not exit after SIGKILL",
+            child.name,
+            child.pid()
+        );
+    }
+}
+
+/// Remaining time until `deadline`, or a TimedOut error when none is left.
+fn time_left(deadline: Instant, what: &str) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("timed out {what}"),
+        ));
+    }
+    Ok(left)
+}
+
+/// One RESP request/reply on a fresh connection, bounded by `timeout` overall.
+fn redis_request(addr: &str, args: &[&str], timeout: Duration) -> io::Result<String> {
+    let deadline = Instant::now() + timeout;
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {addr}")))?;
+    let stream = TcpStream::connect_timeout(&sa, time_left(deadline, "connecting")?)?;
+    let mut msg = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        msg.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        msg.extend_from_slice(a.as_bytes());
+        msg.extend_from_slice(b"\r\n");
+    }
+    stream.set_write_timeout(Some(time_left(deadline, "sending")?))?;
+    (&stream).write_all(&msg)?;
+    let mut r = BufReader::new(stream);
+    read_resp(&mut r, deadline, 0)
+}
+
+/// Applies the remaining time as the socket read timeout; a read that times
+/// out becomes a TimedOut error.
+fn resp_read<T>(
+    r: &mut BufReader<TcpStream>,
+    deadline: Instant,
+    f: impl FnOnce(&mut BufReader<TcpStream>) -> io::Result<T>,
+) -> io::Result<T> {
+    r.get_ref()
+        .set_read_timeout(Some(time_left(deadline, "waiting for the reply")?))?;
+    f(r).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for the reply")
+        }
+        _ => e,
+    })
+}
+
+fn read_resp_line(r: &mut BufReader<TcpStream>, deadline: Instant) -> io::Result<String> {
+    let mut line = Vec::new();
+    // A slow server may deliver a line in pieces; each piece gets the time left.
+    for _ in 0..1_000_000 {
+        let n = resp_read(r, deadline, |r| {
+            r.by_ref()
+                .take((64 * 1024usize).saturating_sub(line.len()) as u64)
+                .read_until(b'\n', &mut line)
+        })?;
+        if line.ends_with(b"\n") {
+            return Ok(String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string());
+        }
+        if n == 0 {
+            return Err(bad_data(if line.len() >= 64 * 1024 {
+                "overlong RESP line"
+            } else {
+                "connection closed before a complete reply"
+            }));
+        }
+    }
+    Err(bad_data("RESP line arrives too slowly"))
+}
+
+fn read_resp(r: &mut BufReader<TcpStream>, deadline: Instant, depth: usize) -> io::Result<String> {
+    if depth > 32 {
+        return Err(bad_data("RESP reply nested too deeply"));
+    }
+    let line = read_resp_line(r, deadline)?;
+    let (kind, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
+    let len = || -> io::Result<i64> {
+        rest.parse()
+            .map_err(|_| bad_data(format!("bad RESP length in `{line}`")))
+    };
+    match kind {
+        "+" | "-" | ":" => Ok(rest.to_string()),
+        "$" => {
+            let n = len()?;
+            if n < 0 {
+                return Ok("(nil)".into());
+            }
+            let n = usize::try_from(n).map_err(|_| bad_data("bulk string too long"))?;
+            if n > 512 * 1024 * 1024 {
+                return Err(bad_data(format!("bulk string of {n} bytes")));
+            }
+            let mut buf = vec![0u8; n + 2];
+            let mut got = 0;
+            for _ in 0..1_000_000 {
+                if got == buf.len() {
+                    break;
+                }
+                let k = resp_read(r, deadline, |r| r.read(&mut buf[got..]))?;
+                if k == 0 {
+                    return Err(bad_data("connection closed inside a bulk string"));
+                }
+                got += k;
+            }
+            if got != buf.len() || !buf.ends_with(b"\r\n") {
+                return Err(bad_data("bulk string without trailing CRLF"));
+            }
+            buf.truncate(n);
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        "*" => {
+            let n = len()?;
+            if n < 0 {
+                return Ok("(nil)".into());
+            }
+            if n > 10_000_000 {
+                return Err(bad_data(format!("array of {n} elements")));
+            }
+            let mut items = Vec::new();
+            for _ in 0..n {
+                items.push(read_resp(r, deadline, depth + 1)?);
+            }
+            Ok(items.join("\n"))
+        }
+        _ => Err(bad_data(format!("unexpected RESP reply line `{line}`"))),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // promsnmp under test
 // ---------------------------------------------------------------------------
 

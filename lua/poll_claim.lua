@@ -1,0 +1,15 @@
+-- Claims the right to poll one device now.
+-- KEYS[1] round claim (one poll per collection interval), KEYS[2] poll lock (a walk in progress)
+-- ARGV[1] replica id, ARGV[2] round claim ttl (ms; 0 for a scrape-triggered poll,
+-- which takes no round claim), ARGV[3] poll lock ttl (ms)
+-- Returns 1 when this replica should poll, 0 when the device is taken.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+if tonumber(ARGV[2]) > 0 then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+return 1

@@ -1,0 +1,450 @@
+//! Fleet mode (`REDIS_URL` set): identical replicas coordinated through Redis.
+//!
+//! [`Fleet::run`] is one loop per replica. Every renew period it heartbeats
+//! (membership, which decides who owns which device), renews or tries to
+//! acquire the leader lease, and checks the inventory version; change events
+//! from pub/sub trigger the same check at once. The leader alone runs
+//! scheduled discovery and `DISCOVERY_ON_START` (once per leadership), writes
+//! the inventory through to the file, and restores the inventory into an
+//! empty Redis from the file. All of that carries the leadership epoch; the
+//! Lua scripts and the file refuse a stale one. A leader that cannot renew
+//! steps down on its own before its lease can expire (monotonic clock).
+//!
+//! The shared state itself ([`RedisStore`]) is in [`store`]; polling is the
+//! collector's, which asks the store which devices are this replica's.
+
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use store::RedisStore;
+
+use crate::config::{DiscoverySchedule, FleetConfig};
+use crate::discovery::Discovery;
+use crate::persistence::{FileError, InventoryWriter};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Telemetry;
+
+/// What `/actuator/health` shows of the fleet.
+#[derive(Debug, Clone, Default)]
+pub struct FleetStatus {
+    pub redis_up: bool,
+    /// The epoch while this replica leads.
+    pub leading_epoch: Option<u64>,
+    /// The highest epoch this replica has seen.
+    pub epoch_seen: u64,
+    pub members: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+/// This replica's leadership: valid until `deadline`.
+struct Leadership {
+    epoch: u64,
+    /// Lease start as sent (before Redis started its clock) + lease − margin.
+    deadline: Instant,
+    /// Stops the leader-only tasks.
+    stop: CancellationToken,
+    /// (epoch, version) last written to the file by this leadership.
+    persisted_version: Option<u64>,
+}
+
+pub struct Fleet {
+    store: Arc<RedisStore>,
+    client: redis::Client,
+    config: FleetConfig,
+    writer: Arc<InventoryWriter>,
+    discovery: Arc<Discovery>,
+    telemetry: Arc<Telemetry>,
+    discovery_schedule: Option<DiscoverySchedule>,
+    discovery_on_start: bool,
+    status: Mutex<FleetStatus>,
+    leader_tasks: tokio_util::task::TaskTracker,
+}
+
+impl Fleet {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<RedisStore>,
+        client: redis::Client,
+        config: FleetConfig,
+        writer: Arc<InventoryWriter>,
+        discovery: Arc<Discovery>,
+        telemetry: Arc<Telemetry>,
+        discovery_schedule: Option<DiscoverySchedule>,
+        discovery_on_start: bool,
+    ) -> Fleet {
+        Fleet {
+            store,
+            client,
+            config,
+            writer,
+            discovery,
+            telemetry,
+            discovery_schedule,
+            discovery_on_start,
+            status: Mutex::new(FleetStatus::default()),
+            leader_tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    pub fn status(&self) -> FleetStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    pub fn replica_id(&self) -> &str {
+        self.store.replica_id()
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut FleetStatus)) {
+        f(&mut self.status.lock().expect("status lock"));
+    }
+
+    /// Stop acting as leader before the lease can pass to another replica:
+    /// renewals that keep failing end it at `deadline`, ahead of the TTL.
+    fn step_down_margin(&self) -> Duration {
+        (self.config.renew_period / 2).min(self.config.lease_ttl / 4)
+    }
+
+    /// Runs until `cancel` fires; then releases the lease and leaves the
+    /// membership so the others take over at once.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let (events_tx, mut events_rx) = mpsc::channel::<()>(1);
+        let subscriber = tokio::spawn(self.clone().subscribe(events_tx, cancel.clone()));
+        let mut leadership: Option<Leadership> = None;
+        let mut ticker = tokio::time::interval(self.config.renew_period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = leadership.as_ref().map(|l| l.deadline);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticker.tick() => self.tick(&mut leadership).await,
+                Some(()) = events_rx.recv() => self.sync_inventory(&mut leadership).await,
+                _ = sleep_until(deadline) => {
+                    self.step_down(&mut leadership, "the lease was not renewed before its deadline");
+                }
+            }
+        }
+        if let Some(mut l) = leadership.take() {
+            // Last write-through, then hand over at once.
+            if Instant::now() < l.deadline {
+                self.write_through(&mut l).await;
+            }
+            let released: Result<i64, _> = self
+                .store
+                .eval(
+                    "lease_release",
+                    &self.store.scripts.lease_release,
+                    &[self.store.keys.leader(), self.store.keys.epoch()],
+                    &[self.store.replica_id(), &l.epoch.to_string()],
+                )
+                .await;
+            l.stop.cancel();
+            self.telemetry.leader.set(0);
+            tracing::info!(
+                epoch = l.epoch,
+                released = matches!(released, Ok(1)),
+                "leader lease released on shutdown"
+            );
+        }
+        self.leader_tasks.close();
+        self.store.leave().await;
+        subscriber.abort();
+        tracing::info!("fleet coordination stopped");
+    }
+
+    /// Pub/sub listener for inventory events; reconnects until cancelled.
+    /// Lost messages are caught by the periodic version check.
+    async fn subscribe(self: Arc<Self>, events: mpsc::Sender<()>, cancel: CancellationToken) {
+        let channel = self.store.keys.events();
+        let timeout = self.config.redis_timeout;
+        while !cancel.is_cancelled() {
+            let connected = tokio::time::timeout(timeout, async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match connected {
+                Ok(Ok(mut pubsub)) => {
+                    tracing::debug!("subscribed to inventory events");
+                    let _ = events.try_send(()); // resynchronise after a gap
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            message = messages.next() => match message {
+                                Some(_) => { let _ = events.try_send(()); }
+                                None => break,
+                            },
+                        }
+                    }
+                    tracing::debug!("inventory event subscription lost; reconnecting");
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to inventory events"),
+                Err(_) => tracing::debug!("subscribing to inventory events timed out"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn tick(&self, leadership: &mut Option<Leadership>) {
+        match self.store.heartbeat(self.config.lease_ttl).await {
+            Ok(members) => {
+                let was_down = !self.status().redis_up;
+                self.telemetry.fleet_members.set(members.len() as i64);
+                self.store.set_members(members.clone());
+                self.update_status(|s| {
+                    s.redis_up = true;
+                    s.members = members;
+                    s.last_error = None;
+                });
+                if was_down {
+                    tracing::info!("Redis reachable: taking part in the fleet");
+                }
+            }
+            Err(e) => {
+                let was_up = self.status().redis_up;
+                self.store.set_members(Vec::new());
+                self.telemetry.fleet_members.set(0);
+                self.update_status(|s| {
+                    s.redis_up = false;
+                    s.members.clear();
+                    s.last_error = Some(e.to_string());
+                });
+                if was_up {
+                    tracing::warn!(error = %e, "Redis unreachable: serving from the local snapshot and cache, polling every device here, not leading");
+                }
+                self.step_down(leadership, "Redis is unreachable");
+                return;
+            }
+        }
+        match leadership {
+            Some(_) => self.renew(leadership).await,
+            None => self.try_acquire(leadership).await,
+        }
+        self.sync_inventory(leadership).await;
+    }
+
+    async fn renew(&self, leadership: &mut Option<Leadership>) {
+        let Some(l) = leadership.as_mut() else { return };
+        let sent = Instant::now();
+        let renewed: Result<i64, StoreError> = self
+            .store
+            .eval(
+                "lease_renew",
+                &self.store.scripts.lease_renew,
+                &[self.store.keys.leader(), self.store.keys.epoch()],
+                &[
+                    self.store.replica_id(),
+                    &l.epoch.to_string(),
+                    &self.config.lease_ttl.as_millis().to_string(),
+                ],
+            )
+            .await;
+        self.telemetry
+            .lease_renew_duration
+            .observe(sent.elapsed().as_secs_f64());
+        match renewed {
+            Ok(1) => l.deadline = sent + self.config.lease_ttl - self.step_down_margin(),
+            Ok(_) => self.step_down(leadership, "the lease is held by another replica now"),
+            // Keep leading until the deadline; the next tick tries again.
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+        }
+    }
+
+    async fn try_acquire(&self, leadership: &mut Option<Leadership>) {
+        // Never go below an epoch recorded elsewhere (Redis may have lost its data).
+        let floor = self
+            .writer
+            .file()
+            .stamp()
+            .epoch
+            .max(self.status().epoch_seen);
+        let sent = Instant::now();
+        let acquired: Result<i64, StoreError> = self
+            .store
+            .eval(
+                "lease_acquire",
+                &self.store.scripts.lease_acquire,
+                &[self.store.keys.leader(), self.store.keys.epoch()],
+                &[
+                    self.store.replica_id(),
+                    &self.config.lease_ttl.as_millis().to_string(),
+                    &floor.to_string(),
+                ],
+            )
+            .await;
+        let epoch = match acquired {
+            Ok(e) if e > 0 => e as u64,
+            Ok(held) => {
+                // Another replica leads with epoch -held.
+                let current = held.unsigned_abs();
+                self.telemetry.leader_epoch.set(current as i64);
+                self.update_status(|s| s.epoch_seen = s.epoch_seen.max(current));
+                return;
+            }
+            Err(_) => return,
+        };
+        let l = Leadership {
+            epoch,
+            deadline: sent + self.config.lease_ttl - self.step_down_margin(),
+            stop: CancellationToken::new(),
+            persisted_version: None,
+        };
+        self.telemetry.leader.set(1);
+        self.telemetry.leader_epoch.set(epoch as i64);
+        self.telemetry
+            .leadership_transitions
+            .with_label_values(&["leader"])
+            .inc();
+        self.update_status(|s| {
+            s.leading_epoch = Some(epoch);
+            s.epoch_seen = s.epoch_seen.max(epoch);
+        });
+        tracing::info!(epoch, replica = %self.store.replica_id(), "became fleet leader");
+        self.start_leader_tasks(&l);
+        *leadership = Some(l);
+    }
+
+    fn start_leader_tasks(&self, l: &Leadership) {
+        let fence = Some(l.epoch);
+        if let Some(schedule) = self.discovery_schedule.clone() {
+            self.leader_tasks.spawn(self.discovery.clone().run_schedule(
+                schedule,
+                fence,
+                l.stop.clone(),
+            ));
+        }
+        if self.discovery_on_start {
+            let discovery = self.discovery.clone();
+            let stop = l.stop.clone();
+            self.leader_tasks.spawn(async move {
+                // Give the restore from the file a moment when Redis was empty.
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        discovery.run_saved_seeds("DISCOVERY_ON_START (new leader)", fence).await
+                    }
+                }
+            });
+        }
+    }
+
+    fn step_down(&self, leadership: &mut Option<Leadership>, reason: &str) {
+        let Some(l) = leadership.take() else { return };
+        l.stop.cancel();
+        self.telemetry.leader.set(0);
+        self.telemetry
+            .leadership_transitions
+            .with_label_values(&["follower"])
+            .inc();
+        self.update_status(|s| s.leading_epoch = None);
+        tracing::warn!(epoch = l.epoch, reason, "stepped down as fleet leader");
+    }
+
+    /// Checks the inventory version in Redis and adopts a newer one. The
+    /// leader also restores an empty Redis from the file and writes each
+    /// new version through to the file.
+    async fn sync_inventory(&self, leadership: &mut Option<Leadership>) {
+        if let Some(l) = leadership.as_ref() {
+            if Instant::now() >= l.deadline {
+                self.step_down(leadership, "the lease was not renewed before its deadline");
+            }
+        }
+        if let Some(l) = leadership.as_ref() {
+            if let Ok(false) = self.store.remote_inventory_exists().await {
+                self.restore(l.epoch, leadership).await;
+            }
+        }
+        match self.store.refresh().await {
+            Ok(Some(snapshot)) => {
+                self.writer.observe(&snapshot);
+                tracing::info!(
+                    version = snapshot.version,
+                    devices = snapshot.inventory.devices.len(),
+                    "inventory updated from the fleet"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "inventory version check failed"),
+        }
+        if let Some(l) = leadership.as_mut() {
+            self.write_through(l).await;
+        }
+    }
+
+    /// Puts the inventory back into an empty Redis: from the file (another
+    /// leader may have written it), else this replica's snapshot.
+    async fn restore(&self, epoch: u64, leadership: &mut Option<Leadership>) {
+        let inventory = match self.writer.file().load() {
+            Ok(Some(inventory)) => inventory,
+            Ok(None) => match self.store.inventory().await {
+                Ok(s) => (*s.inventory).clone(),
+                Err(_) => return,
+            },
+            Err(e) => {
+                // Never replace what the users entered with nothing: wait for
+                // the file to be fixed (or another replica's snapshot).
+                tracing::error!(error = %e, "Redis holds no inventory and the file cannot be read; not restoring");
+                return;
+            }
+        };
+        match self.store.restore(epoch, inventory).await {
+            Ok(Some(snapshot)) => {
+                self.writer.observe(&snapshot);
+                tracing::info!(
+                    devices = snapshot.inventory.devices.len(),
+                    seeds = snapshot.inventory.discovery_seeds.len(),
+                    "Redis held no inventory: restored it from the file"
+                );
+            }
+            Ok(None) => {}
+            Err(StoreError::StaleEpoch(_)) => {
+                self.telemetry.stale_epoch_rejections.inc();
+                self.step_down(
+                    leadership,
+                    "restoring the inventory was refused: stale epoch",
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "restoring the inventory failed"),
+        }
+    }
+
+    /// Writes the current snapshot to the file when this leadership has not
+    /// written that version yet.
+    async fn write_through(&self, l: &mut Leadership) {
+        let Ok(snapshot) = self.store.inventory().await else {
+            return;
+        };
+        // Version 0: nothing read from Redis yet; the file is the source.
+        if snapshot.version == 0 || l.persisted_version == Some(snapshot.version) {
+            return;
+        }
+        if Instant::now() >= l.deadline {
+            return;
+        }
+        match self.writer.persist_fenced(&snapshot, l.epoch).await {
+            Ok(_) => l.persisted_version = Some(snapshot.version),
+            Err(FileError::StaleEpoch { .. }) => {
+                self.telemetry.stale_epoch_rejections.inc();
+                l.deadline = Instant::now(); // a newer leader wrote: stop leading
+            }
+            Err(_) => {} // logged by the writer; retried at the next check
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,951 @@
+//! [`RedisStore`]: the [`Store`] of a fleet. The inventory (encrypted, with an
+//! incarnation and a version), each device's poll history and its cached
+//! result, poll claims and locks live in Redis under `promsnmp:{tenant:site}:`;
+//! every multi-key change is one Lua script from `lua/`, run by SHA.
+//!
+//! Every replica keeps a local copy of what it last read: the inventory
+//! snapshot (what `/targets` and scrapes use, refreshed by `fleet` on events
+//! and periodically) and the last result per device. When Redis is
+//! unreachable the replica serves and polls from these on its own.
+//! Leases and membership are driven from `fleet`; the scripts are here.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_redis::{Connection, Pool};
+use redis::{FromRedisValue, Script};
+
+use crate::crypto::InventoryCipher;
+use crate::inventory::Inventory;
+use crate::sample::{DeviceHistory, PolledDevice, Sample};
+use crate::store::{
+    CachedPoll, Fence, InventoryChange, InventorySnapshot, ScrapeTurn, Store, StoreError,
+};
+use crate::telemetry::Telemetry;
+
+/// Key names; the `{tenant:site}` hash tag keeps a site's keys in one slot.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(site_key: &str) -> Keys {
+        Keys {
+            prefix: format!("promsnmp:{{{site_key}}}:"),
+        }
+    }
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+    pub fn leader(&self) -> String {
+        self.key("leader")
+    }
+    pub fn epoch(&self) -> String {
+        self.key("epoch")
+    }
+    pub fn members(&self) -> String {
+        self.key("members")
+    }
+    pub fn inventory(&self) -> String {
+        self.key("inventory")
+    }
+    /// Pub/sub channel of inventory change events (`<incarnation>:<version>`).
+    pub fn events(&self) -> String {
+        self.key("events")
+    }
+    pub fn history(&self, device: &str) -> String {
+        self.key(&format!("history:{device}"))
+    }
+    pub fn cache(&self, device: &str) -> String {
+        self.key(&format!("cache:{device}"))
+    }
+    pub fn claim(&self, device: &str) -> String {
+        self.key(&format!("claim:{device}"))
+    }
+    pub fn lock(&self, device: &str) -> String {
+        self.key(&format!("lock:{device}"))
+    }
+    pub fn failed(&self, device: &str) -> String {
+        self.key(&format!("failed:{device}"))
+    }
+}
+
+/// The Lua scripts of `lua/`, compiled into the binary, run with EVALSHA
+/// (`redis::Script` loads a script again when Redis answers NOSCRIPT).
+pub struct Scripts {
+    pub lease_acquire: Script,
+    pub lease_renew: Script,
+    pub lease_release: Script,
+    pub heartbeat: Script,
+    pub inventory_update: Script,
+    pub inventory_restore: Script,
+    pub poll_claim: Script,
+    pub poll_record: Script,
+    pub poll_fail: Script,
+    pub cache_get: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            lease_acquire: Script::new(include_str!("../../lua/lease_acquire.lua")),
+            lease_renew: Script::new(include_str!("../../lua/lease_renew.lua")),
+            lease_release: Script::new(include_str!("../../lua/lease_release.lua")),
+            heartbeat: Script::new(include_str!("../../lua/heartbeat.lua")),
+            inventory_update: Script::new(include_str!("../../lua/inventory_update.lua")),
+            inventory_restore: Script::new(include_str!("../../lua/inventory_restore.lua")),
+            poll_claim: Script::new(include_str!("../../lua/poll_claim.lua")),
+            poll_record: Script::new(include_str!("../../lua/poll_record.lua")),
+            poll_fail: Script::new(include_str!("../../lua/poll_fail.lua")),
+            cache_get: Script::new(include_str!("../../lua/cache_get.lua")),
+        }
+    }
+}
+
+/// How long a failed poll is shared with replicas that wait for it.
+const FAILURE_SHARE: Duration = Duration::from_secs(5);
+/// Pause between looks at another replica's poll in progress.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+/// Attempts of a compare-and-set before giving up on concurrent writers.
+const CAS_ATTEMPTS: usize = 8;
+
+/// A device's history as stored in Redis, with the time of the poll that
+/// produced it (a slower poll finishing late must not overwrite a newer one).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct StoredHistory {
+    polled_at_ms: i64,
+    history: DeviceHistory,
+}
+
+/// The last result this replica saw for a device.
+struct LocalPoll {
+    /// Generation in Redis (0: recorded only locally, Redis was unreachable).
+    generation: u64,
+    polled: Arc<PolledDevice>,
+    stored_at: Instant,
+}
+
+struct LocalInventory {
+    /// Changes whenever Redis loses the inventory and the leader restores it;
+    /// empty until the first read from Redis.
+    incarnation: String,
+    snapshot: InventorySnapshot,
+}
+
+pub struct RedisStore {
+    pool: Pool,
+    pub keys: Keys,
+    pub scripts: Scripts,
+    cipher: Arc<InventoryCipher>,
+    replica_id: String,
+    redis_timeout: Duration,
+    telemetry: Arc<Telemetry>,
+    /// TTL of cached results (the longest any reader accepts).
+    cache_ttl: Duration,
+    /// TTL of a poll lock: a walk taking longer is presumed dead.
+    lock_ttl: Duration,
+    inventory: Mutex<LocalInventory>,
+    local_polls: Mutex<HashMap<String, LocalPoll>>,
+    /// Histories for polls recorded while Redis was unreachable.
+    local_histories: Mutex<HashMap<String, DeviceHistory>>,
+    /// Round claims taken locally while Redis was unreachable.
+    local_claims: Mutex<HashMap<String, Instant>>,
+    /// Live members from the last heartbeat; empty when Redis is unreachable
+    /// (then this replica polls every device itself).
+    members: Mutex<Vec<String>>,
+    redis_up: AtomicBool,
+}
+
+/// Rendezvous (highest random weight) hashing: the member that owns `device`.
+/// Stable across processes and builds (FNV-1a, then a 64-bit finaliser).
+pub fn rendezvous_owner<'a>(members: &'a [String], device: &str) -> Option<&'a str> {
+    fn weight(member: &str, device: &str) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in member.bytes().chain([0u8]).chain(device.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // splitmix64 finaliser: spreads FNV's weak low bits.
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+    members
+        .iter()
+        .max_by_key(|m| (weight(m, device), m.as_str()))
+        .map(|m| m.as_str())
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+impl RedisStore {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pool: Pool,
+        site_key: &str,
+        cipher: Arc<InventoryCipher>,
+        replica_id: String,
+        redis_timeout: Duration,
+        telemetry: Arc<Telemetry>,
+        initial: Inventory,
+        cache_ttl: Duration,
+        lock_ttl: Duration,
+    ) -> RedisStore {
+        RedisStore {
+            pool,
+            keys: Keys::new(site_key),
+            scripts: Scripts::default(),
+            cipher,
+            replica_id,
+            redis_timeout,
+            telemetry,
+            cache_ttl,
+            lock_ttl,
+            inventory: Mutex::new(LocalInventory {
+                incarnation: String::new(),
+                snapshot: InventorySnapshot {
+                    version: 0,
+                    inventory: Arc::new(initial),
+                },
+            }),
+            local_polls: Mutex::new(HashMap::new()),
+            local_histories: Mutex::new(HashMap::new()),
+            local_claims: Mutex::new(HashMap::new()),
+            members: Mutex::new(Vec::new()),
+            redis_up: AtomicBool::new(false),
+        }
+    }
+
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    pub fn is_redis_up(&self) -> bool {
+        self.redis_up.load(Ordering::Relaxed)
+    }
+
+    pub fn set_members(&self, members: Vec<String>) {
+        *self.members.lock().expect("members lock") = members;
+    }
+
+    pub fn members(&self) -> Vec<String> {
+        self.members.lock().expect("members lock").clone()
+    }
+
+    /// Runs one Redis operation within `redis_timeout`; failures are counted
+    /// by `operation` and mark Redis as down until the next success.
+    pub async fn redis<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async {
+            let conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            f(conn).await.map_err(|e| e.to_string())
+        };
+        let result = match tokio::time::timeout(self.redis_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", self.redis_timeout)),
+        };
+        match result {
+            Ok(v) => {
+                self.redis_up.store(true, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(message) => {
+                self.redis_up.store(false, Ordering::Relaxed);
+                self.telemetry
+                    .redis_errors
+                    .with_label_values(&[operation])
+                    .inc();
+                tracing::debug!(operation, error = %message, "Redis operation failed");
+                Err(StoreError::Unavailable(format!(
+                    "Redis is unavailable ({operation}: {message})"
+                )))
+            }
+        }
+    }
+
+    /// Runs `script` with `keys` and `args`.
+    pub async fn eval<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<T, StoreError> {
+        self.redis(operation, |mut conn| async move {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Membership heartbeat; returns the live members (sorted by id).
+    pub async fn heartbeat(&self, member_ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let mut members: Vec<String> = self
+            .eval(
+                "heartbeat",
+                &self.scripts.heartbeat,
+                &[self.keys.members()],
+                &[&self.replica_id, &millis(member_ttl)],
+            )
+            .await?;
+        members.sort();
+        Ok(members)
+    }
+
+    /// Leaves the membership (graceful shutdown): the others take over this
+    /// replica's devices at their next check instead of after the member ttl.
+    pub async fn leave(&self) {
+        let key = self.keys.members();
+        let id = self.replica_id.clone();
+        let _ = self
+            .redis("leave", |mut conn| async move {
+                redis::cmd("ZREM")
+                    .arg(key)
+                    .arg(id)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
+    }
+
+    /// Reads the inventory from Redis: `None` when there is none.
+    async fn read_remote(&self) -> Result<Option<(String, u64, Inventory)>, StoreError> {
+        let key = self.keys.inventory();
+        let (incarnation, version, data): (Option<String>, Option<u64>, Option<String>) = self
+            .redis("inventory_read", |mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("incarnation")
+                    .arg("version")
+                    .arg("data")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let (Some(incarnation), Some(version), Some(data)) = (incarnation, version, data) else {
+            return Ok(None);
+        };
+        let plaintext = self.cipher.decrypt(data.as_bytes()).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "the inventory in Redis cannot be decrypted with this replica's PROM_ENCRYPT_KEY ({e}); every replica must use the same key"
+            ))
+        })?;
+        let inventory = Inventory::from_json(&plaintext).map_err(|e| {
+            StoreError::Unavailable(format!("the inventory in Redis is not valid: {e}"))
+        })?;
+        Ok(Some((incarnation, version, inventory)))
+    }
+
+    /// Whether Redis holds an inventory (the leader restores it when not).
+    pub async fn remote_inventory_exists(&self) -> Result<bool, StoreError> {
+        let key = self.keys.inventory();
+        self.redis("inventory_exists", |mut conn| async move {
+            redis::cmd("EXISTS").arg(key).query_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Brings the local snapshot up to Redis's inventory. Returns the new
+    /// snapshot when it changed; `None` when it was current or Redis holds
+    /// no inventory (the local snapshot is kept: nothing is lost).
+    pub async fn refresh(&self) -> Result<Option<InventorySnapshot>, StoreError> {
+        let key = self.keys.inventory();
+        let (incarnation, version): (Option<String>, Option<u64>) = self
+            .redis("inventory_version", |mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("incarnation")
+                    .arg("version")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let (Some(incarnation), Some(version)) = (incarnation, version) else {
+            return Ok(None);
+        };
+        {
+            let local = self.inventory.lock().expect("inventory lock");
+            if local.incarnation == incarnation && local.snapshot.version == version {
+                return Ok(None);
+            }
+        }
+        let Some((incarnation, version, inventory)) = self.read_remote().await? else {
+            return Ok(None);
+        };
+        Ok(self.adopt(incarnation, version, inventory))
+    }
+
+    /// Makes (incarnation, version) the local snapshot unless it is already
+    /// there or older than what the replica holds.
+    fn adopt(
+        &self,
+        incarnation: String,
+        version: u64,
+        inventory: Inventory,
+    ) -> Option<InventorySnapshot> {
+        let mut local = self.inventory.lock().expect("inventory lock");
+        if local.incarnation == incarnation && local.snapshot.version >= version {
+            return None;
+        }
+        local.incarnation = incarnation;
+        local.snapshot = InventorySnapshot {
+            version,
+            inventory: Arc::new(inventory),
+        };
+        Some(local.snapshot.clone())
+    }
+
+    /// The leader puts `inventory` into a Redis that has none. Returns the
+    /// new snapshot, `None` when an inventory is there already.
+    pub async fn restore(
+        &self,
+        epoch: u64,
+        inventory: Inventory,
+    ) -> Result<Option<InventorySnapshot>, StoreError> {
+        let incarnation = uuid::Uuid::new_v4().simple().to_string();
+        let data = self.cipher.encrypt(&inventory.to_json());
+        let restored: i64 = self
+            .eval(
+                "inventory_restore",
+                &self.scripts.inventory_restore,
+                &[self.keys.inventory(), self.keys.leader(), self.keys.epoch()],
+                &[
+                    &self.replica_id,
+                    &epoch.to_string(),
+                    &incarnation,
+                    &data,
+                    &self.keys.events(),
+                ],
+            )
+            .await?;
+        match restored {
+            1 => Ok(self.adopt(incarnation, 1, inventory)),
+            0 => Ok(None),
+            _ => Err(StoreError::StaleEpoch(epoch)),
+        }
+    }
+
+    /// Drops what Redis keeps for devices that left the inventory.
+    async fn forget_devices(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .flat_map(|id| {
+                [
+                    self.keys.history(id),
+                    self.keys.cache(id),
+                    self.keys.claim(id),
+                    self.keys.lock(id),
+                    self.keys.failed(id),
+                ]
+            })
+            .collect();
+        let _ = self
+            .redis("forget_devices", |mut conn| async move {
+                redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
+        let mut polls = self.local_polls.lock().expect("polls lock");
+        let mut histories = self.local_histories.lock().expect("history lock");
+        for id in &ids {
+            polls.remove(id);
+            histories.remove(id);
+        }
+    }
+
+    fn local_claim(&self, device_id: &str, round: Duration) -> bool {
+        let now = Instant::now();
+        let mut claims = self.local_claims.lock().expect("claims lock");
+        if claims.len() > 100_000 {
+            claims.retain(|_, until| *until > now);
+        }
+        match claims.get(device_id) {
+            Some(until) if *until > now => false,
+            _ => {
+                claims.insert(device_id.to_string(), now + round);
+                true
+            }
+        }
+    }
+
+    /// `cache_get.lua`: (Redis now ms, generation, age ms, data, failure mark, locked).
+    async fn cache_entry(&self, device_id: &str) -> Result<CacheEntry, StoreError> {
+        let known = self
+            .local_polls
+            .lock()
+            .expect("polls lock")
+            .get(device_id)
+            .map(|p| p.generation.to_string())
+            .unwrap_or_default();
+        let (now_ms, generation, age_ms, data, failure, locked): (
+            i64,
+            u64,
+            i64,
+            String,
+            String,
+            i64,
+        ) = self
+            .eval(
+                "cache_get",
+                &self.scripts.cache_get,
+                &[
+                    self.keys.cache(device_id),
+                    self.keys.failed(device_id),
+                    self.keys.lock(device_id),
+                ],
+                &[&known],
+            )
+            .await?;
+        let polled = if generation == 0 {
+            None
+        } else if data.is_empty() {
+            // Unchanged since we last read it: reuse the decoded copy.
+            self.local_polls
+                .lock()
+                .expect("polls lock")
+                .get(device_id)
+                .filter(|p| p.generation == generation)
+                .map(|p| p.polled.clone())
+        } else {
+            match serde_json::from_str::<PolledDevice>(&data) {
+                Ok(p) => {
+                    let polled = Arc::new(p);
+                    self.remember(device_id, generation, polled.clone(), age_ms);
+                    Some(polled)
+                }
+                Err(e) => {
+                    tracing::warn!(device = device_id, error = %e, "unreadable cached poll in Redis; ignoring it");
+                    None
+                }
+            }
+        };
+        let failure = failure.split_once('|').and_then(|(at, message)| {
+            at.parse::<i64>()
+                .ok()
+                .map(|at_ms| (at_ms, message.to_string()))
+        });
+        Ok(CacheEntry {
+            now_ms,
+            generation,
+            age: Duration::from_millis(age_ms.max(0) as u64),
+            polled,
+            failure,
+            locked: locked == 1,
+        })
+    }
+
+    fn remember(&self, device_id: &str, generation: u64, polled: Arc<PolledDevice>, age_ms: i64) {
+        let stored_at = Instant::now()
+            .checked_sub(Duration::from_millis(age_ms.max(0) as u64))
+            .unwrap_or_else(Instant::now);
+        self.local_polls.lock().expect("polls lock").insert(
+            device_id.to_string(),
+            LocalPoll {
+                generation,
+                polled,
+                stored_at,
+            },
+        );
+    }
+
+    fn local_cached(&self, device_id: &str, max_age: Duration) -> Option<CachedPoll> {
+        self.local_polls
+            .lock()
+            .expect("polls lock")
+            .get(device_id)
+            .filter(|p| p.stored_at.elapsed() < max_age)
+            .map(|p| CachedPoll {
+                polled: p.polled.clone(),
+                stored_at: p.stored_at,
+            })
+    }
+
+    /// Records a poll locally only (Redis unreachable).
+    fn record_locally(&self, sample: Sample) -> Arc<PolledDevice> {
+        let device_id = sample.device_id.clone();
+        let polled = {
+            let mut histories = self.local_histories.lock().expect("history lock");
+            let history = histories.entry(device_id.clone()).or_default();
+            history.record(&sample);
+            Arc::new(PolledDevice::new(sample, history))
+        };
+        self.remember(&device_id, 0, polled.clone(), 0);
+        polled
+    }
+
+    /// The poll lock for a scrape-triggered poll (no round claim): 1 when granted.
+    async fn claim_scrape(&self, device_id: &str) -> Result<i64, StoreError> {
+        self.eval(
+            "poll_claim",
+            &self.scripts.poll_claim,
+            &[self.keys.claim(device_id), self.keys.lock(device_id)],
+            &[&self.replica_id, "0", &millis(self.lock_ttl)],
+        )
+        .await
+    }
+
+    /// One attempt at `poll_record.lua`: `Ok(None)` when the history changed meanwhile.
+    async fn try_record(&self, sample: &Sample) -> Result<Option<Arc<PolledDevice>>, StoreError> {
+        let id = &sample.device_id;
+        let key = self.keys.history(id);
+        let (generation, data): (Option<u64>, Option<String>) = self
+            .redis("history_read", |mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("gen")
+                    .arg("data")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let generation = generation.unwrap_or(0);
+        let mut stored: StoredHistory = data
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or_default();
+        let newer_stored = stored.polled_at_ms > sample.polled_at_ms;
+        stored.history.record(sample);
+        let polled = Arc::new(PolledDevice::new(sample.clone(), &stored.history));
+        if newer_stored {
+            // A newer poll is in already: this late one changes nothing shared.
+            return Ok(Some(polled));
+        }
+        stored.polled_at_ms = sample.polled_at_ms;
+        let history_json = serde_json::to_string(&stored).expect("history serialises");
+        let polled_json = serde_json::to_string(&*polled).expect("poll serialises");
+        let new_generation: u64 = self
+            .eval(
+                "poll_record",
+                &self.scripts.poll_record,
+                &[
+                    self.keys.history(id),
+                    self.keys.cache(id),
+                    self.keys.lock(id),
+                    self.keys.failed(id),
+                ],
+                &[
+                    &self.replica_id,
+                    &generation.to_string(),
+                    &history_json,
+                    &polled_json,
+                    &millis(self.cache_ttl),
+                ],
+            )
+            .await?;
+        if new_generation == 0 {
+            return Ok(None);
+        }
+        self.local_histories
+            .lock()
+            .expect("history lock")
+            .insert(id.clone(), stored.history);
+        self.remember(id, new_generation, polled.clone(), 0);
+        Ok(Some(polled))
+    }
+}
+
+struct CacheEntry {
+    now_ms: i64,
+    generation: u64,
+    age: Duration,
+    polled: Option<Arc<PolledDevice>>,
+    /// (Redis time in ms, message) of the last failed poll, if recent.
+    failure: Option<(i64, String)>,
+    locked: bool,
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    /// The local snapshot: always answers, also while Redis is unreachable.
+    async fn inventory(&self) -> Result<InventorySnapshot, StoreError> {
+        Ok(self
+            .inventory
+            .lock()
+            .expect("inventory lock")
+            .snapshot
+            .clone())
+    }
+
+    async fn update_inventory(
+        &self,
+        change: InventoryChange<'_>,
+        fence: Fence,
+    ) -> Result<InventorySnapshot, StoreError> {
+        let fence_arg = fence.map(|e| e.to_string()).unwrap_or_default();
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((incarnation, version, current)) = self.read_remote().await? else {
+                return Err(StoreError::Unavailable(
+                    "the fleet's inventory is not in Redis yet (the leader restores it from the file within a few seconds); nothing was changed, retry".into(),
+                ));
+            };
+            let mut next = current.clone();
+            change(&mut next)?;
+            next.validate()?;
+            let data = self.cipher.encrypt(&next.to_json());
+            let result: i64 = self
+                .eval(
+                    "inventory_update",
+                    &self.scripts.inventory_update,
+                    &[self.keys.inventory(), self.keys.leader(), self.keys.epoch()],
+                    &[
+                        &incarnation,
+                        &version.to_string(),
+                        &data,
+                        &self.keys.events(),
+                        &fence_arg,
+                        &self.replica_id,
+                    ],
+                )
+                .await?;
+            match result {
+                0 => continue, // changed concurrently: read again
+                -1 => return Err(StoreError::StaleEpoch(fence.unwrap_or_default())),
+                -2 => continue,
+                new_version => {
+                    let kept: HashSet<&str> = next.devices.iter().map(|d| d.id.as_str()).collect();
+                    let gone: Vec<String> = current
+                        .devices
+                        .iter()
+                        .filter(|d| !kept.contains(d.id.as_str()))
+                        .map(|d| d.id.clone())
+                        .collect();
+                    let snapshot = InventorySnapshot {
+                        version: new_version as u64,
+                        inventory: Arc::new(next),
+                    };
+                    {
+                        let mut local = self.inventory.lock().expect("inventory lock");
+                        if local.incarnation != incarnation
+                            || local.snapshot.version < snapshot.version
+                        {
+                            local.incarnation = incarnation;
+                            local.snapshot = snapshot.clone();
+                        }
+                    }
+                    self.forget_devices(gone).await;
+                    return Ok(snapshot);
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the inventory kept changing while this change was applied; nothing was changed, retry"
+                .into(),
+        ))
+    }
+
+    async fn claim_round(&self, device_id: &str, round: Duration) -> bool {
+        let members = self.members();
+        if members.is_empty() || !self.is_redis_up() {
+            // No fleet view: poll on our own rather than not at all.
+            return self.local_claim(device_id, round);
+        }
+        if rendezvous_owner(&members, device_id) != Some(self.replica_id.as_str()) {
+            return false;
+        }
+        match self
+            .eval::<i64>(
+                "poll_claim",
+                &self.scripts.poll_claim,
+                &[self.keys.claim(device_id), self.keys.lock(device_id)],
+                &[&self.replica_id, &millis(round), &millis(self.lock_ttl)],
+            )
+            .await
+        {
+            Ok(granted) => granted == 1,
+            Err(_) => self.local_claim(device_id, round),
+        }
+    }
+
+    async fn scrape_turn(&self, device_id: &str) -> ScrapeTurn {
+        let Ok(start) = self.cache_entry(device_id).await else {
+            return ScrapeTurn::PollNow;
+        };
+        match self.claim_scrape(device_id).await {
+            Ok(1) | Err(_) => return ScrapeTurn::PollNow,
+            Ok(_) => {}
+        }
+        // Another replica is walking it: wait for its result, at most as long
+        // as its lock can live.
+        let give_up = Instant::now() + self.lock_ttl + Duration::from_secs(1);
+        while Instant::now() < give_up {
+            tokio::time::sleep(WAIT_STEP).await;
+            let Ok(entry) = self.cache_entry(device_id).await else {
+                return ScrapeTurn::PollNow;
+            };
+            if entry.generation > start.generation {
+                if let Some(polled) = entry.polled {
+                    self.telemetry.redis_cache_get(true);
+                    return ScrapeTurn::Polled(polled);
+                }
+            }
+            if let Some((at_ms, message)) = entry.failure {
+                if at_ms >= start.now_ms {
+                    return ScrapeTurn::Failed(message);
+                }
+            }
+            if !entry.locked {
+                // It finished without a result (or died): our turn.
+                if let Ok(1) | Err(_) = self.claim_scrape(device_id).await {
+                    return ScrapeTurn::PollNow;
+                }
+            }
+        }
+        ScrapeTurn::PollNow
+    }
+
+    async fn record_failure(&self, device_id: &str, message: &str) {
+        if !self.is_redis_up() {
+            return;
+        }
+        let _ = self
+            .eval::<i64>(
+                "poll_fail",
+                &self.scripts.poll_fail,
+                &[self.keys.lock(device_id), self.keys.failed(device_id)],
+                &[&self.replica_id, message, &millis(FAILURE_SHARE)],
+            )
+            .await;
+    }
+
+    async fn cached_poll(
+        &self,
+        device_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<CachedPoll>, StoreError> {
+        match self.cache_entry(device_id).await {
+            Ok(entry) => {
+                let fresh = entry.polled.filter(|_| entry.age < max_age);
+                self.telemetry.redis_cache_get(fresh.is_some());
+                Ok(fresh.map(|polled| CachedPoll {
+                    polled,
+                    stored_at: Instant::now()
+                        .checked_sub(entry.age)
+                        .unwrap_or_else(Instant::now),
+                }))
+            }
+            // Redis unreachable: what this replica last saw or polled itself.
+            Err(_) => Ok(self.local_cached(device_id, max_age)),
+        }
+    }
+
+    async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
+        if self.is_redis_up() {
+            for _ in 0..CAS_ATTEMPTS {
+                match self.try_record(&sample).await {
+                    Ok(Some(polled)) => return Ok(polled),
+                    Ok(None) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(self.record_locally(sample))
+    }
+
+    async fn evict_cache(&self) -> Result<usize, StoreError> {
+        let snapshot = self.inventory().await?;
+        let keys: Vec<String> = snapshot
+            .inventory
+            .devices
+            .iter()
+            .map(|d| self.keys.cache(&d.id))
+            .collect();
+        self.local_polls.lock().expect("polls lock").clear();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let removed: u64 = self
+            .redis("evict_cache", |mut conn| async move {
+                redis::cmd("DEL").arg(keys).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(removed as usize)
+    }
+
+    async fn cache_len(&self) -> usize {
+        let Ok(snapshot) = self.inventory().await else {
+            return 0;
+        };
+        let keys: Vec<String> = snapshot
+            .inventory
+            .devices
+            .iter()
+            .map(|d| self.keys.cache(&d.id))
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        match self
+            .redis("cache_len", |mut conn| async move {
+                redis::cmd("EXISTS")
+                    .arg(keys)
+                    .query_async::<u64>(&mut conn)
+                    .await
+            })
+            .await
+        {
+            Ok(n) => n as usize,
+            Err(_) => self.local_polls.lock().expect("polls lock").len(),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_is_stable_and_spreads() {
+        let members: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut per_member: HashMap<&str, usize> = HashMap::new();
+        for i in 0..300 {
+            let device = format!("device-{i}");
+            let owner = rendezvous_owner(&members, &device).unwrap();
+            *per_member.entry(owner).or_default() += 1;
+            // Removing a non-owner never moves the device.
+            let others: Vec<String> = members.iter().filter(|m| *m != owner).cloned().collect();
+            let without_other: Vec<String> = members
+                .iter()
+                .filter(|m| *m != &others[0])
+                .cloned()
+                .collect();
+            assert_eq!(rendezvous_owner(&without_other, &device), Some(owner));
+        }
+        for member in ["a", "b", "c"] {
+            let n = per_member.get(member).copied().unwrap_or(0);
+            assert!((60..=140).contains(&n), "{member} owns {n} of 300");
+        }
+        assert_eq!(rendezvous_owner(&[], "x"), None);
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = Keys::new("t1:s1");
+        for key in [keys.leader(), keys.cache("d"), keys.inventory()] {
+            assert!(key.starts_with("promsnmp:{t1:s1}:"), "{key}");
+        }
+    }
+}

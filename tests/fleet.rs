@@ -1,0 +1,783 @@
+//! Fleet mode end to end: several promsnmp processes, one real `redis-server`
+//! and real `snmpd` agents, all on 127.0.0.1. Leases run at 3 s renewed every
+//! 1 s so failures show within seconds.
+//!
+//! The tests in this file run one at a time (`SERIAL`): they measure timing
+//! and request counts, which two fleets competing for two cores would blur.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const LEASE_MS: u64 = 3000;
+const RENEW_MS: u64 = 1000;
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Fleet {
+    redis: Redis,
+    replicas: Vec<Promsnmp>,
+    shared: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// `n` replicas sharing one Redis and one inventory file.
+    fn start(n: usize, collection_interval_ms: u64, extra_env: &[(&str, &str)]) -> Fleet {
+        let redis = Redis::start();
+        let shared = tempfile::Builder::new()
+            .prefix("psnmp-fleet")
+            .tempdir()
+            .expect("tempdir");
+        let mut fleet = Fleet {
+            redis,
+            replicas: Vec::new(),
+            shared,
+        };
+        for _ in 0..n {
+            let replica = fleet.start_replica(collection_interval_ms, extra_env);
+            fleet.replicas.push(replica);
+        }
+        fleet
+    }
+
+    fn inventory_file(&self) -> PathBuf {
+        self.shared.path().join("inventory.json")
+    }
+
+    fn start_replica(&self, collection_interval_ms: u64, extra_env: &[(&str, &str)]) -> Promsnmp {
+        let url = self.redis.url();
+        let file = self.inventory_file();
+        let interval = collection_interval_ms.to_string();
+        let lease = LEASE_MS.to_string();
+        let renew = RENEW_MS.to_string();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("REDIS_URL", &url),
+            ("PROM_INV_FILE", file.to_str().unwrap()),
+            ("PROMSNMP_BIND_ADDRESS", "127.0.0.1"),
+            ("COLLECTION_INTERVAL", &interval),
+            ("PROMSNMP_LEASE_TTL_MS", &lease),
+            ("PROMSNMP_LEASE_RENEW_MS", &renew),
+            ("DISCOVERY_CRON", "-"),
+        ];
+        for (k, v) in extra_env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k, v));
+        }
+        Promsnmp::start(&env)
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.addr()).collect()
+    }
+
+    /// Indexes of the replicas whose health says leader (dead ones skipped).
+    fn leaders(&self) -> Vec<usize> {
+        (0..self.replicas.len())
+            .filter(|i| role(&self.replicas[*i].addr()).as_deref() == Some("leader"))
+            .collect()
+    }
+
+    fn wait_one_leader(&self, timeout: Duration) -> usize {
+        wait_for(
+            "exactly one leader",
+            timeout,
+            Duration::from_millis(50),
+            || match self.leaders().as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            },
+        )
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            out += &format!("\n----- replica {i} ({}) -----\n", r.addr());
+            out += &file_tail(&r.dir.path().join("promsnmp.log"), 40);
+        }
+        out
+    }
+}
+
+fn health(addr: &str) -> Option<Value> {
+    let r = try_http_request(addr, "GET", "/actuator/health", &[], &[]).ok()?;
+    serde_json::from_slice(&r.body).ok()
+}
+
+fn role(addr: &str) -> Option<String> {
+    health(addr)?["components"]["redis"]["details"]["role"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// One sample of the exporter's own metrics (`name{labels} value` lines).
+fn self_metric(addr: &str, name: &str) -> f64 {
+    let body = http_get(addr, "/actuator/prometheus").text();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2) on a child process this test started.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+fn file_epoch(inventory: &Path) -> u64 {
+    let mut stamp = inventory.as_os_str().to_owned();
+    stamp.push(".epoch");
+    std::fs::read_to_string(stamp)
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `n` community devices that all point at one agent, named `dev-00`…: one
+/// agent under many names, so its own counters see every poll of every device.
+fn many_devices(port: u16, n: usize) -> Value {
+    let devices: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "id": format!("dev-{i:02}"),
+                "sysName": format!("dev-{i:02}"),
+                "agents": [{
+                    "type": "snmp-community",
+                    "id": format!("agent-{i:02}"),
+                    "endpoint": {"address": "127.0.0.1", "port": port},
+                    "version": 1,
+                    "timeout": 1500,
+                    "retries": 1,
+                    "readCommunity": "public"
+                }]
+            })
+        })
+        .collect();
+    json!({"devices": devices, "discoverySeeds": []})
+}
+
+fn import(addr: &str, inventory: &Value) {
+    let r = http_post_json(addr, "/promsnmp/inventory", &inventory.to_string());
+    assert_eq!(r.status, 200, "import: {}", r.text());
+}
+
+fn targets(addr: &str) -> Value {
+    http_get(addr, "/targets").json()
+}
+
+const SNMP_IN_PKTS: &str = "1.3.6.1.2.1.11.1.0";
+
+#[test]
+fn one_leader_and_failover_after_sigkill() {
+    let _serial = serial();
+    let mut fleet = Fleet::start(3, 60_000, &[]);
+    let leader = fleet.wait_one_leader(Duration::from_secs(10));
+    let epoch_before = health(&fleet.replicas[leader].addr()).unwrap()["components"]["redis"]
+        ["details"]["epoch"]
+        .as_u64()
+        .unwrap();
+    // Exactly one leader at every sampled moment.
+    for sample in 0..30 {
+        let leaders = fleet.leaders();
+        assert_eq!(
+            leaders.len(),
+            1,
+            "sample {sample}: leaders {leaders:?}{}",
+            fleet.logs()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Every replica sees all three members.
+    for addr in fleet.addrs() {
+        let members = health(&addr).unwrap()["components"]["redis"]["details"]["members"].clone();
+        assert_eq!(
+            members.as_array().map(Vec::len),
+            Some(3),
+            "{addr}: {members}"
+        );
+    }
+
+    fleet.replicas[leader].kill();
+    let killed_at = Instant::now();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = wait_for(
+        "a new leader after SIGKILL",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            survivors
+                .iter()
+                .copied()
+                .find(|i| role(&fleet.replicas[*i].addr()).as_deref() == Some("leader"))
+        },
+    );
+    let failover = killed_at.elapsed();
+    println!(
+        "failover after SIGKILL of the leader: {:.2} s",
+        failover.as_secs_f64()
+    );
+    let bound = Duration::from_millis(LEASE_MS + RENEW_MS + 300);
+    assert!(
+        failover <= bound,
+        "new leader after {failover:?}, bound {bound:?} (lease + renew period + sampling){}",
+        fleet.logs()
+    );
+    let epoch_after = health(&fleet.replicas[new_leader].addr()).unwrap()["components"]["redis"]
+        ["details"]["epoch"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        epoch_after > epoch_before,
+        "epoch {epoch_before} -> {epoch_after}"
+    );
+    for sample in 0..10 {
+        let leaders = fleet.leaders();
+        assert_eq!(leaders, vec![new_leader], "sample {sample}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        self_metric(&fleet.replicas[new_leader].addr(), "promsnmp_leader"),
+        1.0
+    );
+
+    // Graceful shutdown hands the lease over at once (released, not expired).
+    let status = fleet.replicas[new_leader].terminate();
+    assert!(status.success(), "exit {status}");
+    let stopped_at = Instant::now();
+    let last = survivors.into_iter().find(|i| *i != new_leader).unwrap();
+    wait_for(
+        "the last replica to lead",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || (role(&fleet.replicas[last].addr()).as_deref() == Some("leader")).then_some(()),
+    );
+    let handover = stopped_at.elapsed();
+    println!(
+        "handover after SIGTERM of the leader: {:.2} s",
+        handover.as_secs_f64()
+    );
+    assert!(
+        handover <= Duration::from_millis(RENEW_MS + 300),
+        "a released lease is taken at the next renew tick, not after expiry: {handover:?}"
+    );
+}
+
+#[test]
+fn paused_leader_is_fenced() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig {
+        sys_name: "fenced-agent".into(),
+        ..Default::default()
+    });
+    // A second address that never answers keeps each discovery running for
+    // 4 s, so a found device waits in the job while we pause the leader.
+    let silent = std::net::UdpSocket::bind(("127.0.0.2", agent.port)).expect("bind 127.0.0.2");
+    let fleet = Fleet::start(
+        3,
+        60_000,
+        &[("DISCOVERY_CRON", "*/2 * * * * *"), ("DISCOVERY_TZ", "UTC")],
+    );
+    let seed = json!({
+        "devices": [],
+        "discoverySeeds": [{
+            "id": "seed-fence",
+            "potentialTargets": ["127.0.0.1", "127.0.0.2"],
+            "port": agent.port,
+            "version": "v2c",
+            "agentType": "snmp-community",
+            "readCommunity": "public",
+            "timeout": 4000,
+            "retries": 0
+        }]
+    });
+    import(&fleet.replicas[0].addr(), &seed);
+    let old = fleet.wait_one_leader(Duration::from_secs(10));
+    let old_addr = fleet.replicas[old].addr();
+    let old_epoch = health(&old_addr).unwrap()["components"]["redis"]["details"]["epoch"]
+        .as_u64()
+        .unwrap();
+
+    // Wait for a scheduled run whose found device is not written yet.
+    wait_for(
+        "a scheduled discovery holding a found device",
+        Duration::from_secs(15),
+        Duration::from_millis(10),
+        || {
+            let r = try_http_request(&old_addr, "GET", "/promsnmp/discovery/seed-fence", &[], &[])
+                .ok()?;
+            let progress = serde_json::from_slice::<Value>(&r.body).ok()?["progress"].clone();
+            (progress["state"] == "running"
+                && progress["probed"].as_u64() >= Some(1)
+                && progress["found"].as_u64() == Some(0))
+            .then_some(())
+        },
+    );
+    signal(fleet.replicas[old].pid(), libc::SIGSTOP);
+
+    // Watch the file's epoch while the leadership moves.
+    let inventory = fleet.inventory_file();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                seen.push(file_epoch(&inventory));
+                thread::sleep(Duration::from_millis(10));
+            }
+            seen
+        })
+    };
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let new = wait_for(
+        "another leader while the old one is stopped",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            others
+                .iter()
+                .copied()
+                .find(|i| role(&fleet.replicas[*i].addr()).as_deref() == Some("leader"))
+        },
+    );
+    let new_epoch = health(&fleet.replicas[new].addr()).unwrap()["components"]["redis"]["details"]
+        ["epoch"]
+        .as_u64()
+        .unwrap();
+    assert!(new_epoch > old_epoch);
+    // Let the new leader write the file under its epoch.
+    wait_for(
+        "the new leader's epoch in the file",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (file_epoch(&fleet.inventory_file()) >= new_epoch).then_some(()),
+    );
+
+    signal(fleet.replicas[old].pid(), libc::SIGCONT);
+    // The woken leader's pending write carries the old epoch: refused.
+    wait_for(
+        "the old leader's stale write to be refused",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (self_metric(&old_addr, "promsnmp_stale_epoch_rejections_total") >= 1.0).then_some(()),
+    );
+    assert_eq!(
+        role(&old_addr).as_deref(),
+        Some("follower"),
+        "{}",
+        fleet.logs()
+    );
+    assert_eq!(self_metric(&old_addr, "promsnmp_leader"), 0.0);
+    assert!(
+        self_metric(&old_addr, r#"promsnmp_leadership_transitions_total"#) >= 2.0,
+        "became leader and stepped down"
+    );
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fleet.leaders(), vec![new], "{}", fleet.logs());
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the file's epoch went down: {seen:?}"
+    );
+    assert!(file_epoch(&fleet.inventory_file()) >= new_epoch);
+    // The refused write left the inventory in Redis intact and readable.
+    let exported = http_get(&fleet.replicas[new].addr(), "/promsnmp/inventory").json();
+    assert_eq!(exported["discoverySeeds"][0]["id"], "seed-fence");
+    drop(silent);
+}
+
+#[test]
+fn every_device_polled_once_per_interval_across_replicas() {
+    let _serial = serial();
+    const DEVICES: usize = 24;
+    const INTERVAL_MS: u64 = 2000;
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(3, INTERVAL_MS, &[]);
+    import(
+        &fleet.replicas[0].addr(),
+        &many_devices(agent.port, DEVICES),
+    );
+    fleet.wait_one_leader(Duration::from_secs(10));
+    // Every replica has the devices and all three members.
+    for addr in fleet.addrs() {
+        wait_for(
+            "devices on every replica",
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || (targets(&addr).as_array().map(Vec::len) == Some(DEVICES)).then_some(()),
+        );
+    }
+    // Let ownership settle for one interval.
+    thread::sleep(Duration::from_millis(INTERVAL_MS + 500));
+
+    let polls = |fleet: &Fleet| -> f64 {
+        fleet
+            .addrs()
+            .iter()
+            .map(|a| self_metric(a, "promsnmp_replica_polls_total"))
+            .sum()
+    };
+    let requests = |fleet: &Fleet| -> f64 {
+        fleet
+            .addrs()
+            .iter()
+            .map(|a| self_metric(a, "promsnmp_snmp_requests_total"))
+            .sum()
+    };
+    let agent_addr = agent.addr();
+    let window = Duration::from_millis(5 * INTERVAL_MS);
+    let in_before = snmp_get_u64(&agent_addr, "public", SNMP_IN_PKTS);
+    let (polls_before, requests_before) = (polls(&fleet), requests(&fleet));
+    let started = Instant::now();
+    thread::sleep(window);
+    let in_after = snmp_get_u64(&agent_addr, "public", SNMP_IN_PKTS);
+    let elapsed = started.elapsed();
+    let (polls_after, requests_after) = (polls(&fleet), requests(&fleet));
+
+    let polled = polls_after - polls_before;
+    let sent = requests_after - requests_before;
+    let received = (in_after - in_before) as f64 - 1.0; // minus our own first snmpget
+    let rounds = elapsed.as_secs_f64() / (INTERVAL_MS as f64 / 1000.0);
+    let per_poll = sent / polled.max(1.0);
+    // One poller polls each device once per interval: `rounds` polls, plus one
+    // for a round that straddles the window's edges. Three independent pollers
+    // would poll three times as often.
+    let one_poller_polls = DEVICES as f64 * (rounds + 1.0);
+    let one_poller_requests = one_poller_polls * per_poll;
+    let per_replica: Vec<f64> = fleet
+        .addrs()
+        .iter()
+        .map(|a| self_metric(a, "promsnmp_replica_polls_total"))
+        .collect();
+    println!(
+        "exactly-once: {DEVICES} devices, interval {INTERVAL_MS} ms, window {:.1} s ({rounds:.1} rounds): \
+         {polled} polls by the fleet (per replica, cumulative {per_replica:?}), {sent} SNMP requests sent, \
+         agent snmpInPkts grew by {received}; bound for one poller {one_poller_polls:.0} polls / \
+         {one_poller_requests:.0} requests ({per_poll:.2} requests per poll)",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        polled <= one_poller_polls,
+        "{polled} polls > one poller's {one_poller_polls:.0}{}",
+        fleet.logs()
+    );
+    assert!(
+        polled >= DEVICES as f64 * (rounds - 1.5),
+        "devices were not polled every interval: {polled} polls in {rounds:.1} rounds"
+    );
+    assert!(
+        received <= one_poller_requests + 2.0,
+        "agent received {received} requests > one poller's {one_poller_requests:.0}"
+    );
+    // Nothing else talks to the agent: what the fleet sent is what it received.
+    assert!(
+        (received - sent).abs() <= 2.0 + sent * 0.02,
+        "agent saw {received}, fleet sent {sent}"
+    );
+    // The work is spread: every replica polled something.
+    assert!(
+        per_replica.iter().all(|p| *p > 0.0),
+        "per replica {per_replica:?}"
+    );
+}
+
+/// Metric lines of one scrape, `series -> value`.
+fn parse_exposition(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn same_answer_from_every_replica() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(3, 1000, &[]);
+    import(&fleet.replicas[0].addr(), &many_devices(agent.port, 3));
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addrs = fleet.addrs();
+    for addr in &addrs {
+        wait_for(
+            "a cached poll on every replica",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                let r = try_http_request(addr, "GET", "/snmp?target=dev-01", &[], &[]).ok()?;
+                (r.status == 200).then_some(())
+            },
+        );
+    }
+    // Generation of a poll: its sysUpTime (hundredths of a second) differs per poll.
+    let mut scrapes: Vec<(String, BTreeMap<String, f64>)> = Vec::new();
+    for i in 0..30 {
+        let addr = &addrs[i % addrs.len()];
+        let r = http_get(addr, "/snmp?target=dev-01");
+        assert_eq!(r.status, 200, "{addr}: {}", r.text());
+        let body = r.text();
+        let series = parse_exposition(&body);
+        let uptime = series
+            .iter()
+            .find(|(k, _)| k.starts_with("sysUpTime"))
+            .map(|(_, v)| *v)
+            .expect("sysUpTime in the scrape");
+        scrapes.push((format!("{uptime}"), series));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut generations: BTreeMap<&str, &BTreeMap<String, f64>> = BTreeMap::new();
+    for (generation, series) in &scrapes {
+        if let Some(first) = generations.get(generation.as_str()) {
+            assert_eq!(
+                *first, series,
+                "two answers for poll generation {generation}"
+            );
+        } else {
+            generations.insert(generation, series);
+        }
+    }
+    assert!(
+        generations.len() >= 2,
+        "30 scrapes over 3 s should span several 1 s polls: {}",
+        generations.len()
+    );
+    // Across generations (in scrape order): counters and histogram buckets never go down.
+    for pair in scrapes.windows(2) {
+        let (before, after) = (&pair[0].1, &pair[1].1);
+        for (series, value) in before {
+            let monotonic = series.starts_with("ifHC")
+                || series.starts_with("interface_utilization_bucket")
+                || series.starts_with("interface_utilization_count")
+                || series.starts_with("interface_utilization_sum");
+            if !monotonic {
+                continue;
+            }
+            let now = after
+                .get(series)
+                .unwrap_or_else(|| panic!("{series} vanished"));
+            assert!(now >= value, "{series} went from {value} to {now}");
+        }
+    }
+}
+
+#[test]
+fn redis_outage_restart_and_flush() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let mut fleet = Fleet::start(3, 2000, &[]);
+    import(&fleet.replicas[0].addr(), &many_devices(agent.port, 4));
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addrs = fleet.addrs();
+    wait_for(
+        "the leader to write the file",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (file_epoch(&fleet.inventory_file()) > 0).then_some(()),
+    );
+    let targets_before: Vec<Value> = addrs.iter().map(|a| targets(a)).collect();
+    for t in &targets_before {
+        assert_eq!(t.as_array().map(Vec::len), Some(4));
+    }
+    for addr in &addrs {
+        wait_for(
+            "a poll of every device",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || {
+                (0..4)
+                    .all(|i| {
+                        try_http_request(addr, "GET", &format!("/snmp?target=dev-{i:02}"), &[], &[])
+                            .map(|r| r.status == 200)
+                            .unwrap_or(false)
+                    })
+                    .then_some(())
+            },
+        );
+    }
+
+    // Redis down for 30 s: every scrape of every replica still answers 200.
+    fleet.redis.stop();
+    let down_at = Instant::now();
+    let mut scrapes = 0;
+    let mut saw_down = vec![false; addrs.len()];
+    while down_at.elapsed() < Duration::from_secs(30) {
+        for (i, addr) in addrs.iter().enumerate() {
+            let device = format!("dev-{:02}", scrapes % 4);
+            let r = http_get(addr, &format!("/snmp?target={device}"));
+            assert_eq!(
+                r.status,
+                200,
+                "{addr} {device} with Redis down: {}",
+                r.text()
+            );
+            assert_eq!(targets(addr), targets_before[i], "{addr}: /targets changed");
+            scrapes += 1;
+            if !saw_down[i] {
+                if let Some(h) = health(addr) {
+                    if h["components"]["redis"]["status"] == "DOWN" {
+                        assert_eq!(h["components"]["livenessState"]["status"], "UP");
+                        let live = http_get(addr, "/actuator/health/liveness");
+                        assert_eq!(live.status, 200);
+                        assert_eq!(h["components"]["redis"]["details"]["role"], "follower");
+                        saw_down[i] = true;
+                    }
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        saw_down.iter().all(|d| *d),
+        "health showed Redis DOWN on every replica"
+    );
+    assert!(fleet.leaders().is_empty(), "no leader without Redis");
+    // The replicas kept polling on their own.
+    for addr in &addrs {
+        assert!(self_metric(addr, "promsnmp_replica_polls_total") > 0.0);
+        assert!(self_metric(addr, "promsnmp_redis_errors_total") > 0.0);
+    }
+    println!("{scrapes} scrapes answered 200 during a 30 s Redis outage");
+
+    // Back, empty (no persistence): one leader again, inventory restored from the file.
+    fleet.redis.restart();
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let inventory_key = "promsnmp:{0123456789:0123456789}:inventory";
+    wait_for(
+        "the inventory back in Redis",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (fleet.redis.cmd(&["HEXISTS", inventory_key, "data"]) == "1").then_some(()),
+    );
+    let stored = fleet.redis.cmd(&["HGET", inventory_key, "data"]);
+    assert!(
+        !stored.contains("public") && !stored.contains("dev-00"),
+        "the inventory in Redis is encrypted"
+    );
+    for (i, addr) in addrs.iter().enumerate() {
+        assert_eq!(targets(addr), targets_before[i], "{addr}: /targets changed");
+        wait_for(
+            "Redis UP in health",
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || (health(addr)?["components"]["redis"]["status"] == "UP").then_some(()),
+        );
+    }
+
+    // FLUSHALL while running: restored again, nothing lost.
+    assert_eq!(fleet.redis.cmd(&["FLUSHALL"]), "OK");
+    wait_for(
+        "one leader after FLUSHALL",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            (fleet.redis.cmd(&["HEXISTS", inventory_key, "data"]) == "1"
+                && fleet.leaders().len() == 1)
+                .then_some(())
+        },
+    );
+    for (i, addr) in addrs.iter().enumerate() {
+        assert_eq!(targets(addr), targets_before[i], "{addr}: /targets changed");
+    }
+    // And changes work again through any replica.
+    let r = http_post_json(
+        &addrs[2],
+        "/promsnmp/inventory",
+        &many_devices(agent.port, 5).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for addr in &addrs {
+        wait_for(
+            "the fifth device everywhere",
+            Duration::from_secs(3),
+            Duration::from_millis(50),
+            || (targets(addr).as_array().map(Vec::len) == Some(5)).then_some(()),
+        );
+    }
+    let _ = &mut fleet;
+}
+
+#[test]
+fn inventory_changes_reach_every_replica() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(3, 60_000, &[]);
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addrs = fleet.addrs();
+
+    import(&addrs[0], &many_devices(agent.port, 2));
+    let changed_at = Instant::now();
+    for addr in &addrs[1..] {
+        wait_for(
+            "the change on the other replicas",
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+            || (targets(addr).as_array().map(Vec::len) == Some(2)).then_some(()),
+        );
+    }
+    println!(
+        "inventory change visible on B and C after {} ms",
+        changed_at.elapsed().as_millis()
+    );
+
+    // C misses the event: stopped, and its subscription dropped by Redis.
+    let c = &fleet.replicas[2];
+    signal(c.pid(), libc::SIGSTOP);
+    fleet.redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    import(&addrs[1], &many_devices(agent.port, 3));
+    thread::sleep(Duration::from_millis(300));
+    signal(c.pid(), libc::SIGCONT);
+    let resumed = Instant::now();
+    wait_for(
+        "the missed change on C",
+        Duration::from_millis(RENEW_MS * 3),
+        Duration::from_millis(20),
+        || (targets(&addrs[2]).as_array().map(Vec::len) == Some(3)).then_some(()),
+    );
+    println!(
+        "missed change caught on C {} ms after it resumed",
+        resumed.elapsed().as_millis()
+    );
+    // Same versions everywhere.
+    let versions: Vec<u64> = addrs
+        .iter()
+        .map(|a| {
+            health(a).unwrap()["components"]["inventory"]["details"]["version"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] == w[1]),
+        "versions {versions:?}"
+    );
+    // A bad import through any replica changes nothing anywhere.
+    let r = http_post_json(&addrs[2], "/promsnmp/inventory", r#"{"devices": 3}"#);
+    assert_eq!(r.status, 400);
+    thread::sleep(Duration::from_millis(200));
+    for addr in &addrs {
+        assert_eq!(targets(addr).as_array().map(Vec::len), Some(3));
+    }
+}

@@ -1,0 +1,375 @@
+//! Every Lua script of `lua/` against a real `redis-server`, refusal paths
+//! included. The scripts are the ones compiled into promsnmp
+//! (`fleet::store::Scripts`), run by SHA the way the replicas run them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Redis;
+use promsnmp::fleet::store::{Keys, Scripts};
+use redis::aio::MultiplexedConnection;
+use redis::Script;
+
+struct Lab {
+    _redis: Redis,
+    conn: MultiplexedConnection,
+    scripts: Scripts,
+    keys: Keys,
+}
+
+async fn lab() -> Lab {
+    let redis = Redis::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .expect("connect within 5 s")
+    .expect("connect");
+    Lab {
+        _redis: redis,
+        conn,
+        scripts: Scripts::default(),
+        keys: Keys::new("t1:s1"),
+    }
+}
+
+impl Lab {
+    async fn run<T: redis::FromRedisValue>(
+        &mut self,
+        script: fn(&Scripts) -> &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> T {
+        let mut invocation = script(&self.scripts).prepare_invoke();
+        for k in keys {
+            invocation.key(k);
+        }
+        for a in args {
+            invocation.arg(*a);
+        }
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            invocation.invoke_async(&mut self.conn),
+        )
+        .await
+        .expect("script answered within 5 s")
+        .expect("script ran")
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&mut self, args: &[&str]) -> T {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut self.conn).await.expect("command")
+    }
+
+    fn lease_keys(&self) -> Vec<String> {
+        vec![self.keys.leader(), self.keys.epoch()]
+    }
+
+    fn inventory_keys(&self) -> Vec<String> {
+        vec![self.keys.inventory(), self.keys.leader(), self.keys.epoch()]
+    }
+}
+
+#[tokio::test]
+async fn lease_acquire_renew_release_and_refusals() {
+    let mut lab = lab().await;
+    let keys = lab.lease_keys();
+    let acquire: fn(&Scripts) -> &Script = |s| &s.lease_acquire;
+    let renew: fn(&Scripts) -> &Script = |s| &s.lease_renew;
+    let release: fn(&Scripts) -> &Script = |s| &s.lease_release;
+
+    assert_eq!(lab.run::<i64>(acquire, &keys, &["a", "3000", "0"]).await, 1);
+    // Held: another replica gets minus the current epoch.
+    assert_eq!(
+        lab.run::<i64>(acquire, &keys, &["b", "3000", "0"]).await,
+        -1
+    );
+    let ttl: i64 = lab.cmd(&["PTTL", &keys[0]]).await;
+    assert!((1..=3000).contains(&ttl), "lease has a TTL: {ttl}");
+
+    // Renewal: wrong owner, wrong epoch refused; right one extends.
+    assert_eq!(lab.run::<i64>(renew, &keys, &["b", "1", "3000"]).await, 0);
+    assert_eq!(lab.run::<i64>(renew, &keys, &["a", "2", "3000"]).await, 0);
+    assert_eq!(lab.run::<i64>(renew, &keys, &["a", "1", "60000"]).await, 1);
+    let ttl: i64 = lab.cmd(&["PTTL", &keys[0]]).await;
+    assert!(ttl > 3000, "renewal extended the lease: {ttl}");
+
+    // Release: only by the holder with its epoch.
+    assert_eq!(lab.run::<i64>(release, &keys, &["b", "1"]).await, 0);
+    assert_eq!(lab.run::<i64>(release, &keys, &["a", "0"]).await, 0);
+    assert_eq!(lab.run::<i64>(release, &keys, &["a", "1"]).await, 1);
+    let holder: Option<String> = lab.cmd(&["GET", &keys[0]]).await;
+    assert_eq!(holder, None);
+
+    // Every acquisition bumps the epoch, also by the same replica.
+    assert_eq!(lab.run::<i64>(acquire, &keys, &["b", "3000", "0"]).await, 2);
+    assert_eq!(lab.run::<i64>(acquire, &keys, &["b", "3000", "0"]).await, 3);
+    // An expired lease can be taken by another replica.
+    assert_eq!(lab.run::<i64>(acquire, &keys, &["c", "50", "0"]).await, -3);
+    let _: () = lab.cmd(&["PEXPIRE", &keys[0], "1"]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(lab.run::<i64>(acquire, &keys, &["c", "3000", "0"]).await, 4);
+
+    // Redis lost its data: the epoch continues above the floor (the file's).
+    let _: () = lab.cmd(&["FLUSHALL"]).await;
+    assert_eq!(
+        lab.run::<i64>(acquire, &keys, &["a", "3000", "9"]).await,
+        10
+    );
+    let epoch: i64 = lab.cmd(&["GET", &keys[1]]).await;
+    assert_eq!(epoch, 10);
+}
+
+#[tokio::test]
+async fn heartbeat_lists_live_members_only() {
+    let mut lab = lab().await;
+    let members = vec![lab.keys.members()];
+    let heartbeat: fn(&Scripts) -> &Script = |s| &s.heartbeat;
+    let live: Vec<String> = lab.run(heartbeat, &members, &["a", "300"]).await;
+    assert_eq!(live, vec!["a"]);
+    let live: Vec<String> = lab.run(heartbeat, &members, &["b", "300"]).await;
+    assert_eq!(live.len(), 2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // `a` and `b` were silent longer than the ttl: only `c` remains.
+    let live: Vec<String> = lab.run(heartbeat, &members, &["c", "300"]).await;
+    assert_eq!(live, vec!["c"]);
+}
+
+#[tokio::test]
+async fn inventory_update_and_restore_are_fenced_and_versioned() {
+    let mut lab = lab().await;
+    let keys = lab.inventory_keys();
+    let update: fn(&Scripts) -> &Script = |s| &s.inventory_update;
+    let restore: fn(&Scripts) -> &Script = |s| &s.inventory_restore;
+    let acquire: fn(&Scripts) -> &Script = |s| &s.lease_acquire;
+    let channel = lab.keys.events();
+
+    // No inventory yet: an update is refused, restore needs the lease.
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "1", "data", &channel, "", "a"])
+            .await,
+        -2
+    );
+    assert_eq!(
+        lab.run::<i64>(restore, &keys, &["a", "1", "inc", "data0", &channel])
+            .await,
+        -1,
+        "restore without the lease is refused"
+    );
+    let lease = lab.lease_keys();
+    assert_eq!(
+        lab.run::<i64>(acquire, &lease, &["a", "60000", "0"]).await,
+        1
+    );
+    assert_eq!(
+        lab.run::<i64>(restore, &keys, &["a", "2", "inc", "data0", &channel])
+            .await,
+        -1,
+        "restore with a wrong epoch is refused"
+    );
+    assert_eq!(
+        lab.run::<i64>(restore, &keys, &["a", "1", "inc", "data0", &channel])
+            .await,
+        1
+    );
+    assert_eq!(
+        lab.run::<i64>(restore, &keys, &["a", "1", "other", "dataX", &channel])
+            .await,
+        0,
+        "an existing inventory is never replaced by a restore"
+    );
+
+    // An API change (no epoch) from any replica: compare-and-set on the version.
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "1", "data1", &channel, "", "b"])
+            .await,
+        2
+    );
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "1", "stale", &channel, "", "b"])
+            .await,
+        0,
+        "a change computed from version 1 is refused at version 2"
+    );
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["other", "2", "stale", &channel, "", "b"])
+            .await,
+        0,
+        "another incarnation is refused"
+    );
+    // Leader-only writes: the current leader's epoch passes, a stale one does not.
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "2", "data3", &channel, "1", "a"])
+            .await,
+        3
+    );
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "3", "x", &channel, "1", "b"])
+            .await,
+        -1,
+        "right epoch, wrong replica"
+    );
+    let _: () = lab.cmd(&["DEL", &lease[0]]).await;
+    assert_eq!(
+        lab.run::<i64>(acquire, &lease, &["b", "60000", "0"]).await,
+        2
+    );
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "3", "x", &channel, "1", "a"])
+            .await,
+        -1,
+        "the old leader's epoch is stale"
+    );
+    let (version, data): (u64, String) = lab.cmd(&["HMGET", &keys[0], "version", "data"]).await;
+    assert_eq!(
+        (version, data.as_str()),
+        (3, "data3"),
+        "refusals changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn update_publishes_the_new_version() {
+    let mut lab = lab().await;
+    let url = lab._redis.url();
+    let channel = lab.keys.events();
+    let client = redis::Client::open(url).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    let _: () = lab
+        .cmd(&[
+            "HSET",
+            &lab.keys.inventory(),
+            "incarnation",
+            "inc",
+            "version",
+            "4",
+            "data",
+            "d",
+        ])
+        .await;
+    let keys = lab.inventory_keys();
+    let update: fn(&Scripts) -> &Script = |s| &s.inventory_update;
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "4", "d5", &channel, "", "a"])
+            .await,
+        5
+    );
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(5), pubsub.on_message().next())
+        .await
+        .expect("event within 5 s")
+        .expect("a message");
+    assert_eq!(message.get_payload::<String>().unwrap(), "inc:5");
+}
+
+#[tokio::test]
+async fn poll_claim_record_fail_and_cache_get() {
+    let mut lab = lab().await;
+    let k = lab.keys.clone();
+    let claim_keys = vec![k.claim("d1"), k.lock("d1")];
+    let record_keys = vec![k.history("d1"), k.cache("d1"), k.lock("d1"), k.failed("d1")];
+    let fail_keys = vec![k.lock("d1"), k.failed("d1")];
+    let get_keys = vec![k.cache("d1"), k.failed("d1"), k.lock("d1")];
+    let claim: fn(&Scripts) -> &Script = |s| &s.poll_claim;
+    let record: fn(&Scripts) -> &Script = |s| &s.poll_record;
+    let fail: fn(&Scripts) -> &Script = |s| &s.poll_fail;
+    let get: fn(&Scripts) -> &Script = |s| &s.cache_get;
+
+    // One round claim per round; the lock keeps everyone else out meanwhile.
+    assert_eq!(
+        lab.run::<i64>(claim, &claim_keys, &["a", "60000", "5000"])
+            .await,
+        1
+    );
+    assert_eq!(
+        lab.run::<i64>(claim, &claim_keys, &["b", "60000", "5000"])
+            .await,
+        0
+    );
+    assert_eq!(
+        lab.run::<i64>(claim, &claim_keys, &["b", "0", "5000"])
+            .await,
+        0,
+        "a scrape poll waits while a walk is in progress"
+    );
+    type Entry = (i64, u64, i64, String, String, i64);
+    let (_, generation, _, _, _, locked): Entry = lab.run(get, &get_keys, &[""]).await;
+    assert_eq!(
+        (generation, locked),
+        (0, 1),
+        "nothing cached, walk in progress"
+    );
+
+    // Recording: compare-and-set on the history generation.
+    assert_eq!(
+        lab.run::<u64>(record, &record_keys, &["a", "1", "h", "p", "60000"])
+            .await,
+        0,
+        "wrong generation refused"
+    );
+    assert_eq!(
+        lab.run::<u64>(record, &record_keys, &["a", "0", "h1", "p1", "60000"])
+            .await,
+        1
+    );
+    let (_, generation, age, data, failure, locked): Entry = lab.run(get, &get_keys, &[""]).await;
+    assert_eq!(
+        (generation, data.as_str(), failure.as_str(), locked),
+        (1, "p1", "", 0)
+    );
+    assert!((0..1000).contains(&age), "age {age}");
+    let (_, _, _, data, _, _): Entry = lab.run(get, &get_keys, &["1"]).await;
+    assert_eq!(
+        data, "",
+        "a caller holding generation 1 is not sent the data again"
+    );
+    let ttl: i64 = lab.cmd(&["PTTL", &k.cache("d1")]).await;
+    assert!((1..=60000).contains(&ttl), "cached result expires: {ttl}");
+    let history_ttl: i64 = lab.cmd(&["PTTL", &k.history("d1")]).await;
+    assert_eq!(history_ttl, -1, "history does not expire with the cache");
+
+    // The round claim still holds after the walk; a scrape poll may take the lock.
+    assert_eq!(
+        lab.run::<i64>(claim, &claim_keys, &["b", "60000", "5000"])
+            .await,
+        0
+    );
+    assert_eq!(
+        lab.run::<i64>(claim, &claim_keys, &["b", "0", "5000"])
+            .await,
+        1
+    );
+    // Failure: shared, and releases only the caller's own lock.
+    assert_eq!(
+        lab.run::<i64>(fail, &fail_keys, &["a", "timeout", "5000"])
+            .await,
+        1
+    );
+    let (now, _, _, _, failure, locked): Entry = lab.run(get, &get_keys, &["1"]).await;
+    assert_eq!(locked, 1, "a's failure does not release b's lock");
+    let (at, message) = failure.split_once('|').expect("failure mark");
+    assert_eq!(message, "timeout");
+    assert!(at.parse::<i64>().unwrap() <= now);
+    assert_eq!(
+        lab.run::<i64>(fail, &fail_keys, &["b", "timeout", "5000"])
+            .await,
+        1
+    );
+    let (_, _, _, _, _, locked): Entry = lab.run(get, &get_keys, &["1"]).await;
+    assert_eq!(locked, 0);
+    // A successful record clears the failure mark.
+    assert_eq!(
+        lab.run::<u64>(record, &record_keys, &["b", "1", "h2", "p2", "60000"])
+            .await,
+        2
+    );
+    let (_, generation, _, data, failure, _): Entry = lab.run(get, &get_keys, &["1"]).await;
+    assert_eq!((generation, data.as_str(), failure.as_str()), (2, "p2", ""));
+}
