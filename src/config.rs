@@ -433,12 +433,27 @@ mod tests {
             ("DISCOVERY_ON_START", "maybe"),
             ("PROM_ENCRYPT_KEY", "tooshort"),
             ("REDIS_URL", "localhost:6379"),
+            ("PROMSNMP_LEASE_TTL_MS", "500"),
+            ("PROMSNMP_LEASE_RENEW_MS", "6000"), // more than a third of the 15 s lease
+            ("PROMSNMP_REDIS_TIMEOUT_MS", "0"),
+            ("PROMSNMP_REPLICA_ID", "two words"),
         ] {
             let e = with(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var);
             let msg = e.to_string();
             assert!(msg.contains(var) && msg.contains("expected"), "{msg}");
         }
+    }
+
+    #[test]
+    fn fleet_defaults_and_unique_replica_ids() {
+        let a = with(&[]).unwrap();
+        let b = with(&[]).unwrap();
+        assert_eq!(a.fleet.lease_ttl, Duration::from_secs(15));
+        assert_eq!(a.fleet.renew_period, Duration::from_secs(5));
+        assert_ne!(a.fleet.replica_id, b.fleet.replica_id, "unique per process");
+        let named = with(&[("PROMSNMP_REPLICA_ID", "edge-1")]).unwrap();
+        assert_eq!(named.fleet.replica_id, "edge-1");
     }
 
     #[test]

@@ -35,11 +35,26 @@ struct Fleet {
 impl Fleet {
     /// `n` replicas sharing one Redis and one inventory file.
     fn start(n: usize, collection_interval_ms: u64, extra_env: &[(&str, &str)]) -> Fleet {
+        Fleet::start_with(n, collection_interval_ms, extra_env, None)
+    }
+
+    /// Like [`Fleet::start`], with `initial` written to the inventory file
+    /// (plaintext JSON, which promsnmp accepts) before the first replica starts.
+    fn start_with(
+        n: usize,
+        collection_interval_ms: u64,
+        extra_env: &[(&str, &str)],
+        initial: Option<&Value>,
+    ) -> Fleet {
         let redis = Redis::start();
         let shared = tempfile::Builder::new()
             .prefix("psnmp-fleet")
             .tempdir()
             .expect("tempdir");
+        if let Some(inventory) = initial {
+            std::fs::write(shared.path().join("inventory.json"), inventory.to_string())
+                .expect("write the initial inventory");
+        }
         let mut fleet = Fleet {
             redis,
             replicas: Vec::new(),
@@ -184,11 +199,35 @@ fn targets(addr: &str) -> Value {
 
 const SNMP_IN_PKTS: &str = "1.3.6.1.2.1.11.1.0";
 
+/// Replicas whose log shows a run of the saved seeds.
+fn replicas_that_ran_seeds(fleet: &Fleet) -> Vec<usize> {
+    (0..fleet.replicas.len())
+        .filter(|i| {
+            fleet.replicas[*i]
+                .log()
+                .contains("running saved discovery seeds")
+        })
+        .collect()
+}
+
 #[test]
 fn one_leader_and_failover_after_sigkill() {
     let _serial = serial();
-    let mut fleet = Fleet::start(3, 60_000, &[]);
+    // A saved seed (its port answers nothing): DISCOVERY_ON_START runs it on
+    // the leader only, once per leadership.
+    let seeds = json!({"devices": [], "discoverySeeds": [{
+        "id": "seed-start", "potentialTargets": ["127.0.0.1"], "port": free_udp_port(),
+        "version": "v2c", "agentType": "snmp-community", "readCommunity": "public",
+        "timeout": 300, "retries": 0
+    }]});
+    let mut fleet = Fleet::start_with(3, 60_000, &[("DISCOVERY_ON_START", "true")], Some(&seeds));
     let leader = fleet.wait_one_leader(Duration::from_secs(10));
+    wait_for(
+        "DISCOVERY_ON_START on the leader",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || (replicas_that_ran_seeds(&fleet) == vec![leader]).then_some(()),
+    );
     let epoch_before = health(&fleet.replicas[leader].addr()).unwrap()["components"]["redis"]
         ["details"]["epoch"]
         .as_u64()
@@ -256,6 +295,18 @@ fn one_leader_and_failover_after_sigkill() {
         self_metric(&fleet.replicas[new_leader].addr(), "promsnmp_leader"),
         1.0
     );
+    // The new leader ran DISCOVERY_ON_START for its leadership; the third did not.
+    wait_for(
+        "DISCOVERY_ON_START on the new leader",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || {
+            replicas_that_ran_seeds(&fleet)
+                .contains(&new_leader)
+                .then_some(())
+        },
+    );
+    assert_eq!(replicas_that_ran_seeds(&fleet).len(), 2, "{}", fleet.logs());
 
     // Graceful shutdown hands the lease over at once (released, not expired).
     let status = fleet.replicas[new_leader].terminate();
@@ -500,6 +551,70 @@ fn every_device_polled_once_per_interval_across_replicas() {
         per_replica.iter().all(|p| *p > 0.0),
         "per replica {per_replica:?}"
     );
+}
+
+#[test]
+fn a_cache_miss_is_walked_once_across_replicas() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(3, 60_000, &[]);
+    import(&fleet.replicas[0].addr(), &many_devices(agent.port, 1));
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addrs = fleet.addrs();
+    wait_for(
+        "the first background poll",
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || {
+            let r = try_http_request(&addrs[0], "GET", "/snmp?target=dev-00", &[], &[]).ok()?;
+            (r.status == 200).then_some(())
+        },
+    );
+    let polls = || -> f64 {
+        addrs
+            .iter()
+            .map(|a| self_metric(a, "promsnmp_replica_polls_total"))
+            .sum()
+    };
+    let r = http_get(&addrs[0], "/promsnmp/evictCache");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for round in 0..3 {
+        if round > 0 {
+            assert_eq!(http_get(&addrs[round], "/promsnmp/evictCache").status, 200);
+        }
+        let polls_before = polls();
+        let in_before = snmp_get_u64(&agent.addr(), "public", SNMP_IN_PKTS);
+        // Three scrapes of the uncached device at once, one per replica.
+        let barrier = Arc::new(std::sync::Barrier::new(addrs.len()));
+        let scrapers: Vec<_> = addrs
+            .iter()
+            .cloned()
+            .map(|addr| {
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    http_get(&addr, "/snmp?target=dev-00")
+                })
+            })
+            .collect();
+        let bodies: Vec<String> = scrapers
+            .into_iter()
+            .map(|t| {
+                let r = t.join().unwrap();
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.text()
+            })
+            .collect();
+        let in_after = snmp_get_u64(&agent.addr(), "public", SNMP_IN_PKTS);
+        let walked = polls() - polls_before;
+        let received = in_after - in_before - 1;
+        println!("cache miss, round {round}: 3 concurrent scrapes on 3 replicas -> {walked} walk(s), {received} SNMP requests at the agent");
+        assert_eq!(walked, 1.0, "one walk for three scrapes{}", fleet.logs());
+        assert!(
+            bodies.iter().all(|b| b == &bodies[0]),
+            "the waiting replicas serve the same poll"
+        );
+    }
 }
 
 /// Metric lines of one scrape, `series -> value`.

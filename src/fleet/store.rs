@@ -158,6 +158,9 @@ pub struct RedisStore {
     /// Live members from the last heartbeat; empty when Redis is unreachable
     /// (then this replica polls every device itself).
     members: Mutex<Vec<String>>,
+    /// Set after the first heartbeat attempt: until then this replica does
+    /// not know whether to poll its share or everything.
+    view_ready: AtomicBool,
     redis_up: AtomicBool,
 }
 
@@ -219,6 +222,7 @@ impl RedisStore {
             local_histories: Mutex::new(HashMap::new()),
             local_claims: Mutex::new(HashMap::new()),
             members: Mutex::new(Vec::new()),
+            view_ready: AtomicBool::new(false),
             redis_up: AtomicBool::new(false),
         }
     }
@@ -231,8 +235,10 @@ impl RedisStore {
         self.redis_up.load(Ordering::Relaxed)
     }
 
+    /// The live members from a heartbeat (empty: Redis unreachable).
     pub fn set_members(&self, members: Vec<String>) {
         *self.members.lock().expect("members lock") = members;
+        self.view_ready.store(true, Ordering::Relaxed);
     }
 
     pub fn members(&self) -> Vec<String> {
@@ -754,6 +760,9 @@ impl Store for RedisStore {
     }
 
     async fn claim_round(&self, device_id: &str, round: Duration) -> bool {
+        if !self.view_ready.load(Ordering::Relaxed) {
+            return false; // the next check, after the first heartbeat, decides
+        }
         let members = self.members();
         if members.is_empty() || !self.is_redis_up() {
             // No fleet view: poll on our own rather than not at all.
