@@ -3,7 +3,8 @@
 -- every replica serves; clears a failure mark and releases the poll lock.
 -- KEYS[1] history hash, KEYS[2] cache hash, KEYS[3] poll lock, KEYS[4] failure mark
 -- ARGV[1] replica id, ARGV[2] history generation read, ARGV[3] new history,
--- ARGV[4] cached result, ARGV[5] cache ttl (ms)
+-- ARGV[4] cached result, ARGV[5] cache ttl (ms), ARGV[6] history ttl (ms; long, so
+-- the history of a device that left without cleanup does not stay forever)
 -- Returns the new generation (> 0), or 0 when the history changed meanwhile.
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 if gen ~= tonumber(ARGV[2]) then
@@ -13,6 +14,7 @@ gen = gen + 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'gen', gen, 'data', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'gen', gen, 'stored_ms', now, 'data', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])

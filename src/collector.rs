@@ -236,6 +236,24 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Tells the store when a poll is dropped midway (a scrape timeout cancels
+/// the request future), so a fleet's poll lock does not outlive the poll.
+struct Unfinished<'a> {
+    store: Option<Arc<dyn Store>>,
+    device_id: &'a str,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let (Some(store), Ok(runtime)) = (self.store.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let device_id = self.device_id.to_string();
+        runtime.spawn(async move { store.abandon_poll(&device_id).await });
+    }
+}
+
 impl Collector {
     pub fn new(
         store: Arc<dyn Store>,
@@ -276,6 +294,16 @@ impl Collector {
     }
 
     async fn poll_locked(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
+        let mut unfinished = Unfinished {
+            store: Some(self.store.clone()),
+            device_id: &device.id,
+        };
+        let result = self.poll_and_record(device).await;
+        unfinished.store = None;
+        result
+    }
+
+    async fn poll_and_record(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
         let in_flight = InFlight::start(&self.telemetry);
         let result = poll_device(device, self.max_repetitions).await;
         drop(in_flight);

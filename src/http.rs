@@ -676,7 +676,7 @@ async fn health(state: &Arc<AppState>) -> Response {
             "status": if status.redis_up { "UP" } else { "DOWN" },
             "details": {
                 "replicaId": fleet.replica_id(),
-                "role": if status.leading_epoch.is_some() { "leader" } else { "follower" },
+                "role": if fleet.is_leader() { "leader" } else { "follower" },
                 "epoch": status.leading_epoch.unwrap_or(status.epoch_seen),
                 "members": status.members,
                 "error": status.last_error,

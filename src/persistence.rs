@@ -40,14 +40,33 @@ pub enum FileError {
         recorded: u64,
         attempted: u64,
     },
+    /// The writer's leadership deadline passed before it could write.
+    #[error(
+        "did not write inventory file {path}: this replica's leadership ended before the write"
+    )]
+    NoLongerLeader { path: PathBuf },
+}
+
+/// What a fenced write found under the lock.
+enum FencedWrite {
+    Written,
+    /// The file already holds this version (or a newer one) of this leadership.
+    Current,
+    /// A newer leadership (this epoch) wrote the file.
+    Stale(u64),
+    /// The leadership deadline passed while waiting.
+    TooLate,
 }
 
 /// Which leadership wrote the file, kept beside it in `<file>.epoch` as
-/// `<epoch> <version>` (the file itself keeps the Java envelope untouched).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+/// `<epoch> <version> <incarnation>` (the file itself keeps the Java envelope
+/// untouched). Versions only compare within one incarnation of the inventory
+/// in Redis (a restore into an empty Redis starts a new one at version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileStamp {
     pub epoch: u64,
     pub version: u64,
+    pub incarnation: String,
 }
 
 /// The encrypted inventory file.
@@ -89,63 +108,72 @@ impl InventoryFile {
     /// A leader's write: replaces the file only when `stamp` is newer than the
     /// recorded one, checked and written under an exclusive lock on
     /// `<file>.lock` so replicas sharing the volume cannot interleave. A lower
-    /// epoch is refused ([`FileError::StaleEpoch`]); an older version of the
-    /// same epoch is skipped (`Ok(false)`).
+    /// epoch is refused ([`FileError::StaleEpoch`]); an older or equal version
+    /// of the same epoch and incarnation is skipped (`Ok(false)`); nothing is
+    /// written once `not_after` (the leadership deadline) has passed, however
+    /// long the lock took ([`FileError::NoLongerLeader`]).
     pub async fn save_fenced(
         &self,
         inventory: &Inventory,
         stamp: FileStamp,
+        not_after: std::time::Instant,
     ) -> Result<bool, FileError> {
         let _serial = self.written_version.lock().await;
         let envelope = self.cipher.encrypt(&inventory.to_json());
         let path = self.path.clone();
         let lock_path = self.sibling(".lock");
         let stamp_path = self.sibling(".epoch");
-        let result =
-            tokio::task::spawn_blocking(move || -> Result<Result<bool, u64>, std::io::Error> {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let lock = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&lock_path)?;
-                lock.lock()?;
-                let recorded = read_stamp(&stamp_path);
-                if stamp.epoch < recorded.epoch {
-                    return Ok(Err(recorded.epoch));
-                }
-                if stamp <= recorded {
-                    return Ok(Ok(false));
-                }
-                // The stamp first: a crash between the two writes leaves a file that
-                // an older leader still cannot replace.
-                write_atomic(
-                    &stamp_path,
-                    format!("{} {}\n", stamp.epoch, stamp.version).as_bytes(),
-                )?;
-                write_atomic(&path, envelope.as_bytes())?;
-                Ok(Ok(true))
-            })
-            .await
-            .expect("file writer task panicked")
-            .map_err(|source| FileError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
-        match result {
-            Ok(written) => {
-                if written {
-                    tracing::debug!(path = %self.path.display(), epoch = stamp.epoch, version = stamp.version, devices = inventory.devices.len(), "inventory file written");
-                }
-                Ok(written)
+        let attempted = stamp.clone();
+        let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<FencedWrite> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
             }
-            Err(recorded) => Err(FileError::StaleEpoch {
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)?;
+            lock.lock()?;
+            let recorded = read_stamp(&stamp_path);
+            if stamp.epoch < recorded.epoch {
+                return Ok(FencedWrite::Stale(recorded.epoch));
+            }
+            if stamp.epoch == recorded.epoch
+                && stamp.incarnation == recorded.incarnation
+                && stamp.version <= recorded.version
+            {
+                return Ok(FencedWrite::Current);
+            }
+            if std::time::Instant::now() >= not_after {
+                return Ok(FencedWrite::TooLate);
+            }
+            // The stamp first: a crash between the two writes leaves a file
+            // that an older leader still cannot replace.
+            let line = format!("{} {} {}\n", stamp.epoch, stamp.version, stamp.incarnation);
+            write_atomic(&stamp_path, line.as_bytes())?;
+            write_atomic(&path, envelope.as_bytes())?;
+            Ok(FencedWrite::Written)
+        })
+        .await
+        .expect("file writer task panicked")
+        .map_err(|source| FileError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        match outcome {
+            FencedWrite::Written => {
+                tracing::debug!(path = %self.path.display(), epoch = attempted.epoch, version = attempted.version, devices = inventory.devices.len(), "inventory file written");
+                Ok(true)
+            }
+            FencedWrite::Current => Ok(false),
+            FencedWrite::Stale(recorded) => Err(FileError::StaleEpoch {
                 path: self.path.clone(),
                 recorded,
-                attempted: stamp.epoch,
+                attempted: attempted.epoch,
+            }),
+            FencedWrite::TooLate => Err(FileError::NoLongerLeader {
+                path: self.path.clone(),
             }),
         }
     }
@@ -323,20 +351,35 @@ impl InventoryWriter {
             .set(snapshot.inventory.discovery_seeds.len() as i64);
     }
 
-    /// The leader's write-through of `snapshot` under its epoch.
+    /// The leader's write-through of `snapshot` (of Redis inventory
+    /// `incarnation`) under its epoch, valid until `deadline`.
     pub async fn persist_fenced(
         &self,
         snapshot: &crate::store::InventorySnapshot,
+        incarnation: &str,
         epoch: u64,
+        deadline: std::time::Instant,
     ) -> Result<bool, FileError> {
         let stamp = FileStamp {
             epoch,
             version: snapshot.version,
+            incarnation: incarnation.to_string(),
         };
-        let result = self.file.save_fenced(&snapshot.inventory, stamp).await;
+        // The run loop must not hang on a stuck volume past the leadership.
+        let budget = deadline.saturating_duration_since(std::time::Instant::now());
+        let result = tokio::time::timeout(
+            budget,
+            self.file.save_fenced(&snapshot.inventory, stamp, deadline),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(FileError::NoLongerLeader {
+                path: self.file.path().to_path_buf(),
+            })
+        });
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(FileError::StaleEpoch { .. }) => "stale_epoch",
+            Err(FileError::StaleEpoch { .. } | FileError::NoLongerLeader { .. }) => "stale_epoch",
             Err(_) => "error",
         };
         self.telemetry
@@ -376,9 +419,14 @@ impl InventoryWriter {
 
 fn read_stamp(path: &Path) -> FileStamp {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    match (fields.next().flatten(), fields.next().flatten()) {
-        (Some(epoch), Some(version)) => FileStamp { epoch, version },
+    let mut fields = text.split_whitespace();
+    let mut number = || fields.next().and_then(|f| f.parse::<u64>().ok());
+    match (number(), number()) {
+        (Some(epoch), Some(version)) => FileStamp {
+            epoch,
+            version,
+            incarnation: fields.next().unwrap_or_default().to_string(),
+        },
         _ => FileStamp::default(),
     }
 }
@@ -455,6 +503,60 @@ mod tests {
         );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files remain");
+    }
+
+    #[tokio::test]
+    async fn fenced_saves_never_go_back_in_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path());
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let stamp = |epoch, version, incarnation: &str| FileStamp {
+            epoch,
+            version,
+            incarnation: incarnation.into(),
+        };
+        let mut inv = Inventory::default();
+        assert!(f.save_fenced(&inv, stamp(3, 5, "a"), later).await.unwrap());
+        assert_eq!(f.stamp(), stamp(3, 5, "a"));
+        // Same leadership, same or older version: nothing to write.
+        assert!(!f.save_fenced(&inv, stamp(3, 5, "a"), later).await.unwrap());
+        assert!(!f.save_fenced(&inv, stamp(3, 4, "a"), later).await.unwrap());
+        // A restore started a new incarnation at version 1: written.
+        assert!(f.save_fenced(&inv, stamp(3, 1, "b"), later).await.unwrap());
+        // An older leader is refused and the file stays as it was.
+        let before = std::fs::read(f.path()).unwrap();
+        inv.discovery_seeds.push(
+            crate::inventory::DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#)
+                .unwrap(),
+        );
+        let err = f
+            .save_fenced(&inv, stamp(2, 99, "b"), later)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::StaleEpoch {
+                    recorded: 3,
+                    attempted: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(f.path()).unwrap(), before);
+        // A leadership whose deadline passed writes nothing.
+        let past = std::time::Instant::now();
+        let err = f
+            .save_fenced(&inv, stamp(4, 1, "b"), past)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FileError::NoLongerLeader { .. }), "{err}");
+        assert_eq!(std::fs::read(f.path()).unwrap(), before);
+        // A newer epoch writes.
+        assert!(f.save_fenced(&inv, stamp(4, 1, "b"), later).await.unwrap());
+        assert_eq!(f.load().unwrap().unwrap(), inv);
+        assert_eq!(f.stamp(), stamp(4, 1, "b"));
     }
 
     #[test]

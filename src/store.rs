@@ -90,6 +90,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records that polling `device_id` failed (so waiting replicas share it).
     async fn record_failure(&self, _device_id: &str, _message: &str) {}
 
+    /// A poll of `device_id` ended without a result (cancelled by a scrape
+    /// timeout): lets the next poller in at once.
+    async fn abandon_poll(&self, _device_id: &str) {}
+
     /// The latest poll of `device_id` if it is younger than `max_age`.
     async fn cached_poll(
         &self,

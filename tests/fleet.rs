@@ -309,8 +309,7 @@ fn one_leader_and_failover_after_sigkill() {
     assert_eq!(replicas_that_ran_seeds(&fleet).len(), 2, "{}", fleet.logs());
 
     // Graceful shutdown hands the lease over at once (released, not expired).
-    let status = fleet.replicas[new_leader].terminate();
-    assert!(status.success(), "exit {status}");
+    signal(fleet.replicas[new_leader].pid(), libc::SIGTERM);
     let stopped_at = Instant::now();
     let last = survivors.into_iter().find(|i| *i != new_leader).unwrap();
     wait_for(
@@ -325,9 +324,11 @@ fn one_leader_and_failover_after_sigkill() {
         handover.as_secs_f64()
     );
     assert!(
-        handover <= Duration::from_millis(RENEW_MS + 300),
+        handover < Duration::from_millis(LEASE_MS),
         "a released lease is taken at the next renew tick, not after expiry: {handover:?}"
     );
+    let status = fleet.replicas[new_leader].terminate();
+    assert!(status.success(), "exit {status}");
 }
 
 #[test]
@@ -615,6 +616,29 @@ fn a_cache_miss_is_walked_once_across_replicas() {
             "the waiting replicas serve the same poll"
         );
     }
+
+    // A scrape that times out mid-walk releases the device at once (its lock
+    // would otherwise hold off every poller for a minute).
+    signal(agent.pid(), libc::SIGSTOP);
+    assert_eq!(http_get(&addrs[0], "/promsnmp/evictCache").status, 200);
+    let r = http_request(
+        &addrs[0],
+        "GET",
+        "/snmp?target=dev-00",
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "0.5")],
+        &[],
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    let lock = "promsnmp:{0123456789:0123456789}:lock:dev-00";
+    wait_for(
+        "the abandoned poll's lock to go",
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        || (fleet.redis.cmd(&["EXISTS", lock]) == "0").then_some(()),
+    );
+    signal(agent.pid(), libc::SIGCONT);
+    let r = http_get(&addrs[1], "/snmp?target=dev-00");
+    assert_eq!(r.status, 200, "the next scrape walks it: {}", r.text());
 }
 
 /// Metric lines of one scrape, `series -> value`.
@@ -756,7 +780,6 @@ fn redis_outage_restart_and_flush() {
                         assert_eq!(h["components"]["livenessState"]["status"], "UP");
                         let live = http_get(addr, "/actuator/health/liveness");
                         assert_eq!(live.status, 200);
-                        assert_eq!(h["components"]["redis"]["details"]["role"], "follower");
                         saw_down[i] = true;
                     }
                 }

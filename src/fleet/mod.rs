@@ -27,15 +27,16 @@ pub use store::RedisStore;
 use crate::config::{DiscoverySchedule, FleetConfig};
 use crate::discovery::Discovery;
 use crate::persistence::{FileError, InventoryWriter};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::telemetry::Telemetry;
 
 /// What `/actuator/health` shows of the fleet.
 #[derive(Debug, Clone, Default)]
 pub struct FleetStatus {
     pub redis_up: bool,
-    /// The epoch while this replica leads.
+    /// The epoch while this replica leads, and until when (its deadline).
     pub leading_epoch: Option<u64>,
+    pub leading_until: Option<Instant>,
     /// The highest epoch this replica has seen.
     pub epoch_seen: u64,
     pub members: Vec<String>,
@@ -49,8 +50,8 @@ struct Leadership {
     deadline: Instant,
     /// Stops the leader-only tasks.
     stop: CancellationToken,
-    /// (epoch, version) last written to the file by this leadership.
-    persisted_version: Option<u64>,
+    /// (incarnation, version) last written to the file by this leadership.
+    persisted: Option<(String, u64)>,
 }
 
 pub struct Fleet {
@@ -94,6 +95,13 @@ impl Fleet {
 
     pub fn status(&self) -> FleetStatus {
         self.status.lock().expect("status lock").clone()
+    }
+
+    /// Whether this replica leads now: its deadline counts even while the
+    /// run loop is busy (a slow Redis call), so no two replicas claim it.
+    pub fn is_leader(&self) -> bool {
+        let status = self.status.lock().expect("status lock");
+        status.leading_epoch.is_some() && status.leading_until.is_some_and(|d| Instant::now() < d)
     }
 
     pub fn replica_id(&self) -> &str {
@@ -212,7 +220,7 @@ impl Fleet {
             }
             Err(e) => {
                 let was_up = self.status().redis_up;
-                self.store.set_members(Vec::new());
+                self.store.mark_down();
                 self.telemetry.fleet_members.set(0);
                 self.update_status(|s| {
                     s.redis_up = false;
@@ -220,9 +228,11 @@ impl Fleet {
                     s.last_error = Some(e.to_string());
                 });
                 if was_up {
-                    tracing::warn!(error = %e, "Redis unreachable: serving from the local snapshot and cache, polling every device here, not leading");
+                    tracing::warn!(error = %e, "Redis unreachable: serving from the local snapshot and cache and polling every device here; a leader steps down at its lease deadline");
                 }
-                self.step_down(leadership, "Redis is unreachable");
+                // A leader keeps its lease until its deadline (a blip must not
+                // cost a new epoch and a new DISCOVERY_ON_START); it cannot
+                // renew, so the deadline ends it.
                 return;
             }
         }
@@ -253,7 +263,11 @@ impl Fleet {
             .lease_renew_duration
             .observe(sent.elapsed().as_secs_f64());
         match renewed {
-            Ok(1) => l.deadline = sent + self.config.lease_ttl - self.step_down_margin(),
+            Ok(1) => {
+                l.deadline = sent + self.config.lease_ttl - self.step_down_margin();
+                let deadline = l.deadline;
+                self.update_status(|s| s.leading_until = Some(deadline));
+            }
             Ok(_) => self.step_down(leadership, "the lease is held by another replica now"),
             // Keep leading until the deadline; the next tick tries again.
             Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
@@ -297,7 +311,7 @@ impl Fleet {
             epoch,
             deadline: sent + self.config.lease_ttl - self.step_down_margin(),
             stop: CancellationToken::new(),
-            persisted_version: None,
+            persisted: None,
         };
         self.telemetry.leader.set(1);
         self.telemetry.leader_epoch.set(epoch as i64);
@@ -305,8 +319,10 @@ impl Fleet {
             .leadership_transitions
             .with_label_values(&["leader"])
             .inc();
+        let deadline = l.deadline;
         self.update_status(|s| {
             s.leading_epoch = Some(epoch);
+            s.leading_until = Some(deadline);
             s.epoch_seen = s.epoch_seen.max(epoch);
         });
         tracing::info!(epoch, replica = %self.store.replica_id(), "became fleet leader");
@@ -346,7 +362,10 @@ impl Fleet {
             .leadership_transitions
             .with_label_values(&["follower"])
             .inc();
-        self.update_status(|s| s.leading_epoch = None);
+        self.update_status(|s| {
+            s.leading_epoch = None;
+            s.leading_until = None;
+        });
         tracing::warn!(epoch = l.epoch, reason, "stepped down as fleet leader");
     }
 
@@ -374,7 +393,11 @@ impl Fleet {
                 );
             }
             Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "inventory version check failed"),
+            Err(e) => {
+                // Not current: do not write a possibly stale copy to the file.
+                tracing::debug!(error = %e, "inventory version check failed");
+                return;
+            }
         }
         if let Some(l) = leadership.as_mut() {
             self.write_through(l).await;
@@ -382,14 +405,22 @@ impl Fleet {
     }
 
     /// Puts the inventory back into an empty Redis: from the file (another
-    /// leader may have written it), else this replica's snapshot.
+    /// leader may have written it), unless this replica's snapshot is newer
+    /// than the file (a change Redis lost before it reached the file).
     async fn restore(&self, epoch: u64, leadership: &mut Option<Leadership>) {
-        let inventory = match self.writer.file().load() {
+        let (incarnation, local) = self.store.local_inventory();
+        let stamp = self.writer.file().stamp();
+        let local_is_newer = !incarnation.is_empty()
+            && (stamp.incarnation.is_empty()
+                || (stamp.incarnation == incarnation && local.version > stamp.version));
+        let from_file = if local_is_newer {
+            Ok(None)
+        } else {
+            self.writer.file().load()
+        };
+        let inventory = match from_file {
             Ok(Some(inventory)) => inventory,
-            Ok(None) => match self.store.inventory().await {
-                Ok(s) => (*s.inventory).clone(),
-                Err(_) => return,
-            },
+            Ok(None) => (*local.inventory).clone(),
             Err(e) => {
                 // Never replace what the users entered with nothing: wait for
                 // the file to be fixed (or another replica's snapshot).
@@ -421,19 +452,22 @@ impl Fleet {
     /// Writes the current snapshot to the file when this leadership has not
     /// written that version yet.
     async fn write_through(&self, l: &mut Leadership) {
-        let Ok(snapshot) = self.store.inventory().await else {
-            return;
-        };
+        let (incarnation, snapshot) = self.store.local_inventory();
         // Version 0: nothing read from Redis yet; the file is the source.
-        if snapshot.version == 0 || l.persisted_version == Some(snapshot.version) {
+        let current = (incarnation, snapshot.version);
+        if snapshot.version == 0 || l.persisted.as_ref() == Some(&current) {
             return;
         }
         if Instant::now() >= l.deadline {
             return;
         }
-        match self.writer.persist_fenced(&snapshot, l.epoch).await {
-            Ok(_) => l.persisted_version = Some(snapshot.version),
-            Err(FileError::StaleEpoch { .. }) => {
+        match self
+            .writer
+            .persist_fenced(&snapshot, &current.0, l.epoch, l.deadline)
+            .await
+        {
+            Ok(_) => l.persisted = Some(current),
+            Err(FileError::StaleEpoch { .. } | FileError::NoLongerLeader { .. }) => {
                 self.telemetry.stale_epoch_rejections.inc();
                 l.deadline = Instant::now(); // a newer leader wrote: stop leading
             }

@@ -149,6 +149,8 @@ pub struct RedisStore {
     cache_ttl: Duration,
     /// TTL of a poll lock: a walk taking longer is presumed dead.
     lock_ttl: Duration,
+    /// TTL of a device's history, renewed by every poll.
+    history_ttl: Duration,
     inventory: Mutex<LocalInventory>,
     local_polls: Mutex<HashMap<String, LocalPoll>>,
     /// Histories for polls recorded while Redis was unreachable.
@@ -161,6 +163,8 @@ pub struct RedisStore {
     /// Set after the first heartbeat attempt: until then this replica does
     /// not know whether to poll its share or everything.
     view_ready: AtomicBool,
+    /// The last heartbeat's verdict. While down, scrapes do not wait on Redis
+    /// at all (each call would cost the Redis timeout); only `fleet` probes it.
     redis_up: AtomicBool,
 }
 
@@ -211,6 +215,7 @@ impl RedisStore {
             telemetry,
             cache_ttl,
             lock_ttl,
+            history_ttl: (cache_ttl * 10).max(Duration::from_secs(24 * 3600)),
             inventory: Mutex::new(LocalInventory {
                 incarnation: String::new(),
                 snapshot: InventorySnapshot {
@@ -235,10 +240,25 @@ impl RedisStore {
         self.redis_up.load(Ordering::Relaxed)
     }
 
-    /// The live members from a heartbeat (empty: Redis unreachable).
+    /// The live members from a successful heartbeat.
     pub fn set_members(&self, members: Vec<String>) {
         *self.members.lock().expect("members lock") = members;
+        self.redis_up.store(true, Ordering::Relaxed);
         self.view_ready.store(true, Ordering::Relaxed);
+    }
+
+    /// A heartbeat failed: no fleet view until the next one succeeds.
+    pub fn mark_down(&self) {
+        self.members.lock().expect("members lock").clear();
+        self.redis_up.store(false, Ordering::Relaxed);
+        self.view_ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The local snapshot with the Redis incarnation it came from ("" when
+    /// it was never read from Redis).
+    pub fn local_inventory(&self) -> (String, InventorySnapshot) {
+        let local = self.inventory.lock().expect("inventory lock");
+        (local.incarnation.clone(), local.snapshot.clone())
     }
 
     pub fn members(&self) -> Vec<String> {
@@ -246,7 +266,7 @@ impl RedisStore {
     }
 
     /// Runs one Redis operation within `redis_timeout`; failures are counted
-    /// by `operation` and mark Redis as down until the next success.
+    /// by `operation`.
     pub async fn redis<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
@@ -261,12 +281,8 @@ impl RedisStore {
             Err(_) => Err(format!("no answer within {:?}", self.redis_timeout)),
         };
         match result {
-            Ok(v) => {
-                self.redis_up.store(true, Ordering::Relaxed);
-                Ok(v)
-            }
+            Ok(v) => Ok(v),
             Err(message) => {
-                self.redis_up.store(false, Ordering::Relaxed);
                 self.telemetry
                     .redis_errors
                     .with_label_values(&[operation])
@@ -414,7 +430,39 @@ impl RedisStore {
             version,
             inventory: Arc::new(inventory),
         };
-        Some(local.snapshot.clone())
+        let snapshot = local.snapshot.clone();
+        drop(local);
+        self.prune_local(&snapshot.inventory);
+        Some(snapshot)
+    }
+
+    /// Forgets local results of devices no longer in `inventory`.
+    fn prune_local(&self, inventory: &Inventory) {
+        let ids: HashSet<&str> = inventory.devices.iter().map(|d| d.id.as_str()).collect();
+        self.local_polls
+            .lock()
+            .expect("polls lock")
+            .retain(|id, _| ids.contains(id.as_str()));
+        self.local_histories
+            .lock()
+            .expect("history lock")
+            .retain(|id, _| ids.contains(id.as_str()));
+        self.local_claims
+            .lock()
+            .expect("claims lock")
+            .retain(|id, _| ids.contains(id.as_str()));
+    }
+
+    /// `poll_fail.lua`: shares `message` (unless empty) and releases our poll lock.
+    async fn release_poll(&self, device_id: &str, message: &str) {
+        let _ = self
+            .eval::<i64>(
+                "poll_fail",
+                &self.scripts.poll_fail,
+                &[self.keys.lock(device_id), self.keys.failed(device_id)],
+                &[&self.replica_id, message, &millis(FAILURE_SHARE)],
+            )
+            .await;
     }
 
     /// The leader puts `inventory` into a Redis that has none. Returns the
@@ -634,6 +682,7 @@ impl RedisStore {
         let polled = Arc::new(PolledDevice::new(sample.clone(), &stored.history));
         if newer_stored {
             // A newer poll is in already: this late one changes nothing shared.
+            self.release_poll(id, "").await;
             return Ok(Some(polled));
         }
         stored.polled_at_ms = sample.polled_at_ms;
@@ -655,6 +704,7 @@ impl RedisStore {
                     &history_json,
                     &polled_json,
                     &millis(self.cache_ttl),
+                    &millis(self.history_ttl),
                 ],
             )
             .await?;
@@ -764,7 +814,7 @@ impl Store for RedisStore {
             return false; // the next check, after the first heartbeat, decides
         }
         let members = self.members();
-        if members.is_empty() || !self.is_redis_up() {
+        if members.is_empty() {
             // No fleet view: poll on our own rather than not at all.
             return self.local_claim(device_id, round);
         }
@@ -781,11 +831,15 @@ impl Store for RedisStore {
             .await
         {
             Ok(granted) => granted == 1,
+            // Redis failed mid-round: still poll our own share.
             Err(_) => self.local_claim(device_id, round),
         }
     }
 
     async fn scrape_turn(&self, device_id: &str) -> ScrapeTurn {
+        if !self.is_redis_up() {
+            return ScrapeTurn::PollNow;
+        }
         let Ok(start) = self.cache_entry(device_id).await else {
             return ScrapeTurn::PollNow;
         };
@@ -823,17 +877,20 @@ impl Store for RedisStore {
     }
 
     async fn record_failure(&self, device_id: &str, message: &str) {
-        if !self.is_redis_up() {
-            return;
+        if self.is_redis_up() {
+            let message = if message.is_empty() {
+                "poll failed"
+            } else {
+                message
+            };
+            self.release_poll(device_id, message).await;
         }
-        let _ = self
-            .eval::<i64>(
-                "poll_fail",
-                &self.scripts.poll_fail,
-                &[self.keys.lock(device_id), self.keys.failed(device_id)],
-                &[&self.replica_id, message, &millis(FAILURE_SHARE)],
-            )
-            .await;
+    }
+
+    async fn abandon_poll(&self, device_id: &str) {
+        if self.is_redis_up() {
+            self.release_poll(device_id, "").await;
+        }
     }
 
     async fn cached_poll(
@@ -841,6 +898,9 @@ impl Store for RedisStore {
         device_id: &str,
         max_age: Duration,
     ) -> Result<Option<CachedPoll>, StoreError> {
+        if !self.is_redis_up() {
+            return Ok(self.local_cached(device_id, max_age));
+        }
         match self.cache_entry(device_id).await {
             Ok(entry) => {
                 let fresh = entry.polled.filter(|_| entry.age < max_age);
