@@ -142,13 +142,12 @@ impl Fleet {
             if Instant::now() < l.deadline {
                 self.write_through(&mut l).await;
             }
-            let released: Result<i64, _> = self
+            let released = self
                 .store
-                .eval(
+                .lease(
                     "lease_release",
                     &self.store.scripts.lease_release,
-                    &[self.store.keys.leader(), self.store.keys.epoch()],
-                    &[self.store.replica_id(), &l.epoch.to_string()],
+                    &[&l.epoch.to_string()],
                 )
                 .await;
             l.stop.cancel();
@@ -246,14 +245,12 @@ impl Fleet {
     async fn renew(&self, leadership: &mut Option<Leadership>) {
         let Some(l) = leadership.as_mut() else { return };
         let sent = Instant::now();
-        let renewed: Result<i64, StoreError> = self
+        let renewed = self
             .store
-            .eval(
+            .lease(
                 "lease_renew",
                 &self.store.scripts.lease_renew,
-                &[self.store.keys.leader(), self.store.keys.epoch()],
                 &[
-                    self.store.replica_id(),
                     &l.epoch.to_string(),
                     &self.config.lease_ttl.as_millis().to_string(),
                 ],
@@ -283,14 +280,12 @@ impl Fleet {
             .epoch
             .max(self.status().epoch_seen);
         let sent = Instant::now();
-        let acquired: Result<i64, StoreError> = self
+        let acquired = self
             .store
-            .eval(
+            .lease(
                 "lease_acquire",
                 &self.store.scripts.lease_acquire,
-                &[self.store.keys.leader(), self.store.keys.epoch()],
                 &[
-                    self.store.replica_id(),
                     &self.config.lease_ttl.as_millis().to_string(),
                     &floor.to_string(),
                 ],

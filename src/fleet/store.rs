@@ -316,6 +316,42 @@ impl RedisStore {
         .await
     }
 
+    /// `HMGET key fields…` into a tuple of options.
+    async fn hmget<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: String,
+        fields: &[&str],
+    ) -> Result<T, StoreError> {
+        self.redis(operation, |mut conn| async move {
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg(fields)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Runs a lease script (`KEYS` leader and epoch, `ARGV[1]` this replica,
+    /// then `args`).
+    pub async fn lease(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: &[&str],
+    ) -> Result<i64, StoreError> {
+        let mut all = vec![self.replica_id.as_str()];
+        all.extend_from_slice(args);
+        self.eval(
+            operation,
+            script,
+            &[self.keys.leader(), self.keys.epoch()],
+            &all,
+        )
+        .await
+    }
+
     /// Membership heartbeat; returns the live members (sorted by id).
     pub async fn heartbeat(&self, member_ttl: Duration) -> Result<Vec<String>, StoreError> {
         let mut members: Vec<String> = self
@@ -348,17 +384,12 @@ impl RedisStore {
 
     /// Reads the inventory from Redis: `None` when there is none.
     async fn read_remote(&self) -> Result<Option<(String, u64, Inventory)>, StoreError> {
-        let key = self.keys.inventory();
         let (incarnation, version, data): (Option<String>, Option<u64>, Option<String>) = self
-            .redis("inventory_read", |mut conn| async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("incarnation")
-                    .arg("version")
-                    .arg("data")
-                    .query_async(&mut conn)
-                    .await
-            })
+            .hmget(
+                "inventory_read",
+                self.keys.inventory(),
+                &["incarnation", "version", "data"],
+            )
             .await?;
         let (Some(incarnation), Some(version), Some(data)) = (incarnation, version, data) else {
             return Ok(None);
@@ -387,16 +418,12 @@ impl RedisStore {
     /// snapshot when it changed; `None` when it was current or Redis holds
     /// no inventory (the local snapshot is kept: nothing is lost).
     pub async fn refresh(&self) -> Result<Option<InventorySnapshot>, StoreError> {
-        let key = self.keys.inventory();
         let (incarnation, version): (Option<String>, Option<u64>) = self
-            .redis("inventory_version", |mut conn| async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("incarnation")
-                    .arg("version")
-                    .query_async(&mut conn)
-                    .await
-            })
+            .hmget(
+                "inventory_version",
+                self.keys.inventory(),
+                &["incarnation", "version"],
+            )
             .await?;
         let (Some(incarnation), Some(version)) = (incarnation, version) else {
             return Ok(None);
@@ -662,16 +689,8 @@ impl RedisStore {
     /// One attempt at `poll_record.lua`: `Ok(None)` when the history changed meanwhile.
     async fn try_record(&self, sample: &Sample) -> Result<Option<Arc<PolledDevice>>, StoreError> {
         let id = &sample.device_id;
-        let key = self.keys.history(id);
         let (generation, data): (Option<u64>, Option<String>) = self
-            .redis("history_read", |mut conn| async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("gen")
-                    .arg("data")
-                    .query_async(&mut conn)
-                    .await
-            })
+            .hmget("history_read", self.keys.history(id), &["gen", "data"])
             .await?;
         let generation = generation.unwrap_or(0);
         let mut stored: StoredHistory = data
