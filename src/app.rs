@@ -54,6 +54,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// Fleet coordination; `None` standalone.
     pub fleet: Option<Arc<Fleet>>,
+    /// Rendered scrape bodies of the latest polls.
+    pub render_cache: crate::render::RenderCache,
     pub started_at: Instant,
     ready: AtomicBool,
     /// Fires when the replica shuts down; background tasks stop on it.
@@ -147,6 +149,8 @@ impl AppState {
                 config.discovery_on_start,
             ))
         });
+        let render_cache =
+            crate::render::RenderCache::new(config.cache_entry_count.saturating_mul(6));
         Ok(Arc::new(AppState {
             config: Arc::new(config),
             store,
@@ -155,6 +159,7 @@ impl AppState {
             discovery,
             telemetry,
             fleet,
+            render_cache,
             started_at: Instant::now(),
             ready: AtomicBool::new(false),
             cancel,

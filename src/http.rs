@@ -359,8 +359,31 @@ fn scrape_timeout(req: &Request) -> Option<std::time::Duration> {
         .then(|| std::time::Duration::from_secs_f64((seconds * 0.95 - 0.05).clamp(0.1, 120.0)))
 }
 
-fn scrape_response(format: Format, body: Vec<u8>) -> Response {
-    text(StatusCode::OK, format.content_type(), body)
+/// A scrape body with its content type and, when gzipped, its encoding.
+fn scrape_response(format: Format, body: Bytes, gzip: bool) -> Response {
+    let mut response = warp::reply::Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        format.content_type().parse().expect("valid header"),
+    );
+    if gzip {
+        headers.insert("content-encoding", "gzip".parse().expect("valid header"));
+    }
+    headers.insert(
+        "vary",
+        "Accept, Accept-Encoding".parse().expect("valid header"),
+    );
+    response
+}
+
+/// Whether the client (Prometheus does) accepts a gzipped body.
+fn wants_gzip(req: &Request) -> bool {
+    render::accepts_gzip(
+        req.headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// `/snmp?target=T` (and `/metrics?target=T`): one device, from cache or polled now.
@@ -401,21 +424,16 @@ async fn scrape_one(
             other => ApiError::Unavailable(other.to_string()),
         })?;
     let format = Format::negotiate(accept(req), default);
-    let mut body = Vec::with_capacity(64 * 1024);
-    render::render(
-        &[&*polled],
-        format,
-        RenderOptions {
-            device_label: false,
-        },
-        &mut body,
-    );
+    let gzip = wants_gzip(req);
+    let body = state
+        .render_cache
+        .single_device(&device.id, &polled, format, gzip);
     state
         .telemetry
         .scrape_duration
         .with_label_values(&[endpoint])
         .observe(started.elapsed().as_secs_f64());
-    Ok(scrape_response(format, body))
+    Ok(scrape_response(format, body, gzip))
 }
 
 /// `/metrics`: every device with a fresh cached poll (or one with `target`).
@@ -449,7 +467,13 @@ async fn metrics(state: &Arc<AppState>, req: &Request) -> Result<Response, ApiEr
         .scrape_duration
         .with_label_values(&["metrics"])
         .observe(started.elapsed().as_secs_f64());
-    Ok(scrape_response(format, body))
+    let gzip = wants_gzip(req);
+    let body = if gzip {
+        render::gzip_bytes(&body)
+    } else {
+        body
+    };
+    Ok(scrape_response(format, body.into(), gzip))
 }
 
 /// Prometheus HTTP service discovery: one group per device.

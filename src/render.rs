@@ -14,7 +14,7 @@ use crate::sample::{
 };
 
 /// An exposition format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
     Text,
@@ -1212,5 +1212,134 @@ mod tests {
             "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; \
              encoding=delimited"
         );
+    }
+}
+
+/// Rendered `/snmp` bodies of each device's latest poll, per format and
+/// encoding: a poll is rendered (and compressed) once, however often it is
+/// scraped until the next one replaces it.
+pub struct RenderCache {
+    entries: std::sync::Mutex<std::collections::HashMap<RenderKey, RenderedPoll>>,
+    /// Bound on entries (devices × formats × encodings seen).
+    capacity: usize,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct RenderKey {
+    device_id: String,
+    format: Format,
+    gzip: bool,
+}
+
+struct RenderedPoll {
+    /// The poll these bytes were rendered from (compared by pointer).
+    polled: std::sync::Arc<PolledDevice>,
+    body: bytes::Bytes,
+}
+
+impl RenderCache {
+    pub fn new(capacity: usize) -> RenderCache {
+        RenderCache {
+            entries: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The body of `polled` (one device, no device labels) in `format`,
+    /// gzip-compressed when `gzip`.
+    pub fn single_device(
+        &self,
+        device_id: &str,
+        polled: &std::sync::Arc<PolledDevice>,
+        format: Format,
+        gzip: bool,
+    ) -> bytes::Bytes {
+        let key = RenderKey {
+            device_id: device_id.to_string(),
+            format,
+            gzip,
+        };
+        if let Some(hit) = self.entries.lock().expect("render cache").get(&key) {
+            if std::sync::Arc::ptr_eq(&hit.polled, polled) {
+                return hit.body.clone();
+            }
+        }
+        let mut body = Vec::with_capacity(64 * 1024);
+        render(
+            &[&**polled],
+            format,
+            RenderOptions {
+                device_label: false,
+            },
+            &mut body,
+        );
+        let body = bytes::Bytes::from(if gzip { gzip_bytes(&body) } else { body });
+        let mut entries = self.entries.lock().expect("render cache");
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.clear(); // rare: more devices than the bound; start over
+        }
+        entries.insert(
+            key,
+            RenderedPoll {
+                polled: polled.clone(),
+                body: body.clone(),
+            },
+        );
+        body
+    }
+}
+
+/// gzip at a fast level: bodies are compressed once per poll, served many times.
+pub fn gzip_bytes(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body).expect("writing to a Vec");
+    encoder.finish().expect("writing to a Vec")
+}
+
+/// Whether an `Accept-Encoding` header accepts gzip (and does not refuse it with `q=0`).
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|header| {
+        header.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            coding.eq_ignore_ascii_case("gzip") && !refused
+        })
+    })
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, GZIP;q=0.5")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn gzip_round_trip() {
+        let body = b"ifHCInOctets{ifIndex=\"1\"} 42\n".repeat(100);
+        let packed = gzip_bytes(&body);
+        assert!(packed.len() < body.len() / 5);
+        let mut out = Vec::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
     }
 }

@@ -561,3 +561,61 @@ fn v3_stored_engine_id_is_honoured_and_a_stale_one_recovers() {
         engine_hex.to_ascii_lowercase()
     );
 }
+
+#[test]
+fn gzip_bodies_match_and_a_poll_is_rendered_once() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&quiet_env());
+    discover(
+        &p,
+        &format!(
+            r#"{{"potentialTargets":["127.0.0.1"],"port":{}}}"#,
+            snmpd.port
+        ),
+    );
+    let plain = http_get(&p.addr(), "/snmp?target=testdev");
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(plain.header("content-encoding"), None);
+    let again = http_get(&p.addr(), "/snmp?target=testdev");
+    assert_eq!(again.body, plain.body, "the same poll, the same bytes");
+    let packed = http_request(
+        &p.addr(),
+        "GET",
+        "/snmp?target=testdev",
+        &[("Accept-Encoding", "gzip")],
+        &[],
+    );
+    assert_eq!(packed.status, 200);
+    assert_eq!(packed.header("content-encoding"), Some("gzip"));
+    assert!(packed.body.len() * 3 < plain.body.len(), "compressed");
+    let mut unpacked = Vec::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(&packed.body[..])
+        .read_to_end(&mut unpacked)
+        .expect("valid gzip");
+    assert_eq!(unpacked, plain.body, "gzip carries the same exposition");
+    // `q=0` refuses gzip.
+    let refused = http_request(
+        &p.addr(),
+        "GET",
+        "/snmp?target=testdev",
+        &[("Accept-Encoding", "gzip;q=0")],
+        &[],
+    );
+    assert_eq!(refused.header("content-encoding"), None);
+    assert_eq!(refused.body, plain.body);
+    // /metrics (every device) gzips too.
+    let all = http_request(
+        &p.addr(),
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip")],
+        &[],
+    );
+    assert_eq!(all.header("content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&all.body[..])
+        .read_to_string(&mut text)
+        .expect("valid gzip");
+    assert!(text.contains("ifHCInOctets"), "{text}");
+}
