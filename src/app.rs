@@ -124,7 +124,10 @@ impl AppState {
         let collector = Arc::new(Collector::new(
             store.clone(),
             telemetry.clone(),
-            config.snmp_max_repetitions,
+            crate::collector::PollSettings {
+                max_repetitions: config.snmp_max_repetitions,
+                sessions_per_poll: config.snmp_sessions_per_poll,
+            },
             config.poll_concurrency,
             config.cache_expiry,
         ));

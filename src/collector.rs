@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inventory::Device;
 use crate::sample::{InterfaceSample, PolledDevice, Sample, COUNTERS};
-use crate::snmp::{AgentParams, Session, SnmpError, SnmpValue};
+use crate::snmp::{AgentParams, Session, SnmpError, SnmpValue, WalkState, MAX_REQUESTS_PER_WALK};
 use crate::store::{ScrapeTurn, Store, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -98,17 +98,27 @@ pub struct PollStats {
     pub duration: Duration,
 }
 
+/// How a poll talks to an agent.
+#[derive(Debug, Clone, Copy)]
+pub struct PollSettings {
+    /// GETBULK max-repetitions per column.
+    pub max_repetitions: u32,
+    /// Sessions that walk one device's columns at once once the first
+    /// request shows the table needs more than one (round trips dominate).
+    pub sessions_per_poll: usize,
+}
+
 /// Polls one device once: sysUpTime plus the IF-MIB columns.
 pub async fn poll_device(
     device: &Device,
-    max_repetitions: u32,
+    settings: PollSettings,
 ) -> Result<(Sample, PollStats), (CollectError, PollStats)> {
     let started = Instant::now();
     let name = device.sys_name.clone();
     let Some(agent) = device.poll_agent() else {
         return Err((CollectError::NoAgent { device: name }, PollStats::default()));
     };
-    let params = match AgentParams::from_agent(agent, max_repetitions) {
+    let params = match AgentParams::from_agent(agent, settings.max_repetitions) {
         Ok(p) => p,
         Err(source) => {
             return Err((
@@ -121,9 +131,10 @@ pub async fn poll_device(
         }
     };
     let mut session = Session::new(params);
-    let result = walk_interfaces(&mut session).await;
+    let mut requests = 0;
+    let result = walk_interfaces(&mut session, settings.sessions_per_poll, &mut requests).await;
     let stats = PollStats {
-        requests: session.requests_sent,
+        requests: requests + session.requests_sent,
         duration: started.elapsed(),
     };
     match result {
@@ -149,7 +160,15 @@ pub async fn poll_device(
     }
 }
 
-async fn walk_interfaces(session: &mut Session) -> Result<(u32, Vec<InterfaceSample>), SnmpError> {
+/// Walks the interface columns. The first request asks for every column; a
+/// small table ends there. A longer one is continued by up to
+/// `sessions_per_poll` sessions at once, each walking a share of the columns
+/// (their requests are added to `extra_requests`).
+async fn walk_interfaces(
+    session: &mut Session,
+    sessions_per_poll: usize,
+    extra_requests: &mut u64,
+) -> Result<(u32, Vec<InterfaceSample>), SnmpError> {
     // Text/gauge columns first, then the counters, all walked together.
     let mut columns = vec![
         column(&IF_ENTRY, IF_DESCR),
@@ -164,7 +183,26 @@ async fn walk_interfaces(session: &mut Session) -> Result<(u32, Vec<InterfaceSam
             .iter()
             .map(|c| column(&IFX_ENTRY, c.oid_suffix as u64)),
     );
-    let walked = session.walk(&[system_oid(3)], &columns).await?;
+    let mut state = WalkState::new(&[system_oid(3)], &columns);
+    session.advance(&mut state, 1).await?;
+    if !state.is_complete() && sessions_per_poll > 1 {
+        let parts = state.split_unfinished(sessions_per_poll);
+        let walks = parts.into_iter().map(|(positions, mut part)| {
+            let params = session.params().clone();
+            async move {
+                let mut helper = Session::new(params);
+                let result = helper.advance(&mut part, MAX_REQUESTS_PER_WALK).await;
+                (positions, part, result, helper.requests_sent)
+            }
+        });
+        for (positions, part, result, requests) in futures_util::future::join_all(walks).await {
+            *extra_requests += requests;
+            result?;
+            state.merge(&positions, part);
+        }
+    }
+    session.advance(&mut state, MAX_REQUESTS_PER_WALK).await?;
+    let walked = session.finish(state).await?;
     let uptime = walked.scalars[0].as_u64().unwrap_or(0) as u32;
 
     let mut interfaces: BTreeMap<u32, InterfaceSample> = BTreeMap::new();
@@ -209,7 +247,7 @@ pub fn check_period(interval: Duration) -> Duration {
 pub struct Collector {
     store: Arc<dyn Store>,
     telemetry: Arc<Telemetry>,
-    max_repetitions: u32,
+    settings: PollSettings,
     poll_concurrency: usize,
     /// How old a cached poll a scrape may be served.
     cache_expiry: Duration,
@@ -258,14 +296,14 @@ impl Collector {
     pub fn new(
         store: Arc<dyn Store>,
         telemetry: Arc<Telemetry>,
-        max_repetitions: u32,
+        settings: PollSettings,
         poll_concurrency: usize,
         cache_expiry: Duration,
     ) -> Self {
         Collector {
             store,
             telemetry,
-            max_repetitions,
+            settings,
             poll_concurrency,
             cache_expiry,
             device_locks: Default::default(),
@@ -305,7 +343,7 @@ impl Collector {
 
     async fn poll_and_record(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
         let in_flight = InFlight::start(&self.telemetry);
-        let result = poll_device(device, self.max_repetitions).await;
+        let result = poll_device(device, self.settings).await;
         drop(in_flight);
         self.telemetry.replica_polls.inc();
         match result {

@@ -61,6 +61,8 @@ pub struct Config {
     pub discovery_max_addresses: usize,
     /// max-repetitions of GETBULK requests.
     pub snmp_max_repetitions: u32,
+    /// Sessions walking one large device's columns at once.
+    pub snmp_sessions_per_poll: usize,
     /// Fleet mode (`REDIS_URL` set): lease, membership and Redis timeouts.
     pub fleet: FleetConfig,
 }
@@ -299,6 +301,14 @@ impl Config {
                 1000,
                 "a count, 1-1000",
             )? as u32,
+            snmp_sessions_per_poll: parse_num(
+                &get,
+                "PROMSNMP_SNMP_SESSIONS_PER_POLL",
+                4,
+                1,
+                16,
+                "a count, 1-16",
+            )? as usize,
         })
     }
 

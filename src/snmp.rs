@@ -579,25 +579,54 @@ impl Session {
         scalars: &[Vec<u64>],
         columns: &[Vec<u64>],
     ) -> Result<Walk, SnmpError> {
-        let mut scalar_values: Option<Vec<SnmpValue>> = None;
-        if self.params.version == SnmpVersion::V1 && !scalars.is_empty() {
-            scalar_values = Some(self.get_scalars(scalars).await?);
+        let mut state = WalkState::new(scalars, columns);
+        self.advance(&mut state, MAX_REQUESTS_PER_WALK).await?;
+        self.finish(state).await
+    }
+
+    /// Completes `state` into a [`Walk`] (fetching the scalars if no request
+    /// carried them).
+    pub async fn finish(&mut self, state: WalkState) -> Result<Walk, SnmpError> {
+        if !state.is_complete() {
+            return Err(SnmpError::Protocol {
+                target: self.params.target.clone(),
+                reason: format!("walk did not end after {MAX_REQUESTS_PER_WALK} requests"),
+            });
         }
-        let mut last: Vec<Vec<u64>> = columns.to_vec();
-        let mut done = vec![false; columns.len()];
-        let mut rows: Vec<Vec<(Vec<u64>, SnmpValue)>> = vec![Vec::new(); columns.len()];
-        let mut columns_per_request = columns.len().max(1);
-        for _ in 0..MAX_REQUESTS_PER_WALK {
+        let scalars = match state.scalar_values {
+            Some(v) => v,
+            None => self.get_scalars(&state.scalars).await?,
+        };
+        Ok(Walk {
+            scalars,
+            columns: state.rows,
+        })
+    }
+
+    /// Sends up to `max_requests` requests of the walk in `state`; stops early
+    /// when every column is done.
+    pub async fn advance(
+        &mut self,
+        state: &mut WalkState,
+        max_requests: usize,
+    ) -> Result<(), SnmpError> {
+        let WalkState {
+            scalars,
+            columns,
+            scalar_values,
+            last,
+            done,
+            rows,
+            columns_per_request,
+        } = state;
+        if self.params.version == SnmpVersion::V1 && !scalars.is_empty() && scalar_values.is_none()
+        {
+            *scalar_values = Some(self.get_scalars(scalars).await?);
+        }
+        for _ in 0..max_requests {
             let active: Vec<usize> = (0..columns.len()).filter(|i| !done[*i]).collect();
             if active.is_empty() {
-                let scalars = match scalar_values {
-                    Some(v) => v,
-                    None => self.get_scalars(scalars).await?,
-                };
-                return Ok(Walk {
-                    scalars,
-                    columns: rows,
-                });
+                return Ok(());
             }
             if self.params.version == SnmpVersion::V1 {
                 // v1 has no GETBULK: one GETNEXT per unfinished column and row.
@@ -630,7 +659,7 @@ impl Session {
             }
             // Some agents cap the varbinds of a GETBULK answer so hard that a
             // request for many columns comes back empty: then ask for fewer.
-            let batch: Vec<usize> = active.iter().copied().take(columns_per_request).collect();
+            let batch: Vec<usize> = active.iter().copied().take(*columns_per_request).collect();
             let per_column = (MAX_VARBINDS_PER_REQUEST / batch.len() as u32)
                 .clamp(1, self.params.max_repetitions);
             // GETNEXT of an instance's parent (sysUpTime for sysUpTime.0) is the instance.
@@ -668,12 +697,12 @@ impl Session {
                         }
                     })
                     .collect();
-                scalar_values = Some(values);
+                *scalar_values = Some(values);
                 resp = rest;
             }
             if resp.is_empty() {
                 if batch.len() > 1 {
-                    columns_per_request = batch.len() / 2;
+                    *columns_per_request = batch.len() / 2;
                 } else {
                     done[batch[0]] = true;
                 }
@@ -693,10 +722,71 @@ impl Session {
                 }
             }
         }
-        Err(SnmpError::Protocol {
-            target: self.params.target.clone(),
-            reason: format!("walk did not end after {MAX_REQUESTS_PER_WALK} requests"),
-        })
+        Ok(())
+    }
+}
+
+/// A multi-column walk in progress: where each column stands, what came back.
+/// It can be split so several sessions continue it at once, and merged back.
+#[derive(Debug, Clone)]
+pub struct WalkState {
+    scalars: Vec<Vec<u64>>,
+    columns: Vec<Vec<u64>>,
+    scalar_values: Option<Vec<SnmpValue>>,
+    last: Vec<Vec<u64>>,
+    done: Vec<bool>,
+    rows: Vec<Vec<(Vec<u64>, SnmpValue)>>,
+    columns_per_request: usize,
+}
+
+impl WalkState {
+    pub fn new(scalars: &[Vec<u64>], columns: &[Vec<u64>]) -> WalkState {
+        WalkState {
+            scalars: scalars.to_vec(),
+            columns: columns.to_vec(),
+            scalar_values: None,
+            last: columns.to_vec(),
+            done: vec![false; columns.len()],
+            rows: vec![Vec::new(); columns.len()],
+            columns_per_request: columns.len().max(1),
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.done.iter().all(|d| *d)
+    }
+
+    /// Splits the unfinished columns into at most `parts` walks (no scalars:
+    /// they stay here), each with the column positions it came from.
+    pub fn split_unfinished(&self, parts: usize) -> Vec<(Vec<usize>, WalkState)> {
+        let open: Vec<usize> = (0..self.columns.len()).filter(|c| !self.done[*c]).collect();
+        let parts = parts.clamp(1, open.len().max(1));
+        let per_part = open.len().div_ceil(parts).max(1);
+        open.chunks(per_part)
+            .map(|positions| {
+                let pick = |v: &Vec<Vec<u64>>| positions.iter().map(|c| v[*c].clone()).collect();
+                let part = WalkState {
+                    scalars: Vec::new(),
+                    columns: pick(&self.columns),
+                    scalar_values: Some(Vec::new()),
+                    last: pick(&self.last),
+                    done: vec![false; positions.len()],
+                    rows: vec![Vec::new(); positions.len()],
+                    columns_per_request: positions.len().min(self.columns_per_request).max(1),
+                };
+                (positions.to_vec(), part)
+            })
+            .collect()
+    }
+
+    /// Takes back a part made by [`WalkState::split_unfinished`].
+    pub fn merge(&mut self, positions: &[usize], part: WalkState) {
+        for (i, rows) in part.rows.into_iter().enumerate() {
+            let c = positions[i];
+            self.rows[c].extend(rows);
+            self.last[c] = part.last[i].clone();
+            self.done[c] = part.done[i];
+        }
     }
 }
 
@@ -748,6 +838,40 @@ impl<'a> RequestKind<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn walk_state_splits_open_columns_and_merges_back() {
+        let columns: Vec<Vec<u64>> = (1..=5).map(|c| vec![1, 3, c]).collect();
+        let mut state = WalkState::new(&[vec![1, 0]], &columns);
+        // Column 2 (index 1) is finished; the others got one row each.
+        for c in 0..5 {
+            state.rows[c].push((vec![1], SnmpValue::Integer(1)));
+            state.last[c] = [columns[c].clone(), vec![1]].concat();
+        }
+        state.done[1] = true;
+        let parts = state.split_unfinished(2);
+        assert_eq!(parts.len(), 2);
+        let positions: Vec<Vec<usize>> = parts.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(positions, vec![vec![0, 2], vec![3, 4]]);
+        assert!(parts.iter().all(|(_, p)| p.scalars.is_empty()));
+        assert_eq!(
+            parts[0].1.last[1],
+            vec![1, 3, 3, 1],
+            "continues where column 3 stood"
+        );
+        for (positions, mut part) in parts {
+            for i in 0..positions.len() {
+                part.rows[i].push((vec![2], SnmpValue::Integer(2)));
+                part.done[i] = true;
+            }
+            state.merge(&positions, part);
+        }
+        assert!(state.is_complete());
+        assert_eq!(state.rows[0].len(), 2);
+        assert_eq!(state.rows[1].len(), 1, "the finished column is untouched");
+        assert_eq!(state.rows[4].len(), 2);
+        assert_eq!(state.split_unfinished(4).len(), 0, "nothing left to split");
+    }
+
     use super::*;
 
     #[test]
