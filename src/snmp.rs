@@ -843,9 +843,9 @@ mod tests {
         let columns: Vec<Vec<u64>> = (1..=5).map(|c| vec![1, 3, c]).collect();
         let mut state = WalkState::new(&[vec![1, 0]], &columns);
         // Column 2 (index 1) is finished; the others got one row each.
-        for c in 0..5 {
+        for (c, column) in columns.iter().enumerate() {
             state.rows[c].push((vec![1], SnmpValue::Integer(1)));
-            state.last[c] = [columns[c].clone(), vec![1]].concat();
+            state.last[c] = [column.clone(), vec![1]].concat();
         }
         state.done[1] = true;
         let parts = state.split_unfinished(2);
