@@ -11,12 +11,13 @@ if gen ~= tonumber(ARGV[2]) then
   return 0
 end
 gen = gen + 1
+-- Microseconds: a replica asks whether a result is younger than its own scrape.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 redis.call('HSET', KEYS[1], 'gen', gen, 'data', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'gen', gen, 'stored_ms', now, 'data', ARGV[4])
+redis.call('HSET', KEYS[2], 'gen', gen, 'stored_us', now_us, 'data', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('DEL', KEYS[4])
 if redis.call('GET', KEYS[3]) == ARGV[1] then

@@ -375,6 +375,8 @@ impl Collector {
         device: &Device,
         live: bool,
     ) -> Result<Arc<PolledDevice>, CollectError> {
+        // Anything stored after this instant answers this scrape.
+        let started = Instant::now();
         if !live {
             if let Some(hit) = self
                 .store
@@ -385,7 +387,6 @@ impl Collector {
                 return Ok(hit.polled);
             }
         }
-        let started = Instant::now();
         let lock = self.device_lock(&device.id);
         let _guard = lock.lock().await;
         if !live {
@@ -413,7 +414,7 @@ impl Collector {
             }
             self.telemetry.cache_miss();
             // In a fleet another replica may be walking it right now.
-            match self.store.scrape_turn(&device.id).await {
+            match self.store.scrape_turn(&device.id, started).await {
                 ScrapeTurn::PollNow => {}
                 ScrapeTurn::Polled(polled) => return Ok(polled),
                 ScrapeTurn::Failed(message) => {

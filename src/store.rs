@@ -81,9 +81,10 @@ pub trait Store: Send + Sync + 'static {
     /// shares the store.
     async fn claim_round(&self, device_id: &str, round: Duration) -> bool;
 
-    /// Before a scrape-triggered poll: whether to walk the device here or take
-    /// the result of a poll already under way elsewhere.
-    async fn scrape_turn(&self, _device_id: &str) -> ScrapeTurn {
+    /// Before a scrape-triggered poll (the scrape began at `since`): whether
+    /// to walk the device here or take the result of a poll that finished
+    /// meanwhile or is under way elsewhere.
+    async fn scrape_turn(&self, _device_id: &str, _since: Instant) -> ScrapeTurn {
         ScrapeTurn::PollNow
     }
 

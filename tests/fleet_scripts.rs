@@ -332,7 +332,12 @@ async fn poll_claim_record_fail_and_cache_get() {
         (generation, data.as_str(), failure.as_str(), locked),
         (1, "p1", "", 0)
     );
-    assert!((0..1000).contains(&age), "age {age}");
+    assert!((0..1_000_000).contains(&age), "age {age} µs");
+    let stored_us: String = lab.cmd(&["HGET", &k.cache("d1"), "stored_us"]).await;
+    assert!(
+        stored_us.len() >= 16 && stored_us.parse::<u64>().is_ok(),
+        "microseconds stored exactly, not as a rounded float: {stored_us}"
+    );
     let (_, _, _, data, _, _): Entry = lab.run(get, &get_keys, &["1"]).await;
     assert_eq!(
         data, "",

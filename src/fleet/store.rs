@@ -570,7 +570,7 @@ impl RedisStore {
         }
     }
 
-    /// `cache_get.lua`: (Redis now ms, generation, age ms, data, failure mark, locked).
+    /// `cache_get.lua`: (Redis now ms, generation, age µs, data, failure mark, locked).
     async fn cache_entry(&self, device_id: &str) -> Result<CacheEntry, StoreError> {
         let known = self
             .local_polls
@@ -579,7 +579,7 @@ impl RedisStore {
             .get(device_id)
             .map(|p| p.generation.to_string())
             .unwrap_or_default();
-        let (now_ms, generation, age_ms, data, failure, locked): (
+        let (now_ms, generation, age_us, data, failure, locked): (
             i64,
             u64,
             i64,
@@ -612,7 +612,7 @@ impl RedisStore {
             match serde_json::from_str::<PolledDevice>(&data) {
                 Ok(p) => {
                     let polled = Arc::new(p);
-                    self.remember(device_id, generation, polled.clone(), age_ms);
+                    self.remember(device_id, generation, polled.clone(), age_us);
                     Some(polled)
                 }
                 Err(e) => {
@@ -629,16 +629,16 @@ impl RedisStore {
         Ok(CacheEntry {
             now_ms,
             generation,
-            age: Duration::from_millis(age_ms.max(0) as u64),
+            age: Duration::from_micros(age_us.max(0) as u64),
             polled,
             failure,
             locked: locked == 1,
         })
     }
 
-    fn remember(&self, device_id: &str, generation: u64, polled: Arc<PolledDevice>, age_ms: i64) {
+    fn remember(&self, device_id: &str, generation: u64, polled: Arc<PolledDevice>, age_us: i64) {
         let stored_at = Instant::now()
-            .checked_sub(Duration::from_millis(age_ms.max(0) as u64))
+            .checked_sub(Duration::from_micros(age_us.max(0) as u64))
             .unwrap_or_else(Instant::now);
         self.local_polls.lock().expect("polls lock").insert(
             device_id.to_string(),
@@ -684,6 +684,20 @@ impl RedisStore {
             &[&self.replica_id, "0", &millis(self.lock_ttl)],
         )
         .await
+    }
+
+    /// We hold the poll lock; but another replica's walk may have finished
+    /// between our look at the cache and the claim. Serve that instead of
+    /// walking again.
+    async fn turn_after_claim(&self, device_id: &str, since: Instant) -> ScrapeTurn {
+        if let Ok(entry) = self.cache_entry(device_id).await {
+            if let Some(polled) = entry.polled.filter(|_| entry.age <= since.elapsed()) {
+                self.release_poll(device_id, "").await;
+                self.telemetry.redis_cache_get(true);
+                return ScrapeTurn::Polled(polled);
+            }
+        }
+        ScrapeTurn::PollNow
     }
 
     /// One attempt at `poll_record.lua`: `Ok(None)` when the history changed meanwhile.
@@ -855,15 +869,25 @@ impl Store for RedisStore {
         }
     }
 
-    async fn scrape_turn(&self, device_id: &str) -> ScrapeTurn {
+    async fn scrape_turn(&self, device_id: &str, since: Instant) -> ScrapeTurn {
         if !self.is_redis_up() {
             return ScrapeTurn::PollNow;
         }
         let Ok(start) = self.cache_entry(device_id).await else {
             return ScrapeTurn::PollNow;
         };
+        if let Some(polled) = start
+            .polled
+            .as_ref()
+            .filter(|_| start.age <= since.elapsed())
+        {
+            // Another replica's poll finished after this scrape began.
+            self.telemetry.redis_cache_get(true);
+            return ScrapeTurn::Polled(polled.clone());
+        }
         match self.claim_scrape(device_id).await {
-            Ok(1) | Err(_) => return ScrapeTurn::PollNow,
+            Ok(1) => return self.turn_after_claim(device_id, since).await,
+            Err(_) => return ScrapeTurn::PollNow,
             Ok(_) => {}
         }
         // Another replica is walking it: wait for its result, at most as long
@@ -887,8 +911,10 @@ impl Store for RedisStore {
             }
             if !entry.locked {
                 // It finished without a result (or died): our turn.
-                if let Ok(1) | Err(_) = self.claim_scrape(device_id).await {
-                    return ScrapeTurn::PollNow;
+                match self.claim_scrape(device_id).await {
+                    Ok(1) => return self.turn_after_claim(device_id, since).await,
+                    Err(_) => return ScrapeTurn::PollNow,
+                    Ok(_) => {}
                 }
             }
         }
@@ -1004,6 +1030,37 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poll_survives_json_exactly() {
+        // Replicas serve the poller's copy and decoded copies side by side:
+        // every float must come back bit for bit.
+        let mut history = DeviceHistory::default();
+        for (i, value) in [0.1, 1.0 / 3.0, 2.0_f64.sqrt(), 97.123_456_789_012_34]
+            .into_iter()
+            .enumerate()
+        {
+            let h = history.interfaces.entry(i as u32).or_default();
+            h.histogram.observe(value);
+            h.histogram.observe(value * 7.77);
+        }
+        let sample = Sample {
+            device_id: "d".into(),
+            device_name: "d".into(),
+            target: "127.0.0.1:161".into(),
+            polled_at_ms: 1,
+            poll_duration_seconds: 0.123_456_789_012_345_6,
+            sys_uptime_ticks: 5,
+            interfaces: vec![],
+        };
+        let polled = PolledDevice::new(sample, &history);
+        let decoded: PolledDevice =
+            serde_json::from_str(&serde_json::to_string(&polled).unwrap()).unwrap();
+        assert_eq!(decoded, polled);
+        for (index, h) in &polled.utilization {
+            assert_eq!(decoded.utilization[index].sum.to_bits(), h.sum.to_bits());
+        }
+    }
 
     #[test]
     fn rendezvous_is_stable_and_spreads() {
