@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""Benchmark harness for promsnmp (standalone mode). See bench/README.md.
+"""Benchmark harness for promsnmp (standalone and fleet). See bench/README.md.
 
 Starts everything itself on 127.0.0.1 plus one network namespace it creates
-(snmpd agents, a UDP relay, promsnmp, prometheus-snmp-exporter), measures,
-prints one Markdown table per section and writes them to BENCHMARKS.md.
-Needs root (ip netns). Python 3 standard library only.
+(snmpd agents, a UDP relay, promsnmp, prometheus-snmp-exporter; for sections
+7-9 the synthetic agents of bench/responder.py, redis-server, three promsnmp
+replicas and haproxy, loaded by bench/loadgen.py), measures, prints one
+Markdown table per section and writes them to BENCHMARKS.md. `--sections`
+picks some. Needs root (ip netns). Python 3 standard library only.
 """
 
 import argparse
@@ -59,6 +61,16 @@ PROGRAMS = {  # program -> Debian package
     "prometheus-snmp-exporter": "prometheus-snmp-exporter",
     "wrk": "wrk",
     "ip": "iproute2",
+    "redis-server": "redis-server",
+    "haproxy": "haproxy",
+}
+SECTIONS = range(1, 10)
+CORE_SECTIONS = {1, 2, 3, 4, 5, 6}  # one setup: snmpd, the namespace device, promsnmp, snmp_exporter
+SECTION_PROGRAMS = {  # section -> programs it needs
+    **{n: ("snmpd", "snmpget", "prometheus-snmp-exporter", "wrk", "ip") for n in CORE_SECTIONS},
+    7: (),
+    8: ("snmpd", "snmpget", "ip", "redis-server", "haproxy", "wrk"),
+    9: ("redis-server",),
 }
 
 
@@ -605,8 +617,8 @@ def http_request(port, method, path, headers=None, body=None, timeout=120):
         conn.close()
 
 
-def http_ok(port, path, headers=None):
-    status, _, body = http_request(port, "GET", path, headers)
+def http_ok(port, path, headers=None, timeout=120):
+    status, _, body = http_request(port, "GET", path, headers, timeout=timeout)
     if status != 200:
         raise BenchError(f"GET {path} on port {port}: {status} {body[:300]!r}")
     return body
@@ -647,7 +659,7 @@ def build_promsnmp():
     return binary
 
 
-def start_promsnmp(stack, binary, workdir):
+def start_promsnmp(stack, binary, workdir, extra_env=None, name="promsnmp"):
     os.makedirs(workdir)
     # A private copy: a rebuild of target/ during the run cannot swap it.
     exe = os.path.join(workdir, "promsnmp")
@@ -658,7 +670,8 @@ def start_promsnmp(stack, binary, workdir):
                PROM_ENCRYPT_KEY="bench-key-16byte", DISCOVERY_CRON="-",
                COLLECTION_INTERVAL="86400000",  # no background poll during the runs
                RUST_LOG="warn")
-    proc = start_process(stack, "promsnmp", [exe], os.path.join(workdir, "promsnmp.log"),
+    env.update(extra_env or {})
+    proc = start_process(stack, name, [exe], os.path.join(workdir, "promsnmp.log"),
                          env=env, cwd=workdir)
     wait_until("promsnmp", proc, lambda: http_request(port, "GET", "/actuator/health", timeout=2)[0] == 200, 30)
     return proc, port
@@ -844,6 +857,415 @@ def wrk(url, threads, connections, seconds, headers=()):
 
 
 # ---------------------------------------------------------------------------
+# Sections 7-9: synthetic agents, a fleet behind HAProxy, a fixed-rate load
+# ---------------------------------------------------------------------------
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REPLICAS = 3
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def proc_cpu_s(pid):
+    """CPU time (user + system, every thread) of a process so far, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def metric_sum(text, name):
+    """Sum of every sample of `name` (any labels) in the Prometheus text format."""
+    return sum(float(m.group(1)) for m in
+               re.finditer(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)", text, re.M))
+
+
+def self_metrics(port):
+    return http_ok(port, "/actuator/prometheus", timeout=30).decode()
+
+
+def log_size(path):
+    with contextlib.suppress(OSError):
+        return os.path.getsize(path)
+    return 0
+
+
+def log_summary(path, offset=0):
+    """From a promsnmp log, from byte `offset` on: the collection rounds (ok,
+    failed, elapsed ms) and the warnings and errors, counted by message."""
+    rounds, problems = [], {}
+    with contextlib.suppress(OSError):
+        with open(path, errors="replace") as f:
+            f.seek(offset)
+            for line in f:
+                line = ANSI.sub("", line)
+                if "collection round finished" in line:
+                    fields = dict(re.findall(r"(\w+)=(\d+)", line))
+                    rounds.append(tuple(int(fields.get(k, 0)) for k in ("ok", "failed", "elapsed_ms")))
+                elif re.search(r"\b(WARN|ERROR)\b", line):
+                    m = re.search(r"\b(WARN|ERROR)\s+\S+:\s+(.*?)(\s+\w+=|$)", line)
+                    key = m.group(1) + " " + m.group(2) if m else line.strip()[:120]
+                    problems[key] = problems.get(key, 0) + 1
+    return rounds, problems
+
+
+class Responder:
+    """bench/responder.py in its own process: many synthetic v2c agents, one
+    UDP port each on 127.0.0.1, sysName dev-0000, dev-0001, …"""
+
+    def __init__(self, stack, workdir, count):
+        os.makedirs(workdir)
+        self.workdir, self.count, self.dumps = workdir, count, 0
+        ports_file = os.path.join(workdir, "ports.json")
+        cmd = [sys.executable, os.path.join(BENCH_DIR, "responder.py"), "--count", str(count),
+               "--ports-file", ports_file, "--parent-pid", str(os.getpid()), "--max-seconds", "7200"]
+        self.proc = start_process(stack, "SNMP responder", cmd, os.path.join(workdir, "responder.log"))
+
+        def ports():
+            with open(ports_file) as f:
+                return json.load(f)
+        doc = wait_until("SNMP responder", self.proc, ports, 60)
+        self.ports, self.control = doc["ports"], doc["control"]
+        for i in sorted({0, count - 1}):
+            client = SnmpClient(f"127.0.0.1:{self.ports[i]}")
+            try:
+                name = bytes(client.get(["1.3.6.1.2.1.1.5.0"])[0][2]).decode()
+            finally:
+                client.close()
+            if name != f"dev-{i:04d}":
+                raise BenchError(f"responder agent {i} says sysName {name!r}")
+
+    def devices(self):
+        return [(f"dev-{i:04d}", community_agent(port)) for i, port in enumerate(self.ports)]
+
+    def stats(self, since):
+        """Per agent: its port, total requests, and the monotonic times of its
+        requests and polls since `since`."""
+        check_alive(self.proc)
+        self.dumps += 1
+        path = os.path.join(self.workdir, f"stats-{self.dumps}.json")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(30)
+            s.sendto(f"dump {since!r} {path}".encode(), ("127.0.0.1", self.control))
+            try:
+                s.recvfrom(100)
+            except OSError as e:
+                raise BenchError(f"the SNMP responder did not answer on its control port: {e}")
+        with open(path) as f:
+            agents = json.load(f)["agents"]
+        os.remove(path)
+        return agents
+
+
+def wait_first_round(responder, since, timeout, procs):
+    """Waits (bounded) until every agent has been polled since `since`.
+    Returns (time of the last agent's first poll, agents never polled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in procs:
+            check_alive(p)
+        agents = responder.stats(since)
+        firsts = [a["poll_times"][0] for a in agents if a["poll_times"]]
+        if len(firsts) == len(agents):
+            return max(firsts), 0
+        if time.monotonic() > deadline:
+            log(f"warning: {len(agents) - len(firsts)} of {len(agents)} agents not polled within {timeout:.0f} s")
+            return time.monotonic(), len(agents) - len(firsts)
+        time.sleep(1)
+
+
+def sleep_watching(seconds, procs):
+    """Sleeps `seconds`, checking every second that the processes still run."""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        for p in procs:
+            check_alive(p)
+        time.sleep(min(1.0, left))
+
+
+def analyse_polls(agents, t0, t1, interval, rounds):
+    """Polls (the agents' own record) in the window [t0, t1) of `rounds`
+    intervals: per device, per interval, and the gaps between polls."""
+    per_device, per_bin, gaps = [], [], []
+    missed = doubled = requests = polls = 0
+    for a in agents:
+        times = sorted(a["poll_times"])
+        window = [t for t in times if t0 <= t < t1]
+        polls += len(window)
+        per_device.append(len(window))
+        requests += sum(1 for t in a["request_times"] if t0 <= t < t1)
+        bins = [0] * rounds
+        for t in window:
+            bins[min(rounds - 1, int((t - t0) / interval))] += 1
+        per_bin += bins
+        # Gaps ending in the window, and the silence from the last poll to its end.
+        dev_gaps = [b - a_ for a_, b in zip(times, times[1:]) if t0 <= b < t1]
+        gaps += dev_gaps
+        before_end = [t for t in times if t < t1]
+        tail = t1 - before_end[-1] if before_end else float("inf")
+        if not before_end or tail > 1.5 * interval or any(g > 1.5 * interval for g in dev_gaps):
+            missed += 1
+        if any(g < 0.5 * interval for g in dev_gaps):
+            doubled += 1
+    gaps.sort()
+    return {
+        "devices": len(agents), "polls": polls, "requests": requests,
+        "per_device": (min(per_device), max(per_device)) if per_device else (0, 0),
+        "per_interval": (min(per_bin), max(per_bin)) if per_bin else (0, 0),
+        "bins_empty": sum(1 for b in per_bin if b == 0), "bins_multi": sum(1 for b in per_bin if b > 1),
+        "missed": missed, "doubled": doubled,
+        "gap": (gaps[0], gaps[len(gaps) // 2], gaps[-1]) if gaps else (float("nan"),) * 3,
+        "gap_p99": gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))] if gaps else float("nan"),
+    }
+
+
+def scale_window(args, responder, since, members):
+    """The measurement window of sections 7 and 9: `args.scale_rounds`
+    intervals after the first full round. members: {name: (process, port or
+    None)}. Returns per member the CPU seconds and polls of the window, and
+    the poll analysis."""
+    interval = args.scale_interval_ms / 1000
+
+    def snapshot():
+        snap = {}
+        for name, (proc, port) in members.items():
+            text = self_metrics(port) if port else ""
+            snap[name] = {"cpu": proc_cpu_s(proc.pid), "polls": metric_sum(text, "promsnmp_replica_polls_total"),
+                          "errors": metric_sum(text, "promsnmp_snmp_poll_errors_total"),
+                          "snmp_requests": metric_sum(text, "promsnmp_snmp_requests_total")}
+        return snap
+
+    procs = [p for p, _ in members.values()] + [responder.proc]
+    t0 = time.monotonic()
+    before = snapshot()
+    seconds = args.scale_rounds * interval
+    log(f"   window: {args.scale_rounds} intervals ({seconds:.0f} s)")
+    sleep_watching(seconds, procs)
+    t1 = time.monotonic()
+    after = snapshot()
+    analysis = analyse_polls(responder.stats(since), t0, t1, interval, args.scale_rounds)
+    delta = {name: {k: after[name][k] - before[name][k] for k in before[name]} for name in members}
+    return {"seconds": t1 - t0, "delta": delta, "polls": analysis}
+
+
+def measure_scale_single(stack, args, binary, workdir, responder):
+    """Section 7: one promsnmp polling every responder device."""
+    sub = contextlib.ExitStack()
+    stack.callback(sub.close)
+    interval = args.scale_interval_ms / 1000
+    wd = os.path.join(workdir, "promsnmp-scale")
+    proc, port = start_promsnmp(sub, binary, wd, {"COLLECTION_INTERVAL": str(args.scale_interval_ms),
+                                                  "RUST_LOG": "info"}, "promsnmp (scale)")
+    time.sleep(3)
+    self_metrics(port)
+    idle = vm_status(proc.pid)
+    log(f"   promsnmp idle, empty inventory: VmRSS {idle['VmRSS']:.1f} MiB; posting {responder.count} devices")
+    responder_cpu0 = proc_cpu_s(responder.proc.pid)
+    t_post = time.monotonic()
+    post_inventory(port, responder.devices())
+    first, never = wait_first_round(responder, t_post, 2 * interval + 60, [proc, responder.proc])
+    log(f"   first round complete {first - t_post:.1f} s after the POST")
+    resp_cpu_w0 = proc_cpu_s(responder.proc.pid)
+    window = scale_window(args, responder, t_post, {"promsnmp": (proc, port)})
+    resp_cpu_w1 = proc_cpu_s(responder.proc.pid)
+    mem = vm_status(proc.pid)
+    rounds, problems = log_summary(os.path.join(wd, "promsnmp.log"))
+    sub.close()
+    return {"idle": idle, "mem": mem, "first_round_s": first - t_post, "never": never,
+            "window": window, "rounds": rounds, "problems": problems,
+            "responder_cpu": (resp_cpu_w1 - resp_cpu_w0) / window["seconds"],
+            "responder_setup_cpu": resp_cpu_w0 - responder_cpu0}
+
+
+def redis_ping(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"*1\r\n$4\r\nPING\r\n")
+        return s.recv(64).startswith(b"+PONG")
+
+
+class Fleet:
+    """redis-server and REPLICAS promsnmp replicas sharing one inventory file."""
+
+    def __init__(self, stack, binary, workdir, interval_ms):
+        os.makedirs(workdir)
+        rdir = os.path.join(workdir, "redis")
+        os.makedirs(rdir)
+        self.redis_port = free_port()
+        self.redis = start_process(stack, "redis-server", [
+            program("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", rdir], os.path.join(rdir, "redis.log"), cwd=rdir)
+        wait_until("redis-server", self.redis, lambda: redis_ping(self.redis_port), 20)
+        shared = os.path.join(workdir, "shared")
+        os.makedirs(shared)
+        self.replicas, self.logs = [], []
+        for i in range(1, REPLICAS + 1):
+            wd = os.path.join(workdir, f"replica-{i}")
+            proc, port = start_promsnmp(stack, binary, wd, {
+                "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/",
+                "PROM_INV_FILE": os.path.join(shared, "promsnmp-inventory.json"),
+                "COLLECTION_INTERVAL": str(interval_ms), "PROMSNMP_REPLICA_ID": f"replica-{i}",
+                "RUST_LOG": "info"}, f"promsnmp replica-{i}")
+            self.replicas.append((f"replica-{i}", proc, port))
+            self.logs.append(os.path.join(wd, "promsnmp.log"))
+        for name, proc, port in self.replicas:
+            wait_until(f"{name} seeing {REPLICAS} fleet members", proc,
+                       lambda port=port: metric_sum(self_metrics(port), "promsnmp_fleet_members") == REPLICAS, 40)
+        self.ports = [port for _, _, port in self.replicas]
+
+    def procs(self):
+        return [self.redis] + [p for _, p, _ in self.replicas]
+
+    def wait_devices(self, n, timeout=30):
+        for name, proc, port in self.replicas:
+            wait_until(f"{name} holding {n} devices", proc,
+                       lambda port=port: metric_sum(self_metrics(port), "promsnmp_inventory_device_count") == n,
+                       timeout)
+
+
+def haproxy_config(frontend, stats, backends):
+    servers = "".join(f"    server replica-{i} 127.0.0.1:{p} check inter 1s fall 2 rise 1\n"
+                      for i, p in enumerate(backends, start=1))
+    return ("global\n    maxconn 4096\n\n"
+            "defaults\n    mode http\n    option http-keep-alive\n    timeout connect 2s\n"
+            "    timeout client 30s\n    timeout server 30s\n    timeout http-keep-alive 30s\n"
+            "    timeout check 2s\n\n"
+            f"frontend promsnmp\n    bind 127.0.0.1:{frontend}\n    default_backend replicas\n\n"
+            "backend replicas\n    balance roundrobin\n"
+            "    option httpchk GET /actuator/health/readiness\n    http-check expect status 200\n"
+            f"{servers}\n"
+            f"listen stats\n    bind 127.0.0.1:{stats}\n    stats enable\n    stats uri /stats\n")
+
+
+def haproxy_servers(stats_port):
+    """The backend's servers from HAProxy's CSV stats: {name: row}."""
+    lines = http_ok(stats_port, "/stats;csv", timeout=5).decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    return {r["svname"]: r for r in rows
+            if r.get("pxname") == "replicas" and r.get("svname") not in ("FRONTEND", "BACKEND")}
+
+
+def start_haproxy(stack, workdir, backends):
+    os.makedirs(workdir)
+    port, stats = free_port(), free_port()
+    cfg = os.path.join(workdir, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(haproxy_config(port, stats, backends))
+    haproxy = program("haproxy")
+    run([haproxy, "-c", "-q", "-f", cfg], timeout=30)
+    proc = start_process(stack, "haproxy", [haproxy, "-db", "-f", cfg], os.path.join(workdir, "haproxy.log"))
+    wait_until("haproxy with every replica UP", proc,
+               lambda: (lambda s: len(s) == len(backends) and all(r["status"] == "UP" for r in s.values()))(
+                   haproxy_servers(stats)), 30)
+    return proc, port, stats
+
+
+def loadgen(port, path, seconds, connections, rate=None, headers=()):
+    """bench/loadgen.py: open loop at `rate` requests/s, or closed loop (max)."""
+    cmd = [sys.executable, os.path.join(BENCH_DIR, "loadgen.py"), "--port", str(port), "--path", path,
+           "--seconds", str(seconds), "--connections", str(connections)]
+    cmd += ["--max"] if rate is None else ["--rate", str(rate)]
+    for h in headers:
+        cmd += ["--header", h]
+    out = run(cmd, timeout=seconds + 90)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def device_polls(fleet):
+    """Polls of every device so far, summed over the replicas."""
+    return sum(metric_sum(self_metrics(port), "promsnmp_snmp_poll_duration_seconds_count") for port in fleet.ports)
+
+
+def measure_fleet_cached(args, fleet, haproxy_port, stats_port, relay, interfaces_expected, pids):
+    """Section 8: cached scrapes of the namespace device through HAProxy."""
+    offsets = [log_size(path) for path in fleet.logs]
+    addr = f"127.0.0.1:{relay.port}"
+    post_inventory(fleet.ports[0], [("many", community_agent(relay.port))])
+    fleet.wait_devices(1)
+    path = f"/snmp?target={addr}"
+
+    def scraped():
+        status, _, body = http_request(haproxy_port, "GET", path, timeout=30)
+        return status == 200 and len(series_labels(body.decode(), "ifHCInOctets"))
+    got = wait_until("a scrape through haproxy", fleet.replicas[0][1], scraped, 60)
+    if got != interfaces_expected:
+        raise BenchError(f"{got} interfaces through haproxy, expected {interfaces_expected}")
+    for name, _, port in fleet.replicas:  # every replica serves the shared result
+        n = len(series_labels(http_ok(port, path).decode(), "ifHCInOctets"))
+        if n != interfaces_expected:
+            raise BenchError(f"{name} returned {n} interfaces, expected {interfaces_expected}")
+    sizes = {}
+    for label, headers in (("plain", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+        status, hdrs, body = http_request(haproxy_port, "GET", path, headers)
+        if status != 200 or (label == "gzip") != (hdrs.get("content-encoding") == "gzip"):
+            raise BenchError(f"scrape through haproxy ({label}): status {status}, content-encoding "
+                             f"{hdrs.get('content-encoding')}")
+        sizes[label] = len(body)
+    pkts0 = snmp_in_pkts(addr)
+    served0 = {n: int(r.get("stot") or 0) for n, r in haproxy_servers(stats_port).items()}
+    runs = []
+    for label, headers in (("plain", ()), ("gzip", ("Accept-Encoding: gzip",))):
+        want = "gzip" if headers else "identity"
+        log(f"   {label}: generator max rate ({args.loadgen_max_seconds} s), then {args.rate}/s for {args.rate_seconds} s")
+        top = loadgen(haproxy_port, path, args.loadgen_max_seconds, args.loadgen_connections, None, headers)
+        cpu0 = {k: proc_cpu_s(pid) for k, pid in pids.items()}
+        polls0 = device_polls(fleet)
+        fixed = loadgen(haproxy_port, path, args.rate_seconds, args.loadgen_connections, args.rate, headers)
+        cpu = {k: (proc_cpu_s(pid) - cpu0[k]) / args.rate_seconds for k, pid in pids.items()}
+        fixed["device_polls"] = device_polls(fleet) - polls0
+        for r in (top, fixed):
+            if r["completed"] and r["encodings"] != [want]:
+                raise BenchError(f"loadgen ({label}) got content-encodings {r['encodings']}, expected {want}")
+        runs.append({"label": label, "size": sizes[label], "max": top, "fixed": fixed, "cpu": cpu})
+    wrk_runs = []
+    targets = (("through HAProxy", haproxy_port), ("replica-1 directly", fleet.ports[0]))
+    for where, port in targets:
+        for label, headers in (("plain", ()), ("gzip", ("Accept-Encoding: gzip",))):
+            log(f"   wrk -t2 -c16 -d{args.wrk_seconds}s {where}, {label}")
+            try:
+                result = wrk(f"http://127.0.0.1:{port}{path}", 2, 16, args.wrk_seconds, headers)
+            except BenchError as e:
+                log(f"   wrk failed: {e}")
+                result = {"error": str(e).splitlines()[0]}
+            wrk_runs.append((where, label, result))
+    served1 = {n: int(r.get("stot") or 0) for n, r in haproxy_servers(stats_port).items()}
+    pkts1 = snmp_in_pkts(addr)
+    problems = {name: log_summary(path, off)[1]
+                for (name, _, _), path, off in zip(fleet.replicas, fleet.logs, offsets)}
+    return {"addr": addr, "interfaces": interfaces_expected, "runs": runs, "wrk": wrk_runs, "problems": problems,
+            "served": {n: served1[n] - served0.get(n, 0) for n in served1},
+            "snmp_requests": pkts1 - pkts0 - 1}
+
+
+def measure_scale_fleet(args, fleet, responder):
+    """Section 9: the responder devices shared by the fleet."""
+    interval = args.scale_interval_ms / 1000
+    before = {name: vm_status(proc.pid) for name, proc, _ in fleet.replicas}
+    before["redis-server"] = vm_status(fleet.redis.pid)
+    offsets = [log_size(path) for path in fleet.logs]
+    t_post = time.monotonic()
+    post_inventory(fleet.ports[0], responder.devices())
+    fleet.wait_devices(responder.count, 60)
+    first, never = wait_first_round(responder, t_post, 2 * interval + 60, fleet.procs() + [responder.proc])
+    log(f"   first round complete {first - t_post:.1f} s after the POST")
+    members = {name: (proc, port) for name, proc, port in fleet.replicas}
+    members["redis-server"] = (fleet.redis, None)
+    window = scale_window(args, responder, t_post, members)
+    after = {name: vm_status(proc.pid) for name, proc, _ in fleet.replicas}
+    after["redis-server"] = vm_status(fleet.redis.pid)
+    roles = {}
+    for name, _, port in fleet.replicas:
+        text = self_metrics(port)
+        roles[name] = {"leader": metric_sum(text, "promsnmp_leader") == 1,
+                       "members": metric_sum(text, "promsnmp_fleet_members")}
+    logs = {name: log_summary(path, off) for (name, _, _), path, off in zip(fleet.replicas, fleet.logs, offsets)}
+    return {"first_round_s": first - t_post, "never": never, "window": window, "before": before,
+            "after": after, "roles": roles, "logs": logs}
+
+
+# ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
 
@@ -866,7 +1288,7 @@ def reqs(r):
     return f"{r['req']:g}" if lo == hi else f"{r['req']:g} ({lo}–{hi})"
 
 
-def machine_info(snmp_exporter_version):
+def machine_info(snmp_exporter_version, sections):
     cpu = ""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
@@ -879,15 +1301,26 @@ def machine_info(snmp_exporter_version):
         version = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M).group(1)
     with open(os.path.join(REPO, "README.md")) as f:
         defaults = re.findall(r"^\| `(PROMSNMP_SNMP_\w+)` \| `([^`]*)` \|", f.read(), re.M)
-    snmpd = run([program("snmpd"), "-v"], check=False)
-    snmpd_version = (re.search(r"NET-SNMP version:\s*(\S+)", snmpd) or [None, "?"])[1]
+    def version_of(cmd, pattern):
+        m = re.search(pattern, run(cmd, check=False))
+        return m.group(1) if m else "?"
+    others = []
+    if sections & (CORE_SECTIONS | {8}):
+        others.append("agent net-snmp " + version_of([program("snmpd"), "-v"], r"NET-SNMP version:\s*(\S+)"))
+    if sections & CORE_SECTIONS:
+        others.append(f"snmp_exporter {snmp_exporter_version or exporter_version()}")
+    if sections & {8, 9}:
+        others.append("redis-server " + version_of([program("redis-server"), "--version"], r"v=(\S+)"))
+    if 8 in sections:
+        others.append("HAProxy " + version_of([program("haproxy"), "-v"], r"version (\S+)"))
+        others.append("wrk " + version_of([program("wrk"), "-v"], r"wrk (\S+)"))
+    others.append(f"Python {platform.python_version()}")
     return {
         "nproc": run(["nproc"], check=False).strip() or str(os.cpu_count()),
         "cpu": cpu,
         "kernel": platform.release(),
         "promsnmp": f"{version} (git {commit}{', uncommitted changes in src/' if dirty else ''})",
-        "snmp_exporter": snmp_exporter_version,
-        "snmpd": f"net-snmp {snmpd_version}",
+        "others": ", ".join(others),
         "promsnmp_settings": ", ".join(f"`{k}` {v}" for k, v in defaults) or "see README.md",
     }
 
@@ -902,21 +1335,59 @@ def command_line():
 # Main
 # ---------------------------------------------------------------------------
 
+def parse_sections(text):
+    """"all" or a comma list of section numbers and ranges: 1,2,7 or 1-6,9."""
+    if text.strip().lower() == "all":
+        return set(SECTIONS)
+    chosen = set()
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise argparse.ArgumentTypeError(f"bad section list {text!r} (e.g. 1,2,7 or 1-6,9 or all)")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not (1 <= lo <= hi <= max(SECTIONS)):
+            raise argparse.ArgumentTypeError(f"sections are 1-{max(SECTIONS)}")
+        chosen.update(range(lo, hi + 1))
+    return chosen
+
+
 def main():
     ap = argparse.ArgumentParser(description="promsnmp benchmark harness (needs root for ip netns)")
+    ap.add_argument("--sections", type=parse_sections, default=set(SECTIONS),
+                    help="sections to run, e.g. 1,2,7 or 1-6,9 (default all)")
     ap.add_argument("--runs", type=int, default=15, help="timed scrapes per figure (default 15)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed scrapes first (default 2)")
     ap.add_argument("--wrk-seconds", type=int, default=10, help="wrk duration against promsnmp (default 10)")
     ap.add_argument("--wrk-repeats", type=int, default=3, help="wrk runs per figure (default 3)")
+    ap.add_argument("--scale-devices", type=int, default=1000,
+                    help="sections 7 and 9: synthetic devices (default 1000)")
+    ap.add_argument("--scale-interval-ms", type=int, default=30000,
+                    help="sections 7-9: COLLECTION_INTERVAL in ms (default 30000)")
+    ap.add_argument("--scale-rounds", type=int, default=3,
+                    help="sections 7 and 9: intervals measured after the first full round (default 3)")
+    ap.add_argument("--rate", type=int, default=500, help="section 8: fixed request rate per second (default 500)")
+    ap.add_argument("--rate-seconds", type=int, default=15, help="section 8: fixed-rate run length (default 15)")
+    ap.add_argument("--loadgen-connections", type=int, default=32,
+                    help="section 8: keep-alive connections of the load generator (default 32)")
+    ap.add_argument("--loadgen-max-seconds", type=int, default=5,
+                    help="section 8: the generator's closed-loop (max rate) run (default 5)")
     ap.add_argument("--output", default=os.path.join(REPO, "BENCHMARKS.md"), help="report file")
     args = ap.parse_args()
     if not (1 <= args.runs <= 1000 and 0 <= args.warmup <= 100 and 1 <= args.wrk_seconds <= 600
             and 1 <= args.wrk_repeats <= 20):
         ap.error("--runs 1-1000, --warmup 0-100, --wrk-seconds 1-600, --wrk-repeats 1-20")
-    if os.geteuid() != 0:
+    if not (1 <= args.scale_devices <= 5000 and 1000 <= args.scale_interval_ms <= 600000
+            and 1 <= args.scale_rounds <= 100):
+        ap.error("--scale-devices 1-5000, --scale-interval-ms 1000-600000, --scale-rounds 1-100")
+    if not (1 <= args.rate <= 20000 and 1 <= args.rate_seconds <= 600 and 1 <= args.loadgen_connections <= 512
+            and 1 <= args.loadgen_max_seconds <= 600):
+        ap.error("--rate 1-20000, --rate-seconds 1-600, --loadgen-connections 1-512, --loadgen-max-seconds 1-600")
+    if os.geteuid() != 0 and args.sections & (CORE_SECTIONS | {8}):
         raise BenchError("root needed for `ip netns`: run `sudo python3 bench/run.py`")
-    for name in PROGRAMS:
-        program(name)
+    for n in sorted(args.sections):
+        for name in SECTION_PROGRAMS[n]:
+            program(name)
 
     # SIGTERM/SIGHUP end the run like Ctrl-C does: through the finally below.
     def on_signal(signum, _frame):
@@ -926,7 +1397,8 @@ def main():
 
     started = time.monotonic()
     binary = build_promsnmp()
-    remove_stale_namespaces()
+    if args.sections & (CORE_SECTIONS | {8}):
+        remove_stale_namespaces()
     workdir = tempfile.mkdtemp(prefix="promsnmp-bench-")
     ok = False
     stack = contextlib.ExitStack()
@@ -957,7 +1429,58 @@ def main():
 
 
 def measure(stack, args, binary, workdir):
+    sections = args.sections
+    timings = {}
+    core = None
+    if sections & CORE_SECTIONS:
+        core = measure_core(stack, args, binary, workdir, timings)
+    results = {}
+    responder = None
+    if sections & {7, 9}:
+        t = time.monotonic()
+        log(f"starting the SNMP responder ({args.scale_devices} agents)")
+        responder = Responder(stack, os.path.join(workdir, "responder"), args.scale_devices)
+        timings["responder"] = time.monotonic() - t
+    if 7 in sections:
+        t = time.monotonic()
+        log(f"7. one promsnmp polling {args.scale_devices} devices every {args.scale_interval_ms / 1000:g} s")
+        results[7] = measure_scale_single(stack, args, binary, workdir, responder)
+        timings[7] = time.monotonic() - t
+    fleet = None
+    if 8 in sections:
+        t = time.monotonic()
+        log(f"8. redis-server, {REPLICAS} promsnmp replicas, haproxy; fixed-rate cached scrapes")
+        if core:
+            relay = core["many_relay"]
+        else:
+            _, relay = start_netns_device(stack, os.path.join(workdir, "snmpd-netns"))
+        fleet = Fleet(stack, binary, os.path.join(workdir, "fleet"), args.scale_interval_ms)
+        hap, hport, hstats = start_haproxy(stack, os.path.join(workdir, "haproxy"), fleet.ports)
+        pids = {"haproxy": hap.pid, "redis-server": fleet.redis.pid}
+        for name, proc, _ in fleet.replicas:
+            pids[name] = proc.pid
+        results[8] = measure_fleet_cached(args, fleet, hport, hstats, relay, 2 * NETNS_PAIRS + 1, pids)
+        for p in fleet.procs() + [hap]:
+            check_alive(p)
+        timings[8] = time.monotonic() - t
+    if 9 in sections:
+        t = time.monotonic()
+        log(f"9. the fleet polling {args.scale_devices} devices every {args.scale_interval_ms / 1000:g} s")
+        if fleet is None:
+            fleet = Fleet(stack, binary, os.path.join(workdir, "fleet"), args.scale_interval_ms)
+        results[9] = measure_scale_fleet(args, fleet, responder)
+        timings[9] = time.monotonic() - t
+    if responder:
+        check_alive(responder.proc)
+    info = machine_info(core["exporter_version"] if core else None, sections)
+    return render(args, info, core, results, timings)
+
+
+def measure_core(stack, args, binary, workdir, timings):
+    """Sections 1-6 (those chosen): the standalone comparison."""
+    sections = args.sections
     R, W = args.runs, args.warmup
+    t = time.monotonic()
     log("starting snmpd (host), the namespace device, promsnmp, snmp_exporter")
     host_snmpd, (few_port, few_v3_port, few_v3e_port) = start_host_snmpd(stack, os.path.join(workdir, "snmpd-host"))
     few_addr = f"127.0.0.1:{few_port}"
@@ -974,9 +1497,6 @@ def measure(stack, args, binary, workdir):
     post_inventory(p_port, devices)
     wait_background_polls(p_port, len(devices))
     exporter, e_port = start_snmp_exporter(stack, os.path.join(workdir, "snmp_exporter"))
-    version = subprocess.run([program("prometheus-snmp-exporter"), "--version"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=10).stdout.split("\n")[0]
-    exporter_version = version.replace("snmp_exporter, version ", "") or "?"
 
     # Interface counts (the floor client walks every column) and the largest
     # number of rows one GETBULK returns.
@@ -998,175 +1518,431 @@ def measure(stack, args, binary, workdir):
                     not {"ifIndex", "ifName", "ifDescr", "ifAlias"} <= set(s) for s in series):
                 raise BenchError(f"{what} returned {len(series)} ifHCInOctets series for {name} "
                                  f"(expected {d['interfaces']} with ifIndex/ifName/ifDescr/ifAlias)")
+    timings["setup"] = time.monotonic() - t
+    out = {"dev": dev, "devices": devices, "many_relay": many_relay, "exporter_version": exporter_version()}
 
     # 1 (and 3): live scrapes of the same device, and the agent's floor, interleaved.
-    log(f"1. live scrapes, {W} warm-ups + {R} runs per device")
-    live = {}
-    for name in ("few", "many"):
-        d = dev[name]
-        live[name] = compare(d["addr"], d["pid"], [promsnmp_live(p_port, d["addr"]),
-                                         snmp_exporter_walk(e_port, d["addr"]),
-                                         agent_floor(d["addr"], d["maxrep"])],
-                             d["interfaces"], R, W)
+    if sections & {1, 3}:
+        t = time.monotonic()
+        log(f"1. live scrapes, {W} warm-ups + {R} runs per device")
+        live = {}
+        for name in ("few", "many"):
+            d = dev[name]
+            live[name] = compare(d["addr"], d["pid"], [promsnmp_live(p_port, d["addr"]),
+                                             snmp_exporter_walk(e_port, d["addr"]),
+                                             agent_floor(d["addr"], d["maxrep"])],
+                                 d["interfaces"], R, W)
+        out["live"] = live
+        timings[1] = timings[3] = time.monotonic() - t
 
     # 2: through the relay with an added round-trip delay.
-    log("2. added latency 0/5/20 ms")
-    latency = []
-    for name, relay, addr in (("few", few_relay, few_relay_addr), ("many", many_relay, many_addr)):
-        d = dev[name]
-        for delay in (0, 5, 20):
-            relay.delay_ms = delay
-            try:
-                res = compare(addr, d["pid"], [promsnmp_live(p_port, addr), snmp_exporter_walk(e_port, addr),
-                                     agent_floor(addr, d["maxrep"])], d["interfaces"], R, W)
-            finally:
-                relay.delay_ms = 0
-            latency.append((name, delay, res))
+    if 2 in sections:
+        t = time.monotonic()
+        log("2. added latency 0/5/20 ms")
+        latency = []
+        for name, relay, addr in (("few", few_relay, few_relay_addr), ("many", many_relay, many_addr)):
+            d = dev[name]
+            for delay in (0, 5, 20):
+                relay.delay_ms = delay
+                try:
+                    res = compare(addr, d["pid"], [promsnmp_live(p_port, addr), snmp_exporter_walk(e_port, addr),
+                                         agent_floor(addr, d["maxrep"])], d["interfaces"], R, W)
+                finally:
+                    relay.delay_ms = 0
+                latency.append((name, delay, res))
+        out["latency"] = latency
+        timings[2] = time.monotonic() - t
 
     # 4: cached scrapes under load.
-    log("4. wrk against cached promsnmp scrapes and snmp_exporter")
-    many = dev["many"]
-    cached_path = f"/snmp?target={many['addr']}"
-    http_ok(p_port, cached_path)  # make sure the cache is filled
-    sizes = {}
-    for label, headers in (("plain", {}), ("gzip", {"Accept-Encoding": "gzip"})):
-        status, hdrs, body = http_request(p_port, "GET", cached_path, headers)
-        if status != 200 or (label == "gzip") != (hdrs.get("content-encoding") == "gzip"):
-            raise BenchError(f"cached scrape ({label}): status {status}, content-encoding "
-                             f"{hdrs.get('content-encoding')}")
-        sizes[label] = len(body)
-    sizes["exporter"] = len(http_ok(e_port, f"/snmp?target={many['addr']}&module=if_bench"))
-    wrk_cases = [
-        ("promsnmp, cached", f"http://127.0.0.1:{p_port}{cached_path}", (), 2, 16, args.wrk_seconds, sizes["plain"]),
-        ("promsnmp, cached, gzip", f"http://127.0.0.1:{p_port}{cached_path}", ("Accept-Encoding: gzip",), 2, 16,
-         args.wrk_seconds, sizes["gzip"]),
-        ("snmp_exporter (walks every time)", f"http://127.0.0.1:{e_port}/snmp?target={many['addr']}&module=if_bench",
-         (), 2, 2, min(5, args.wrk_seconds), sizes["exporter"]),
-    ]
-    wrk_results = {case[0]: [] for case in wrk_cases}
-    wrk_snmp = {case[0]: 0 for case in wrk_cases}
-    for _ in range(args.wrk_repeats):
-        for name, url, headers, t, c, secs, _size in wrk_cases:
-            before = snmp_in_pkts(many["addr"])
-            wrk_results[name].append(wrk(url, t, c, secs, headers))
-            wrk_snmp[name] += snmp_in_pkts(many["addr"]) - before - 1
+    if 4 in sections:
+        t = time.monotonic()
+        log("4. wrk against cached promsnmp scrapes and snmp_exporter")
+        many = dev["many"]
+        cached_path = f"/snmp?target={many['addr']}"
+        http_ok(p_port, cached_path)  # make sure the cache is filled
+        sizes = {}
+        for label, headers in (("plain", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+            status, hdrs, body = http_request(p_port, "GET", cached_path, headers)
+            if status != 200 or (label == "gzip") != (hdrs.get("content-encoding") == "gzip"):
+                raise BenchError(f"cached scrape ({label}): status {status}, content-encoding "
+                                 f"{hdrs.get('content-encoding')}")
+            sizes[label] = len(body)
+        sizes["exporter"] = len(http_ok(e_port, f"/snmp?target={many['addr']}&module=if_bench"))
+        wrk_cases = [
+            ("promsnmp, cached", f"http://127.0.0.1:{p_port}{cached_path}", (), 2, 16, args.wrk_seconds,
+             sizes["plain"]),
+            ("promsnmp, cached, gzip", f"http://127.0.0.1:{p_port}{cached_path}", ("Accept-Encoding: gzip",), 2, 16,
+             args.wrk_seconds, sizes["gzip"]),
+            ("snmp_exporter (walks every time)",
+             f"http://127.0.0.1:{e_port}/snmp?target={many['addr']}&module=if_bench",
+             (), 2, 2, min(5, args.wrk_seconds), sizes["exporter"]),
+        ]
+        wrk_results = {case[0]: [] for case in wrk_cases}
+        wrk_snmp = {case[0]: 0 for case in wrk_cases}
+        for _ in range(args.wrk_repeats):
+            for name, url, headers, t_, c, secs, _size in wrk_cases:
+                before = snmp_in_pkts(many["addr"])
+                wrk_results[name].append(wrk(url, t_, c, secs, headers))
+                wrk_snmp[name] += snmp_in_pkts(many["addr"]) - before - 1
+        out.update(wrk_cases=wrk_cases, wrk_results=wrk_results, wrk_snmp=wrk_snmp)
+        timings[4] = time.monotonic() - t
 
     # 5: v3 authPriv against v2c, same agent, promsnmp live scrapes.
-    log("5. SNMPv3 authPriv vs v2c")
-    few = dev["few"]
-    v2 = Contender("v2c", promsnmp_live(p_port, few["addr"]).scrape)
-    v3 = Contender("v3", promsnmp_live(p_port, f"127.0.0.1:{few_v3_port}").scrape)
-    v3e = Contender("v3, engineId stored", promsnmp_live(p_port, f"127.0.0.1:{few_v3e_port}").scrape)
-    v3res = compare(few["addr"], few["pid"], [v2, v3, v3e], few["interfaces"], R, W)
+    if 5 in sections:
+        t = time.monotonic()
+        log("5. SNMPv3 authPriv vs v2c")
+        few = dev["few"]
+        v2 = Contender("v2c", promsnmp_live(p_port, few["addr"]).scrape)
+        v3 = Contender("v3", promsnmp_live(p_port, f"127.0.0.1:{few_v3_port}").scrape)
+        v3e = Contender("v3, engineId stored", promsnmp_live(p_port, f"127.0.0.1:{few_v3e_port}").scrape)
+        out["v3res"] = compare(few["addr"], few["pid"], [v2, v3, v3e], few["interfaces"], R, W)
+        timings[5] = time.monotonic() - t
 
     # 6: memory after all the runs.
-    mem = {"promsnmp": vm_status(promsnmp.pid), "snmp_exporter": vm_status(exporter.pid)}
+    if 6 in sections:
+        out["mem"] = {"promsnmp": vm_status(promsnmp.pid), "snmp_exporter": vm_status(exporter.pid)}
+        timings[6] = 0.0
     for p in (host_snmpd, ns_snmpd, promsnmp, exporter):
         check_alive(p)
-
-    info = machine_info(exporter_version)
-    return render(args, info, dev, devices, live, latency, wrk_cases, wrk_results, wrk_snmp, v3res, mem)
+    return out
 
 
-def render(args, info, dev, devices, live, latency, wrk_cases, wrk_results, wrk_snmp, v3res, mem):
-    R, W = args.runs, args.warmup
-    few, many = dev["few"], dev["many"]
-    label = {"few": f"snmpd on 127.0.0.1 ({few['interfaces']} interfaces)",
-             "many": f"namespace, 100 veth pairs ({many['interfaces']} interfaces), via relay"}
+def exporter_version():
+    if not shutil.which("prometheus-snmp-exporter"):
+        return "?"
+    version = subprocess.run([program("prometheus-snmp-exporter"), "--version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=10).stdout.split("\n")[0]
+    return version.replace("snmp_exporter, version ", "") or "?"
+
+
+def took(timings, n, note=""):
+    secs = timings.get(n)
+    return [] if secs is None else [f"This section took {secs:.0f} s{note}.", ""]
+
+
+def render(args, info, core, results, timings):
+    sections = args.sections
     out = ["# promsnmp benchmarks", ""]
     out += [f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with",
             "", "```sh", f"sudo {command_line()}        # or, as root: {command_line()}", "```", "",
             f"Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}. "
-            f"promsnmp {info['promsnmp']} (`cargo build --release`), "
-            f"snmp_exporter {info['snmp_exporter']}, agent {info['snmpd']}. "
-            f"promsnmp runs with its default settings ({info['promsnmp_settings']}).", "",
-            f"Everything runs on this machine: the agents are net-snmp `snmpd` on 127.0.0.1 "
-            f"and in a network namespace it creates, reached through a UDP relay "
-            f"(a Python thread in the harness) on 127.0.0.1. Each time is the median of {R} runs "
-            f"after {W} warm-ups; contenders of one table row are run in turn (order rotating) "
-            f"in the same loop, so each ratio compares like with like. SNMP requests are the "
-            f"agent's own `snmpInPkts` counter (read with `snmpget` after every scrape, minus "
-            f"that `snmpget`); agent CPU is snmpd's own CPU time per scrape. snmp_exporter uses the hand-written module `if_bench`: the same "
-            f"13 IF-MIB columns plus sysUpTime, v2c, max_repetitions 50, labels "
-            f"ifIndex/ifName/ifDescr/ifAlias as in `if_mib`.", ""]
-
-    out += ["## 1. Live scrape, same device", "",
-            "promsnmp `GET /snmp?target=<ip:port>&live=true` (cache bypassed) against "
-            "snmp_exporter `GET /snmp?target=<ip:port>&module=if_bench`.", ""]
-    rows = []
-    for name in ("few", "many"):
-        p, e = live[name]["promsnmp"], live[name]["snmp_exporter"]
-        rows.append([label[name], ms(p["ms"]), ms(e["ms"]), ratio(p["ms"], e["ms"]), reqs(p), reqs(e),
-                     ms(p["cpu"]), ms(e["cpu"]), ratio(p["cpu"], e["cpu"])])
-    out += [table(["device", "promsnmp ms", "snmp_exporter ms", "ratio promsnmp / snmp_exporter",
-                   "promsnmp SNMP requests", "snmp_exporter SNMP requests",
-                   "agent CPU ms, promsnmp", "agent CPU ms, snmp_exporter", "agent CPU ratio"], rows), ""]
-
-    out += ["## 2. Added network latency", "",
-            "The same scrapes through the harness' UDP relay, which holds every datagram for "
-            "half the added delay in each direction (the round trip gains 5 or 20 ms; `netem` is "
-            "not available). Both devices go through a relay here, so the 0 ms rows include "
-            "the relay's own cost. The agent floor is the client of section 3.", ""]
-    rows = []
-    for name, delay, res in latency:
-        p, e, f = res["promsnmp"], res["snmp_exporter"], res["agent floor"]
-        rows.append([label[name].replace(", via relay", ""), f"+{delay} ms", ms(p["ms"]), ms(e["ms"]),
-                     ratio(p["ms"], e["ms"]), ms(f["ms"]), ratio(p["ms"], f["ms"])])
-    out += [table(["device", "added RTT", "promsnmp ms", "snmp_exporter ms",
-                   "ratio promsnmp / snmp_exporter", "agent floor ms", "ratio promsnmp / floor"], rows), ""]
-
-    out += ["## 3. The agent's floor", "",
-            "The fewest requests the agent accepts for the same data: the harness' own SNMP "
-            "v2c client sends sysUpTime as non-repeater plus the 13 columns in one GETBULK "
-            "and continues, back to back, with every column not yet past its end. The "
-            "max-repetitions asked for is the largest number of rows snmpd returns for 13 "
-            "columns (net-snmp caps a response at `maxGetbulkResponses` = 100 varbinds by default). "
-            "Measured in the same loop as section 1. The floor client sends one request at a "
-            "time; promsnmp continues a long table with several sessions at once, so its wall "
-            "time can be below the floor's. What the agent itself spends is its CPU time "
-            "(`/proc/<snmpd>/schedstat`; snmpd is single-threaded).", ""]
-    rows = []
-    for name in ("few", "many"):
-        p, f = live[name]["promsnmp"], live[name]["agent floor"]
-        rows.append([label[name], dev[name]["maxrep"], reqs(f), ms(f["ms"]), ms(f["cpu"]), reqs(p),
-                     ms(p["ms"]), ms(p["cpu"]), ratio(p["ms"], f["ms"]), ratio(p["cpu"], f["cpu"])])
-    out += [table(["device", "max-repetitions", "floor SNMP requests", "floor ms (one at a time)",
-                   "floor agent CPU ms", "promsnmp SNMP requests", "promsnmp ms", "promsnmp agent CPU ms",
-                   "ratio promsnmp / floor, ms", "ratio promsnmp / floor, agent CPU"], rows), ""]
-
-    cached = sum(n for name, n in wrk_snmp.items() if name.startswith("promsnmp"))
-    cache_note = ("the agent saw no SNMP request during those runs" if cached == 0 else
-                  f"yet the agent saw {cached} SNMP requests during those runs")
-    out += ["## 4. Cached scrapes under load", "",
-            f"`wrk --latency` against `/snmp?target=<{many['interfaces']}-interface device>`; promsnmp "
-            f"serves it from its cache ({cache_note}). snmp_exporter has no cache and walks the "
-            f"device for every request, so it gets a short, low-concurrency run. Median of "
-            f"{args.wrk_repeats} wrk runs each, taken in turn.", ""]
-    rows = []
-    for name, _url, headers, t, c, secs, size in wrk_cases:
-        rs = wrk_results[name]
-        rows.append([name, f"`wrk -t{t} -c{c} -d{secs}s`" + (" + `Accept-Encoding: gzip`" if headers else ""),
-                     f"{median([r['rps'] for r in rs]):.0f}", ms(median([r["p50"] for r in rs])),
-                     ms(median([r["p99"] for r in rs])), f"{size / 1024:.1f}", wrk_snmp[name]])
-    out += [table(["target", "load", "requests/s", "p50 ms", "p99 ms", "response KiB",
-                   "SNMP requests during all runs"], rows), ""]
-
-    out += ["## 5. SNMPv3 cost", "",
-            f"promsnmp live scrapes of the {few['interfaces']}-interface agent, v2c against "
-            "v3 authPriv (user `benchuser`, SHA-256 / AES-128), the same snmpd on other ports: "
-            "one v3 device posted without `engineId`, one with the agent's `engineId` stored "
-            "(as discovery records it).", ""]
-    base = v3res["v2c"]
-    rows = [[f"{label['few']}, {name}", ms(r["ms"]), ratio(r["ms"], base["ms"]), reqs(r), ms(r["cpu"])]
-            for name, r in v3res.items()]
-    out += [table(["device, agent", "ms", "ratio to v2c", "SNMP requests", "agent CPU ms"], rows), ""]
-
-    out += ["## 6. Memory", "",
-            f"Resident memory after all the runs above (promsnmp holds {len(devices)} devices; "
-            "`VmRSS` and peak `VmHWM` from `/proc/<pid>/status`).", ""]
-    out += [table(["process", "VmRSS MiB", "VmHWM MiB"],
-                  [[n, f"{m['VmRSS']:.1f}", f"{m['VmHWM']:.1f}"] for n, m in mem.items()]), ""]
+            f"promsnmp {info['promsnmp']} (`cargo build --release`), {info['others']}. "
+            f"promsnmp runs with its default settings ({info['promsnmp_settings']}) unless a "
+            f"section says otherwise. Sections run: {', '.join(map(str, sorted(sections)))}.", ""]
+    if core:
+        out += render_core(args, core, timings)
+    if 7 in results:
+        out += render_scale_single(args, results[7], timings)
+    if 8 in results:
+        out += render_fleet_cached(args, results[8], timings)
+    if 9 in results:
+        out += render_scale_fleet(args, results[9], timings)
     return "\n".join(out)
+
+
+def render_core(args, core, timings):
+    R, W = args.runs, args.warmup
+    sections = args.sections
+    dev, devices = core["dev"], core["devices"]
+    few, many = dev["few"], dev["many"]
+    label = {"few": f"snmpd on 127.0.0.1 ({few['interfaces']} interfaces)",
+             "many": f"namespace, 100 veth pairs ({many['interfaces']} interfaces), via relay"}
+    out = [f"Sections 1-6: the agents are net-snmp `snmpd` on 127.0.0.1 "
+           f"and in a network namespace the harness creates, reached through a UDP relay "
+           f"(a Python thread in the harness) on 127.0.0.1. Each time is the median of {R} runs "
+           f"after {W} warm-ups; contenders of one table row are run in turn (order rotating) "
+           f"in the same loop, so each ratio compares like with like. SNMP requests are the "
+           f"agent's own `snmpInPkts` counter (read with `snmpget` after every scrape, minus "
+           f"that `snmpget`); agent CPU is snmpd's own CPU time per scrape. snmp_exporter uses the "
+           f"hand-written module `if_bench`: the same "
+           f"13 IF-MIB columns plus sysUpTime, v2c, max_repetitions 50, labels "
+           f"ifIndex/ifName/ifDescr/ifAlias as in `if_mib`. Setting these up took "
+           f"{timings.get('setup', 0):.0f} s.", ""]
+    live = core.get("live")
+    if 1 in sections:
+        out += ["## 1. Live scrape, same device", "",
+                "promsnmp `GET /snmp?target=<ip:port>&live=true` (cache bypassed) against "
+                "snmp_exporter `GET /snmp?target=<ip:port>&module=if_bench`.", ""]
+        rows = []
+        for name in ("few", "many"):
+            p, e = live[name]["promsnmp"], live[name]["snmp_exporter"]
+            rows.append([label[name], ms(p["ms"]), ms(e["ms"]), ratio(p["ms"], e["ms"]), reqs(p), reqs(e),
+                         ms(p["cpu"]), ms(e["cpu"]), ratio(p["cpu"], e["cpu"])])
+        out += [table(["device", "promsnmp ms", "snmp_exporter ms", "ratio promsnmp / snmp_exporter",
+                       "promsnmp SNMP requests", "snmp_exporter SNMP requests",
+                       "agent CPU ms, promsnmp", "agent CPU ms, snmp_exporter", "agent CPU ratio"], rows), ""]
+        out += took(timings, 1, " (with section 3, measured in the same loop)")
+
+    if 2 in sections:
+        out += ["## 2. Added network latency", "",
+                "The same scrapes through the harness' UDP relay, which holds every datagram for "
+                "half the added delay in each direction (the round trip gains 5 or 20 ms; `netem` is "
+                "not available). Both devices go through a relay here, so the 0 ms rows include "
+                "the relay's own cost. The agent floor is the client of section 3.", ""]
+        rows = []
+        for name, delay, res in core["latency"]:
+            p, e, f = res["promsnmp"], res["snmp_exporter"], res["agent floor"]
+            rows.append([label[name].replace(", via relay", ""), f"+{delay} ms", ms(p["ms"]), ms(e["ms"]),
+                         ratio(p["ms"], e["ms"]), ms(f["ms"]), ratio(p["ms"], f["ms"])])
+        out += [table(["device", "added RTT", "promsnmp ms", "snmp_exporter ms",
+                       "ratio promsnmp / snmp_exporter", "agent floor ms", "ratio promsnmp / floor"], rows), ""]
+        out += took(timings, 2)
+
+    if 3 in sections:
+        out += ["## 3. The agent's floor", "",
+                "The fewest requests the agent accepts for the same data: the harness' own SNMP "
+                "v2c client sends sysUpTime as non-repeater plus the 13 columns in one GETBULK "
+                "and continues, back to back, with every column not yet past its end. The "
+                "max-repetitions asked for is the largest number of rows snmpd returns for 13 "
+                "columns (net-snmp caps a response at `maxGetbulkResponses` = 100 varbinds by default). "
+                "Measured in the same loop as section 1. The floor client sends one request at a "
+                "time; promsnmp continues a long table with several sessions at once, so its wall "
+                "time can be below the floor's. What the agent itself spends is its CPU time "
+                "(`/proc/<snmpd>/schedstat`; snmpd is single-threaded).", ""]
+        rows = []
+        for name in ("few", "many"):
+            p, f = live[name]["promsnmp"], live[name]["agent floor"]
+            rows.append([label[name], dev[name]["maxrep"], reqs(f), ms(f["ms"]), ms(f["cpu"]), reqs(p),
+                         ms(p["ms"]), ms(p["cpu"]), ratio(p["ms"], f["ms"]), ratio(p["cpu"], f["cpu"])])
+        out += [table(["device", "max-repetitions", "floor SNMP requests", "floor ms (one at a time)",
+                       "floor agent CPU ms", "promsnmp SNMP requests", "promsnmp ms", "promsnmp agent CPU ms",
+                       "ratio promsnmp / floor, ms", "ratio promsnmp / floor, agent CPU"], rows), ""]
+        if 1 not in sections:
+            out += took(timings, 3)
+
+    if 4 in sections:
+        wrk_snmp, wrk_results = core["wrk_snmp"], core["wrk_results"]
+        cached = sum(n for name, n in wrk_snmp.items() if name.startswith("promsnmp"))
+        cache_note = ("the agent saw no SNMP request during those runs" if cached == 0 else
+                      f"yet the agent saw {cached} SNMP requests during those runs")
+        out += ["## 4. Cached scrapes under load", "",
+                f"`wrk --latency` against `/snmp?target=<{many['interfaces']}-interface device>`; promsnmp "
+                f"serves it from its cache ({cache_note}). snmp_exporter has no cache and walks the "
+                f"device for every request, so it gets a short, low-concurrency run. Median of "
+                f"{args.wrk_repeats} wrk runs each, taken in turn.", ""]
+        rows = []
+        for name, _url, headers, t, c, secs, size in core["wrk_cases"]:
+            rs = wrk_results[name]
+            rows.append([name, f"`wrk -t{t} -c{c} -d{secs}s`" + (" + `Accept-Encoding: gzip`" if headers else ""),
+                         f"{median([r['rps'] for r in rs]):.0f}", ms(median([r["p50"] for r in rs])),
+                         ms(median([r["p99"] for r in rs])), f"{size / 1024:.1f}", wrk_snmp[name]])
+        out += [table(["target", "load", "requests/s", "p50 ms", "p99 ms", "response KiB",
+                       "SNMP requests during all runs"], rows), ""]
+        out += took(timings, 4)
+
+    if 5 in sections:
+        v3res = core["v3res"]
+        out += ["## 5. SNMPv3 cost", "",
+                f"promsnmp live scrapes of the {few['interfaces']}-interface agent, v2c against "
+                "v3 authPriv (user `benchuser`, SHA-256 / AES-128), the same snmpd on other ports: "
+                "one v3 device posted without `engineId`, one with the agent's `engineId` stored "
+                "(as discovery records it).", ""]
+        base = v3res["v2c"]
+        rows = [[f"{label['few']}, {name}", ms(r["ms"]), ratio(r["ms"], base["ms"]), reqs(r), ms(r["cpu"])]
+                for name, r in v3res.items()]
+        out += [table(["device, agent", "ms", "ratio to v2c", "SNMP requests", "agent CPU ms"], rows), ""]
+        out += took(timings, 5)
+
+    if 6 in sections:
+        out += ["## 6. Memory", "",
+                f"Resident memory after the runs above (promsnmp holds {len(devices)} devices; "
+                "`VmRSS` and peak `VmHWM` from `/proc/<pid>/status`).", ""]
+        out += [table(["process", "VmRSS MiB", "VmHWM MiB"],
+                      [[n, f"{m['VmRSS']:.1f}", f"{m['VmHWM']:.1f}"] for n, m in core["mem"].items()]), ""]
+    return out
+
+
+RESPONDER_TEXT = (
+    "The devices are synthetic agents served by `bench/responder.py`: one Python process "
+    "(standard library, one thread, epoll) bound to one UDP port per device on 127.0.0.1, "
+    "answering SNMP v2c GET, GETNEXT and GETBULK (BER code shared with the harness). Each agent "
+    "has sysName `dev-0000`, `dev-0001`, …, an advancing sysUpTime, 4 interfaces (ifDescr, "
+    "ifSpeed, ifName, ifHighSpeed, ifAlias and the 8 ifHC* Counter64 columns, growing at a fixed "
+    "rate) and snmpInPkts; a GETBULK answer is capped at 100 varbinds as net-snmp's is, so one "
+    "promsnmp poll is one request. The responder records the time of every request and of every "
+    "poll (a request whose first varbind is sysUpTime) per agent; the poll figures below come "
+    "from that record, not from promsnmp. The devices are posted with `POST /promsnmp/inventory` "
+    "(community agents, timeout 2 s, 1 retry). The window starts once every device has been "
+    "polled after the POST and lasts the number of intervals shown. A device *missed an "
+    "interval* if two of its polls (or its last poll and the end of the window) are more than "
+    "1.5 intervals apart; it was *polled twice in one interval* if two polls are less than half "
+    "an interval apart. *Polls per device per interval* splits the window into intervals from "
+    "its start; a device polled slightly more or less often than every interval can show 0 or 2 "
+    "in one of them. CPU is the process' utime + stime (`/proc/<pid>/stat`, every thread) over "
+    "the window, per poll counted by `promsnmp_replica_polls_total`.")
+
+
+def poll_rows(a, never, interval, rounds, first_round_s):
+    lo, hi = a["per_device"]
+    blo, bhi = a["per_interval"]
+    gmin, gp50, gmax = a["gap"]
+    return [
+        ["devices polled after the POST", f"{a['devices'] - never} of {a['devices']} "
+                                          f"(all within {first_round_s:.1f} s)" if not never else
+         f"{a['devices'] - never} of {a['devices']} (**{never} never**)", "all"],
+        ["polls in the window (the agents' record)", a["polls"], f"{a['devices'] * rounds}"],
+        ["SNMP requests per poll", f"{a['requests'] / a['polls']:.2f}" if a["polls"] else "n/a", ""],
+        ["polls per device in the window, min–max", f"{lo}–{hi}", f"≥ {rounds}"],
+        ["polls per device per interval, min–max", f"{blo}–{bhi}", "1–1"],
+        ["device-intervals with no poll / with 2 or more", f"{a['bins_empty']} / {a['bins_multi']}", ""],
+        ["devices that missed an interval", a["missed"], "0"],
+        ["devices polled twice in one interval", a["doubled"], "0"],
+        ["time between two polls of a device, s: min / median / p99 / max",
+         f"{gmin:.1f} / {gp50:.1f} / {a['gap_p99']:.1f} / {gmax:.1f}", f"{interval:g}"],
+    ]
+
+
+def problems_text(problems, limit=5):
+    if not problems:
+        return "none"
+    items = sorted(problems.items(), key=lambda kv: -kv[1])[:limit]
+    return "; ".join(f"`{k}` ×{n}" for k, n in items)
+
+
+def render_scale_single(args, r, timings):
+    interval = args.scale_interval_ms / 1000
+    w = r["window"]
+    a = w["polls"]
+    d = w["delta"]["promsnmp"]
+    n = a["devices"]
+    rss_dev = (r["mem"]["VmRSS"] - r["idle"]["VmRSS"]) * 1024 / n
+    rounds = r["rounds"]
+    out = [f"## 7. Scale: one replica, {n:,} devices", "",
+           f"One promsnmp (standalone, `COLLECTION_INTERVAL={args.scale_interval_ms}`, otherwise "
+           f"defaults) polling {n} devices for {args.scale_rounds} intervals ({w['seconds']:.0f} s). "
+           + RESPONDER_TEXT + " Resident memory per device is (VmRSS after the window − VmRSS of "
+           "the same process idle with an empty inventory, before the POST) / devices. Target "
+           "(issue 5): every device polled every interval, resident memory ≤ 64 MB.", ""]
+    rows = poll_rows(a, r["never"], interval, args.scale_rounds, r["first_round_s"])
+    rows += [
+        ["polls counted by promsnmp (`promsnmp_replica_polls_total`)", f"{d['polls']:.0f}", ""],
+        ["failed polls (`promsnmp_snmp_poll_errors_total`)", f"{d['errors']:.0f}", "0"],
+        ["collection rounds that polled (log), all run: count / largest ok / longest ms",
+         f"{len(rounds)} / {max((x[0] for x in rounds), default=0)} / {max((x[2] for x in rounds), default=0)}", ""],
+        ["warnings and errors in its log", problems_text(r["problems"]), "none"],
+        ["CPU per poll, ms", f"{d['cpu'] * 1000 / d['polls']:.3f}" if d["polls"] else "n/a", ""],
+        ["CPU over the window, % of one core", f"{d['cpu'] * 100 / w['seconds']:.2f}", ""],
+        ["VmRSS idle, empty inventory, MiB", f"{r['idle']['VmRSS']:.1f}", ""],
+        [f"VmRSS after the window, {n} devices, MiB", f"{r['mem']['VmRSS']:.1f}", "≤ 64 MB"],
+        ["VmHWM (peak), MiB", f"{r['mem']['VmHWM']:.1f}", "≤ 64 MB"],
+        ["resident memory per device, KiB", f"{rss_dev:.1f}", ""],
+        ["the responder's CPU over the window, % of one core", f"{r['responder_cpu'] * 100:.1f}", ""],
+    ]
+    out += [table(["measure", "value", "target"], rows), ""]
+    out += took(timings, 7)
+    return out
+
+
+def render_fleet_cached(args, r, timings):
+    out = [f"## 8. Cached scrapes through HAProxy, fleet of {REPLICAS}", "",
+           f"`redis-server` (`--save \"\" --appendonly no`, its own port), {REPLICAS} promsnmp replicas "
+           f"(`REDIS_URL`, one shared `PROM_INV_FILE`, `COLLECTION_INTERVAL={args.scale_interval_ms}`, "
+           "each on its own port) and `haproxy` (config written by the harness: http mode, keep-alive, "
+           "a frontend on 127.0.0.1, backend `balance roundrobin` over the replicas with "
+           "`option httpchk GET /actuator/health/readiness`). The device is the "
+           f"{r['interfaces']}-interface namespace device of sections 1-4, posted to one replica; "
+           "every replica serves its polled result from Redis. The requests are "
+           f"`GET /snmp?target=<device>` through HAProxy.", "",
+           "Debian has neither `wrk2` nor `vegeta` (no candidate in `apt-cache policy`), so the fixed "
+           "rate comes from `bench/loadgen.py`: Python asyncio, "
+           f"{args.loadgen_connections} keep-alive connections, open loop (request *i* is due at "
+           "start + *i* / rate whatever happened before; it waits for a free connection if none is, "
+           "and its latency counts from when it was due, so queueing is included). Its own ceiling is "
+           "the *generator max* column: the same generator in a closed loop (every connection sends "
+           f"again as soon as it is answered) for {args.loadgen_max_seconds} s against the same URL "
+           "— a bound on the generator and everything behind HAProxy together. Everything shares "
+           "the machine's CPUs; the CPU columns are each process' CPU time over the fixed-rate run. "
+           "Target (issue 5): p99 ≤ 10 ms at 500 requests/s through HAProxy across three replicas.", ""]
+    rows = []
+    for run_ in r["runs"]:
+        f, m, cpu = run_["fixed"], run_["max"], run_["cpu"]
+        replicas_cpu = sum(v for k, v in cpu.items() if k.startswith("replica-"))
+        rows.append([
+            "gzip" if run_["label"] == "gzip" else "none",
+            f"{run_['size'] / 1024:.1f}", f"{f['rate_asked']:g}", f"{f['achieved_rps']:.0f}",
+            ms(f["p50_ms"]), ms(f["p90_ms"]), ms(f["p99_ms"]), ms(f["max_ms"]),
+            f"{f['failures']}" + (f" ({', '.join(f['failure_kinds'])})" if f["failures"] else ""),
+            f"{m['achieved_rps']:.0f}",
+            f"{replicas_cpu * 100:.0f} / {cpu.get('haproxy', 0) * 100:.0f} / {cpu.get('redis-server', 0) * 100:.0f}"
+            f" / {f['cpu_s'] * 100 / args.rate_seconds:.0f}"])
+    out += [table(["Accept-Encoding", "response KiB", "asked requests/s", "achieved requests/s", "p50 ms",
+                   "p90 ms", "p99 ms", "max ms", "failed", "generator max requests/s",
+                   "CPU % of a core: replicas / haproxy / redis / generator"], rows), ""]
+    rows = []
+    for where, label, w in r["wrk"]:
+        load = [where, f"`wrk -t2 -c16 -d{args.wrk_seconds}s`", "gzip" if label == "gzip" else "none"]
+        if "error" in w:
+            rows.append(load + ["failed: " + w["error"], "", ""])
+        else:
+            rows.append(load + [f"{w['rps']:.0f}", ms(w["p50"]), ms(w["p99"])])
+    out += ["For comparison, the most HAProxy and the fleet serve (closed loop, `wrk --latency`), and "
+            "the same against one replica without HAProxy (it still asks Redis whether its copy of "
+            "the result is current on every scrape):", "",
+            table(["to", "load", "Accept-Encoding", "requests/s", "p50 ms", "p99 ms"], rows), ""]
+    lags = "; ".join(f"{'gzip' if x['label'] == 'gzip' else 'none'} {ms(x['fixed']['lag_p50_ms'])} / "
+                     f"{ms(x['fixed']['lag_p99_ms'])}" for x in r["runs"])
+    slow = "; ".join(f"{'gzip' if x['label'] == 'gzip' else 'none'}: "
+                     + ", ".join(f"{ms(v)} ms at {at:.1f} s" for at, v in x["fixed"]["slowest"][:5])
+                     + f" ({x['fixed']['device_polls']:.0f} background poll(s) of the device during the run)"
+                     for x in r["runs"])
+    out += [f"How late the generator sent its requests (due → sent, queueing for a connection "
+            f"included), p50 / p99 ms: {lags}. The slowest requests of each fixed-rate run (latency, "
+            f"when due after its start): {slow}.", ""]
+    served = ", ".join(f"{n} {c}" for n, c in sorted(r["served"].items()))
+    out += [f"Requests HAProxy sent to each replica during the section: {served}. SNMP requests "
+            f"the device saw meanwhile (background polls only, every {args.scale_interval_ms / 1000:g} s "
+            f"across the fleet): {r['snmp_requests']}.", ""]
+    problems = "; ".join(f"{name}: {problems_text(p, 3)}" for name, p in sorted(r["problems"].items()))
+    out += [f"Warnings and errors in the replicas' logs during this section: {problems}.", ""]
+    out += took(timings, 8, " (starting redis, the replicas and haproxy included)")
+    return out
+
+
+def render_scale_fleet(args, r, timings):
+    interval = args.scale_interval_ms / 1000
+    w = r["window"]
+    a = w["polls"]
+    n = a["devices"]
+    after8 = 8 in args.sections
+    out = [f"## 9. Scale: fleet of {REPLICAS}, {n:,} devices", "",
+           f"The {n} responder devices" + (" of section 7" if 7 in args.sections else "")
+           + " posted to one replica of " + ("the fleet of section 8" if after8 else "a fleet")
+           + f" (redis-server, {REPLICAS} replicas, `COLLECTION_INTERVAL={args.scale_interval_ms}`"
+           + ("; the namespace device is replaced" if after8 else "") + "), measured "
+           + ("the same way" if 7 in args.sections else "as section 7 describes") + f" for "
+           f"{args.scale_rounds} intervals ({w['seconds']:.0f} s). "
+           + ("" if 7 in args.sections else RESPONDER_TEXT + " ")
+           + "In a fleet each device should be polled exactly once per interval across all replicas.", ""]
+    rows = poll_rows(a, r["never"], interval, args.scale_rounds, r["first_round_s"])
+    out += [table(["measure (whole fleet)", "value", "target"], rows), ""]
+    rows = []
+    total_cpu = total_polls = 0.0
+    for name in sorted(k for k in w["delta"] if k.startswith("replica-")):
+        d = w["delta"][name]
+        total_cpu += d["cpu"]
+        total_polls += d["polls"]
+        role = "leader" if r["roles"][name]["leader"] else "follower"
+        rounds, problems = r["logs"][name]
+        rows.append([name, role, f"{d['polls']:.0f}", f"{d['errors']:.0f}",
+                     f"{d['cpu'] * 1000 / d['polls']:.3f}" if d["polls"] else "n/a",
+                     f"{d['cpu'] * 100 / w['seconds']:.2f}", f"{r['before'][name]['VmRSS']:.1f}",
+                     f"{r['after'][name]['VmRSS']:.1f}", f"{r['after'][name]['VmHWM']:.1f}",
+                     problems_text(problems, 3)])
+    rd = w["delta"]["redis-server"]
+    rows.append(["fleet", "", f"{total_polls:.0f}", "", f"{total_cpu * 1000 / total_polls:.3f}" if total_polls else "n/a",
+                 f"{total_cpu * 100 / w['seconds']:.2f}", "", "", "", ""])
+    rows.append(["redis-server", "", "", "", f"{rd['cpu'] * 1000 / total_polls:.3f}" if total_polls else "n/a",
+                 f"{rd['cpu'] * 100 / w['seconds']:.2f}", f"{r['before']['redis-server']['VmRSS']:.1f}",
+                 f"{r['after']['redis-server']['VmRSS']:.1f}", f"{r['after']['redis-server']['VmHWM']:.1f}", ""])
+    out += [table(["process", "role", "polls in the window", "failed polls", "CPU per poll ms",
+                   "CPU % of a core", "VmRSS before the POST, MiB", "VmRSS after, MiB", "VmHWM MiB",
+                   "warnings and errors in its log (this section)"], rows), ""]
+    out += ["Polls per replica are its `promsnmp_replica_polls_total` over the window; redis-server's "
+            "CPU per poll is its CPU time divided by the fleet's polls. VmRSS before the POST is with "
+            + ("the one device of section 8" if after8 else "an empty inventory") + ".", ""]
+    out += took(timings, 9)
+    return out
+
 
 
 if __name__ == "__main__":
