@@ -694,20 +694,20 @@ async fn health(state: &Arc<AppState>) -> Response {
     };
     // Fleet: Redis is a component of its own. While it is down the replica
     // still serves (liveness and readiness stay UP), but the fleet is degraded.
+    let redis_up = state.fleet.as_ref().is_none_or(|fleet| fleet.is_redis_up());
     let redis = state.fleet.as_ref().map(|fleet| {
         let status = fleet.status();
         json!({
-            "status": if status.redis_up { "UP" } else { "DOWN" },
+            "status": if redis_up { "UP" } else { "DOWN" },
             "details": {
                 "replicaId": fleet.replica_id(),
                 "role": if fleet.is_leader() { "leader" } else { "follower" },
                 "epoch": status.leading_epoch.unwrap_or(status.epoch_seen),
-                "members": status.members,
+                "members": fleet.members(),
                 "error": status.last_error,
             }
         })
     });
-    let redis_up = redis.as_ref().is_none_or(|r| r["status"] == json!("UP"));
     let status = if store_up && redis_up && ready {
         "UP"
     } else if !store_up || !redis_up {

@@ -30,16 +30,16 @@ use crate::persistence::{FileError, InventoryWriter};
 use crate::store::StoreError;
 use crate::telemetry::Telemetry;
 
-/// What `/actuator/health` shows of the fleet.
+/// Leadership as `/actuator/health` shows it (Redis reachability and the
+/// members come from the store's last heartbeat).
 #[derive(Debug, Clone, Default)]
 pub struct FleetStatus {
-    pub redis_up: bool,
     /// The epoch while this replica leads, and until when (its deadline).
     pub leading_epoch: Option<u64>,
     pub leading_until: Option<Instant>,
     /// The highest epoch this replica has seen.
     pub epoch_seen: u64,
-    pub members: Vec<String>,
+    /// Why the last heartbeat failed, if it did.
     pub last_error: Option<String>,
 }
 
@@ -106,6 +106,16 @@ impl Fleet {
 
     pub fn replica_id(&self) -> &str {
         self.store.replica_id()
+    }
+
+    /// Whether the last heartbeat reached Redis.
+    pub fn is_redis_up(&self) -> bool {
+        self.store.is_redis_up()
+    }
+
+    /// Live members as of the last heartbeat.
+    pub fn members(&self) -> Vec<String> {
+        self.store.members()
     }
 
     fn update_status(&self, f: impl FnOnce(&mut FleetStatus)) {
@@ -205,27 +215,19 @@ impl Fleet {
     async fn tick(&self, leadership: &mut Option<Leadership>) {
         match self.store.heartbeat(self.config.lease_ttl).await {
             Ok(members) => {
-                let was_down = !self.status().redis_up;
+                let was_down = !self.store.is_redis_up();
                 self.telemetry.fleet_members.set(members.len() as i64);
-                self.store.set_members(members.clone());
-                self.update_status(|s| {
-                    s.redis_up = true;
-                    s.members = members;
-                    s.last_error = None;
-                });
+                self.store.set_members(members);
+                self.update_status(|s| s.last_error = None);
                 if was_down {
                     tracing::info!("Redis reachable: taking part in the fleet");
                 }
             }
             Err(e) => {
-                let was_up = self.status().redis_up;
+                let was_up = self.store.is_redis_up();
                 self.store.mark_down();
                 self.telemetry.fleet_members.set(0);
-                self.update_status(|s| {
-                    s.redis_up = false;
-                    s.members.clear();
-                    s.last_error = Some(e.to_string());
-                });
+                self.update_status(|s| s.last_error = Some(e.to_string()));
                 if was_up {
                     tracing::warn!(error = %e, "Redis unreachable: serving from the local snapshot and cache and polling every device here; a leader steps down at its lease deadline");
                 }
