@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use store::RedisStore;
+pub use store::{RedisStore, Refresh};
 
 use crate::config::{DiscoverySchedule, FleetConfig};
 use crate::discovery::Discovery;
@@ -131,6 +131,8 @@ impl Fleet {
     /// Runs until `cancel` fires; then releases the lease and leaves the
     /// membership so the others take over at once.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let file_epoch = self.writer.file().stamp().epoch;
+        self.update_status(|s| s.epoch_seen = s.epoch_seen.max(file_epoch));
         let (events_tx, mut events_rx) = mpsc::channel::<()>(1);
         let subscriber = tokio::spawn(self.clone().subscribe(events_tx, cancel.clone()));
         let mut leadership: Option<Leadership> = None;
@@ -274,13 +276,9 @@ impl Fleet {
     }
 
     async fn try_acquire(&self, leadership: &mut Option<Leadership>) {
-        // Never go below an epoch recorded elsewhere (Redis may have lost its data).
-        let floor = self
-            .writer
-            .file()
-            .stamp()
-            .epoch
-            .max(self.status().epoch_seen);
+        // Never go below an epoch seen before (Redis may have lost its data):
+        // the file's at start, then every epoch Redis answered with.
+        let floor = self.status().epoch_seen;
         let sent = Instant::now();
         let acquired = self
             .store
@@ -375,13 +373,8 @@ impl Fleet {
                 self.step_down(leadership, "the lease was not renewed before its deadline");
             }
         }
-        if let Some(l) = leadership.as_ref() {
-            if let Ok(false) = self.store.remote_inventory_exists().await {
-                self.restore(l.epoch, leadership).await;
-            }
-        }
         match self.store.refresh().await {
-            Ok(Some(snapshot)) => {
+            Ok(Refresh::Changed(snapshot)) => {
                 self.writer.observe(&snapshot);
                 tracing::info!(
                     version = snapshot.version,
@@ -389,7 +382,12 @@ impl Fleet {
                     "inventory updated from the fleet"
                 );
             }
-            Ok(None) => {}
+            Ok(Refresh::Current) => {}
+            Ok(Refresh::Missing) => {
+                if let Some(epoch) = leadership.as_ref().map(|l| l.epoch) {
+                    self.restore(epoch, leadership).await;
+                }
+            }
             Err(e) => {
                 // Not current: do not write a possibly stale copy to the file.
                 tracing::debug!(error = %e, "inventory version check failed");

@@ -122,6 +122,17 @@ struct StoredHistory {
     history: DeviceHistory,
 }
 
+/// What [`RedisStore::refresh`] found.
+#[derive(Debug)]
+pub enum Refresh {
+    /// The local snapshot is Redis's version.
+    Current,
+    /// A newer version, now the local snapshot.
+    Changed(InventorySnapshot),
+    /// Redis holds no inventory (restart without persistence, FLUSHALL).
+    Missing,
+}
+
 /// The last result this replica saw for a device.
 struct LocalPoll {
     /// Generation in Redis (0: recorded only locally, Redis was unreachable).
@@ -405,19 +416,10 @@ impl RedisStore {
         Ok(Some((incarnation, version, inventory)))
     }
 
-    /// Whether Redis holds an inventory (the leader restores it when not).
-    pub async fn remote_inventory_exists(&self) -> Result<bool, StoreError> {
-        let key = self.keys.inventory();
-        self.redis("inventory_exists", |mut conn| async move {
-            redis::cmd("EXISTS").arg(key).query_async(&mut conn).await
-        })
-        .await
-    }
-
-    /// Brings the local snapshot up to Redis's inventory. Returns the new
-    /// snapshot when it changed; `None` when it was current or Redis holds
-    /// no inventory (the local snapshot is kept: nothing is lost).
-    pub async fn refresh(&self) -> Result<Option<InventorySnapshot>, StoreError> {
+    /// Brings the local snapshot up to Redis's inventory. When Redis holds
+    /// none the local snapshot is kept (nothing is lost) and the leader
+    /// restores it.
+    pub async fn refresh(&self) -> Result<Refresh, StoreError> {
         let (incarnation, version): (Option<String>, Option<u64>) = self
             .hmget(
                 "inventory_version",
@@ -426,18 +428,21 @@ impl RedisStore {
             )
             .await?;
         let (Some(incarnation), Some(version)) = (incarnation, version) else {
-            return Ok(None);
+            return Ok(Refresh::Missing);
         };
         {
             let local = self.inventory.lock().expect("inventory lock");
             if local.incarnation == incarnation && local.snapshot.version == version {
-                return Ok(None);
+                return Ok(Refresh::Current);
             }
         }
         let Some((incarnation, version, inventory)) = self.read_remote().await? else {
-            return Ok(None);
+            return Ok(Refresh::Missing);
         };
-        Ok(self.adopt(incarnation, version, inventory))
+        Ok(match self.adopt(incarnation, version, inventory) {
+            Some(snapshot) => Refresh::Changed(snapshot),
+            None => Refresh::Current,
+        })
     }
 
     /// Makes (incarnation, version) the local snapshot unless it is already
