@@ -633,7 +633,6 @@ impl RedisStore {
         });
         Ok(CacheEntry {
             now_ms,
-            generation,
             age: Duration::from_micros(age_us.max(0) as u64),
             polled,
             failure,
@@ -691,18 +690,33 @@ impl RedisStore {
         .await
     }
 
-    /// We hold the poll lock; but another replica's walk may have finished
-    /// between our look at the cache and the claim. Serve that instead of
-    /// walking again.
+    /// We hold the poll lock; but another replica's walk may have ended
+    /// after this scrape began, before our claim. Serve its outcome instead
+    /// of walking again.
     async fn turn_after_claim(&self, device_id: &str, since: Instant) -> ScrapeTurn {
         if let Ok(entry) = self.cache_entry(device_id).await {
-            if let Some(polled) = entry.polled.filter(|_| entry.age <= since.elapsed()) {
+            if let Some(turn) = self.answer(&entry, since) {
                 self.release_poll(device_id, "").await;
-                self.telemetry.redis_cache_get(true);
-                return ScrapeTurn::Polled(polled);
+                return turn;
             }
         }
         ScrapeTurn::PollNow
+    }
+
+    /// The outcome of a walk that ended after `since` (a scrape's start), if any.
+    fn answer(&self, entry: &CacheEntry, since: Instant) -> Option<ScrapeTurn> {
+        let waited = since.elapsed();
+        if let Some(polled) = entry.polled.as_ref().filter(|_| entry.age <= waited) {
+            self.telemetry.redis_cache_get(true);
+            return Some(ScrapeTurn::Polled(polled.clone()));
+        }
+        entry
+            .failure
+            .as_ref()
+            .filter(|(at_ms, _)| {
+                Duration::from_millis(entry.now_ms.saturating_sub(*at_ms).max(0) as u64) <= waited
+            })
+            .map(|(_, message)| ScrapeTurn::Failed(message.clone()))
     }
 
     /// One attempt at `poll_record.lua`: `Ok(None)` when the history changed meanwhile.
@@ -759,8 +773,8 @@ impl RedisStore {
 }
 
 struct CacheEntry {
+    /// Redis time of the read, ms (failure marks are stamped in ms).
     now_ms: i64,
-    generation: u64,
     age: Duration,
     polled: Option<Arc<PolledDevice>>,
     /// (Redis time in ms, message) of the last failed poll, if recent.
@@ -878,50 +892,28 @@ impl Store for RedisStore {
         if !self.is_redis_up() {
             return ScrapeTurn::PollNow;
         }
-        let Ok(start) = self.cache_entry(device_id).await else {
-            return ScrapeTurn::PollNow;
-        };
-        if let Some(polled) = start
-            .polled
-            .as_ref()
-            .filter(|_| start.age <= since.elapsed())
-        {
-            // Another replica's poll finished after this scrape began.
-            self.telemetry.redis_cache_get(true);
-            return ScrapeTurn::Polled(polled.clone());
-        }
-        match self.claim_scrape(device_id).await {
-            Ok(1) => return self.turn_after_claim(device_id, since).await,
-            Err(_) => return ScrapeTurn::PollNow,
-            Ok(_) => {}
-        }
-        // Another replica is walking it: wait for its result, at most as long
-        // as its lock can live.
+        // Take the poll lock, or wait for whoever holds it, at most as long
+        // as a lock can live; `since` decides what answers this scrape.
         let give_up = Instant::now() + self.lock_ttl + Duration::from_secs(1);
+        let mut try_claim = true;
         while Instant::now() < give_up {
-            tokio::time::sleep(WAIT_STEP).await;
-            let Ok(entry) = self.cache_entry(device_id).await else {
-                return ScrapeTurn::PollNow;
-            };
-            if entry.generation > start.generation {
-                if let Some(polled) = entry.polled {
-                    self.telemetry.redis_cache_get(true);
-                    return ScrapeTurn::Polled(polled);
-                }
-            }
-            if let Some((at_ms, message)) = entry.failure {
-                if at_ms >= start.now_ms {
-                    return ScrapeTurn::Failed(message);
-                }
-            }
-            if !entry.locked {
-                // It finished without a result (or died): our turn.
+            if try_claim {
                 match self.claim_scrape(device_id).await {
                     Ok(1) => return self.turn_after_claim(device_id, since).await,
                     Err(_) => return ScrapeTurn::PollNow,
-                    Ok(_) => {}
+                    Ok(_) => tokio::time::sleep(WAIT_STEP).await,
                 }
+            } else {
+                tokio::time::sleep(WAIT_STEP).await;
             }
+            let Ok(entry) = self.cache_entry(device_id).await else {
+                return ScrapeTurn::PollNow;
+            };
+            if let Some(turn) = self.answer(&entry, since) {
+                return turn;
+            }
+            // It finished without a result (or died): our turn next.
+            try_claim = !entry.locked;
         }
         ScrapeTurn::PollNow
     }
