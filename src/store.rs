@@ -116,13 +116,37 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
+/// Round claims held in this process (standalone, and a fleet replica that
+/// cannot reach Redis): device id → end of its current claim.
+#[derive(Default)]
+pub struct RoundClaims(Mutex<HashMap<String, Instant>>);
+
+impl RoundClaims {
+    /// True, and claimed for `round`, unless a claim on `device_id` is running.
+    pub fn claim(&self, device_id: &str, round: Duration) -> bool {
+        let now = Instant::now();
+        let mut claims = self.0.lock().expect("claims lock");
+        match claims.get(device_id) {
+            Some(until) if *until > now => false,
+            _ => {
+                claims.insert(device_id.to_string(), now + round);
+                true
+            }
+        }
+    }
+
+    /// Forgets the claims of devices for which `keep` is false.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.0.lock().expect("claims lock").retain(|id, _| keep(id));
+    }
+}
+
 /// In-process store for standalone mode.
 pub struct MemoryStore {
     inventory: Mutex<InventorySnapshot>,
     cache: Mutex<HashMap<String, CachedPoll>>,
     histories: Mutex<HashMap<String, DeviceHistory>>,
-    /// Device id → end of its current round claim.
-    round_claims: Mutex<HashMap<String, Instant>>,
+    round_claims: RoundClaims,
     /// Polls older than this are dropped first when the cache is full; no
     /// reader asks for older ones.
     retention: Duration,
@@ -138,7 +162,7 @@ impl MemoryStore {
             }),
             cache: Mutex::new(HashMap::new()),
             histories: Mutex::new(HashMap::new()),
-            round_claims: Mutex::new(HashMap::new()),
+            round_claims: RoundClaims::default(),
             retention,
             cache_capacity: cache_capacity.max(1),
         }
@@ -182,23 +206,12 @@ impl Store for MemoryStore {
             .lock()
             .expect("history lock")
             .retain(|id, _| ids.contains(id.as_str()));
-        self.round_claims
-            .lock()
-            .expect("claims lock")
-            .retain(|id, _| ids.contains(id.as_str()));
+        self.round_claims.retain(|id| ids.contains(id));
         Ok(snapshot)
     }
 
     async fn claim_round(&self, device_id: &str, round: Duration) -> bool {
-        let now = Instant::now();
-        let mut claims = self.round_claims.lock().expect("claims lock");
-        match claims.get(device_id) {
-            Some(until) if *until > now => false,
-            _ => {
-                claims.insert(device_id.to_string(), now + round);
-                true
-            }
-        }
+        self.round_claims.claim(device_id, round)
     }
 
     async fn cached_poll(

@@ -23,7 +23,8 @@ use crate::crypto::InventoryCipher;
 use crate::inventory::Inventory;
 use crate::sample::{DeviceHistory, PolledDevice, Sample};
 use crate::store::{
-    CachedPoll, Fence, InventoryChange, InventorySnapshot, ScrapeTurn, Store, StoreError,
+    CachedPoll, Fence, InventoryChange, InventorySnapshot, RoundClaims, ScrapeTurn, Store,
+    StoreError,
 };
 use crate::telemetry::Telemetry;
 
@@ -167,7 +168,7 @@ pub struct RedisStore {
     /// Histories for polls recorded while Redis was unreachable.
     local_histories: Mutex<HashMap<String, DeviceHistory>>,
     /// Round claims taken locally while Redis was unreachable.
-    local_claims: Mutex<HashMap<String, Instant>>,
+    local_claims: RoundClaims,
     /// Live members from the last heartbeat; empty when Redis is unreachable
     /// (then this replica polls every device itself).
     members: Mutex<Vec<String>>,
@@ -236,7 +237,7 @@ impl RedisStore {
             }),
             local_polls: Mutex::new(HashMap::new()),
             local_histories: Mutex::new(HashMap::new()),
-            local_claims: Mutex::new(HashMap::new()),
+            local_claims: RoundClaims::default(),
             members: Mutex::new(Vec::new()),
             view_ready: AtomicBool::new(false),
             redis_up: AtomicBool::new(false),
@@ -479,10 +480,7 @@ impl RedisStore {
             .lock()
             .expect("history lock")
             .retain(|id, _| ids.contains(id.as_str()));
-        self.local_claims
-            .lock()
-            .expect("claims lock")
-            .retain(|id, _| ids.contains(id.as_str()));
+        self.local_claims.retain(|id| ids.contains(id));
     }
 
     /// `poll_fail.lua`: shares `message` (unless empty) and releases our poll lock.
@@ -557,21 +555,6 @@ impl RedisStore {
         for id in &ids {
             polls.remove(id);
             histories.remove(id);
-        }
-    }
-
-    fn local_claim(&self, device_id: &str, round: Duration) -> bool {
-        let now = Instant::now();
-        let mut claims = self.local_claims.lock().expect("claims lock");
-        if claims.len() > 100_000 {
-            claims.retain(|_, until| *until > now);
-        }
-        match claims.get(device_id) {
-            Some(until) if *until > now => false,
-            _ => {
-                claims.insert(device_id.to_string(), now + round);
-                true
-            }
         }
     }
 
@@ -868,7 +851,7 @@ impl Store for RedisStore {
         let members = self.members();
         if members.is_empty() {
             // No fleet view: poll on our own rather than not at all.
-            return self.local_claim(device_id, round);
+            return self.local_claims.claim(device_id, round);
         }
         if rendezvous_owner(&members, device_id) != Some(self.replica_id.as_str()) {
             return false;
@@ -884,7 +867,7 @@ impl Store for RedisStore {
         {
             Ok(granted) => granted == 1,
             // Redis failed mid-round: still poll our own share.
-            Err(_) => self.local_claim(device_id, round),
+            Err(_) => self.local_claims.claim(device_id, round),
         }
     }
 
