@@ -152,8 +152,7 @@ impl AppState {
                 config.discovery_on_start,
             ))
         });
-        let render_cache =
-            crate::render::RenderCache::new(config.cache_entry_count.saturating_mul(6));
+        let render_cache = crate::render::RenderCache::new(config.cache_entry_count);
         Ok(Arc::new(AppState {
             config: Arc::new(config),
             store,

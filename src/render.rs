@@ -14,7 +14,7 @@ use crate::sample::{
 };
 
 /// An exposition format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
     Text,
@@ -1219,28 +1219,31 @@ mod tests {
 /// encoding: a poll is rendered (and compressed) once, however often it is
 /// scraped until the next one replaces it.
 pub struct RenderCache {
-    entries: std::sync::Mutex<std::collections::HashMap<RenderKey, RenderedPoll>>,
-    /// Bound on entries (devices × formats × encodings seen).
+    devices: std::sync::Mutex<std::collections::HashMap<String, DeviceBodies>>,
+    /// Bound on devices held.
     capacity: usize,
 }
 
-#[derive(PartialEq, Eq, Hash)]
-struct RenderKey {
-    device_id: String,
-    format: Format,
-    gzip: bool,
-}
-
-struct RenderedPoll {
+/// The bodies of one poll, by [`body_slot`].
+struct DeviceBodies {
     /// The poll these bytes were rendered from (compared by pointer).
     polled: std::sync::Arc<PolledDevice>,
-    body: bytes::Bytes,
+    bodies: [Option<bytes::Bytes>; 6],
+}
+
+fn body_slot(format: Format, gzip: bool) -> usize {
+    let format = match format {
+        Format::Text => 0,
+        Format::OpenMetrics => 1,
+        Format::Protobuf => 2,
+    };
+    format * 2 + usize::from(gzip)
 }
 
 impl RenderCache {
     pub fn new(capacity: usize) -> RenderCache {
         RenderCache {
-            entries: Default::default(),
+            devices: Default::default(),
             capacity: capacity.max(1),
         }
     }
@@ -1254,14 +1257,13 @@ impl RenderCache {
         format: Format,
         gzip: bool,
     ) -> bytes::Bytes {
-        let key = RenderKey {
-            device_id: device_id.to_string(),
-            format,
-            gzip,
-        };
-        if let Some(hit) = self.entries.lock().expect("render cache").get(&key) {
-            if std::sync::Arc::ptr_eq(&hit.polled, polled) {
-                return hit.body.clone();
+        let slot = body_slot(format, gzip);
+        if let Some(cached) = self.devices.lock().expect("render cache").get(device_id) {
+            if let (true, Some(body)) = (
+                std::sync::Arc::ptr_eq(&cached.polled, polled),
+                &cached.bodies[slot],
+            ) {
+                return body.clone();
             }
         }
         let mut body = Vec::with_capacity(64 * 1024);
@@ -1274,17 +1276,25 @@ impl RenderCache {
             &mut body,
         );
         let body = bytes::Bytes::from(if gzip { gzip_bytes(&body) } else { body });
-        let mut entries = self.entries.lock().expect("render cache");
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.clear(); // rare: more devices than the bound; start over
+        let mut devices = self.devices.lock().expect("render cache");
+        if devices.len() >= self.capacity && !devices.contains_key(device_id) {
+            devices.clear(); // rare: more devices than the bound; start over
         }
-        entries.insert(
-            key,
-            RenderedPoll {
+        let cached = devices
+            .entry(device_id.to_string())
+            .or_insert_with(|| DeviceBodies {
                 polled: polled.clone(),
-                body: body.clone(),
-            },
-        );
+                bodies: Default::default(),
+            });
+        if !std::sync::Arc::ptr_eq(&cached.polled, polled) {
+            if cached.polled.sample.polled_at_ms > polled.sample.polled_at_ms {
+                return body; // rendered from a poll already replaced
+            }
+            // A newer poll: its bodies replace every body of the old one.
+            cached.polled = polled.clone();
+            cached.bodies = Default::default();
+        }
+        cached.bodies[slot] = Some(body.clone());
         body
     }
 }
@@ -1328,6 +1338,38 @@ mod cache_tests {
         assert!(!accepts_gzip(Some("gzip;q=0")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn a_poll_is_rendered_once_per_format_and_encoding() {
+        let poll = |uptime: u32, at_ms: i64| {
+            std::sync::Arc::new(PolledDevice::new(
+                crate::sample::Sample {
+                    device_id: "d".into(),
+                    device_name: "d".into(),
+                    target: "127.0.0.1:161".into(),
+                    polled_at_ms: at_ms,
+                    poll_duration_seconds: 0.0,
+                    sys_uptime_ticks: uptime,
+                    interfaces: vec![],
+                },
+                &Default::default(),
+            ))
+        };
+        let cache = RenderCache::new(10);
+        let first = poll(100, 1);
+        let text = cache.single_device("d", &first, Format::Text, false);
+        let again = cache.single_device("d", &first, Format::Text, false);
+        assert_eq!(text.as_ptr(), again.as_ptr(), "served from the cache");
+        let packed = cache.single_device("d", &first, Format::Text, true);
+        assert_ne!(packed, text, "gzip is its own body");
+        let newer = poll(200, 2);
+        let fresh = cache.single_device("d", &newer, Format::Text, false);
+        assert_ne!(fresh, text, "a new poll is rendered again");
+        // A render of the replaced poll does not evict the newer one.
+        cache.single_device("d", &first, Format::OpenMetrics, false);
+        let still = cache.single_device("d", &newer, Format::Text, false);
+        assert_eq!(still.as_ptr(), fresh.as_ptr());
     }
 
     #[test]
