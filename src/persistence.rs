@@ -124,43 +124,39 @@ impl InventoryFile {
         let lock_path = self.sibling(".lock");
         let stamp_path = self.sibling(".epoch");
         let attempted = stamp.clone();
-        let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<FencedWrite> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let lock = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&lock_path)?;
-            lock.lock()?;
-            let recorded = read_stamp(&stamp_path);
-            if stamp.epoch < recorded.epoch {
-                return Ok(FencedWrite::Stale(recorded.epoch));
-            }
-            if stamp.epoch == recorded.epoch
-                && stamp.incarnation == recorded.incarnation
-                && stamp.version <= recorded.version
-            {
-                return Ok(FencedWrite::Current);
-            }
-            if std::time::Instant::now() >= not_after {
-                return Ok(FencedWrite::TooLate);
-            }
-            // The stamp first: a crash between the two writes leaves a file
-            // that an older leader still cannot replace.
-            let line = format!("{} {} {}\n", stamp.epoch, stamp.version, stamp.incarnation);
-            write_atomic(&stamp_path, line.as_bytes())?;
-            write_atomic(&path, envelope.as_bytes())?;
-            Ok(FencedWrite::Written)
-        })
-        .await
-        .expect("file writer task panicked")
-        .map_err(|source| FileError::Write {
-            path: self.path.clone(),
-            source,
-        })?;
+        let outcome = self
+            .blocking_write(move || -> std::io::Result<FencedWrite> {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&lock_path)?;
+                lock.lock()?;
+                let recorded = read_stamp(&stamp_path);
+                if stamp.epoch < recorded.epoch {
+                    return Ok(FencedWrite::Stale(recorded.epoch));
+                }
+                if stamp.epoch == recorded.epoch
+                    && stamp.incarnation == recorded.incarnation
+                    && stamp.version <= recorded.version
+                {
+                    return Ok(FencedWrite::Current);
+                }
+                if std::time::Instant::now() >= not_after {
+                    return Ok(FencedWrite::TooLate);
+                }
+                // The stamp first: a crash between the two writes leaves a file
+                // that an older leader still cannot replace.
+                let line = format!("{} {} {}\n", stamp.epoch, stamp.version, stamp.incarnation);
+                write_atomic(&stamp_path, line.as_bytes())?;
+                write_atomic(&path, envelope.as_bytes())?;
+                Ok(FencedWrite::Written)
+            })
+            .await?;
         match outcome {
             FencedWrite::Written => {
                 tracing::debug!(path = %self.path.display(), epoch = attempted.epoch, version = attempted.version, devices = inventory.devices.len(), "inventory file written");
@@ -176,6 +172,20 @@ impl InventoryFile {
                 path: self.path.clone(),
             }),
         }
+    }
+
+    /// Runs file-writing `work` off the async threads; an I/O error names the file.
+    async fn blocking_write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, FileError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .expect("file writer task panicked")
+            .map_err(|source| FileError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Reads the file. `Ok(None)` when there is no file yet. Temporary files
@@ -258,13 +268,8 @@ impl InventoryFile {
         }
         let envelope = self.cipher.encrypt(&inventory.to_json());
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomic(&path, envelope.as_bytes()))
-            .await
-            .expect("file writer task panicked")
-            .map_err(|source| FileError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+        self.blocking_write(move || write_atomic(&path, envelope.as_bytes()))
+            .await?;
         *written = version.max(*written);
         tracing::debug!(path = %self.path.display(), version, devices = inventory.devices.len(), "inventory file written");
         Ok(true)
