@@ -137,19 +137,6 @@ fn role(addr: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// One sample of the exporter's own metrics (`name{labels} value` lines).
-fn self_metric(addr: &str, name: &str) -> f64 {
-    let body = http_get(addr, "/actuator/prometheus").text();
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let metric = series.split('{').next()?;
-            (metric == name).then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
-
 fn signal(pid: u32, sig: i32) {
     // SAFETY: plain kill(2) on a child process this test started.
     let rc = unsafe { libc::kill(pid as i32, sig) };
@@ -292,7 +279,7 @@ fn one_leader_and_failover_after_sigkill() {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        self_metric(&fleet.replicas[new_leader].addr(), "promsnmp_leader"),
+        self_metric_sum(&fleet.replicas[new_leader].addr(), "promsnmp_leader"),
         1.0
     );
     // The new leader ran DISCOVERY_ON_START for its leadership; the third did not.
@@ -431,7 +418,10 @@ fn paused_leader_is_fenced() {
         "the old leader's stale write to be refused",
         Duration::from_secs(10),
         Duration::from_millis(50),
-        || (self_metric(&old_addr, "promsnmp_stale_epoch_rejections_total") >= 1.0).then_some(()),
+        || {
+            (self_metric_sum(&old_addr, "promsnmp_stale_epoch_rejections_total") >= 1.0)
+                .then_some(())
+        },
     );
     assert_eq!(
         role(&old_addr).as_deref(),
@@ -439,9 +429,9 @@ fn paused_leader_is_fenced() {
         "{}",
         fleet.logs()
     );
-    assert_eq!(self_metric(&old_addr, "promsnmp_leader"), 0.0);
+    assert_eq!(self_metric_sum(&old_addr, "promsnmp_leader"), 0.0);
     assert!(
-        self_metric(&old_addr, r#"promsnmp_leadership_transitions_total"#) >= 2.0,
+        self_metric_sum(&old_addr, r#"promsnmp_leadership_transitions_total"#) >= 2.0,
         "became leader and stepped down"
     );
     thread::sleep(Duration::from_millis(1500));
@@ -487,14 +477,14 @@ fn every_device_polled_once_per_interval_across_replicas() {
         fleet
             .addrs()
             .iter()
-            .map(|a| self_metric(a, "promsnmp_replica_polls_total"))
+            .map(|a| self_metric_sum(a, "promsnmp_replica_polls_total"))
             .sum()
     };
     let requests = |fleet: &Fleet| -> f64 {
         fleet
             .addrs()
             .iter()
-            .map(|a| self_metric(a, "promsnmp_snmp_requests_total"))
+            .map(|a| self_metric_sum(a, "promsnmp_snmp_requests_total"))
             .sum()
     };
     let agent_addr = agent.addr();
@@ -520,7 +510,7 @@ fn every_device_polled_once_per_interval_across_replicas() {
     let per_replica: Vec<f64> = fleet
         .addrs()
         .iter()
-        .map(|a| self_metric(a, "promsnmp_replica_polls_total"))
+        .map(|a| self_metric_sum(a, "promsnmp_replica_polls_total"))
         .collect();
     println!(
         "exactly-once: {DEVICES} devices, interval {INTERVAL_MS} ms, window {:.1} s ({rounds:.1} rounds): \
@@ -581,7 +571,7 @@ fn a_cache_miss_is_walked_once_across_replicas() {
     let polls = || -> f64 {
         addrs
             .iter()
-            .map(|a| self_metric(a, "promsnmp_replica_polls_total"))
+            .map(|a| self_metric_sum(a, "promsnmp_replica_polls_total"))
             .sum()
     };
     let r = http_get(&addrs[0], "/promsnmp/evictCache");
@@ -801,8 +791,8 @@ fn redis_outage_restart_and_flush() {
     assert!(fleet.leaders().is_empty(), "no leader without Redis");
     // The replicas kept polling on their own.
     for addr in &addrs {
-        assert!(self_metric(addr, "promsnmp_replica_polls_total") > 0.0);
-        assert!(self_metric(addr, "promsnmp_redis_errors_total") > 0.0);
+        assert!(self_metric_sum(addr, "promsnmp_replica_polls_total") > 0.0);
+        assert!(self_metric_sum(addr, "promsnmp_redis_errors_total") > 0.0);
     }
     println!("{scrapes} scrapes answered 200 during a 30 s Redis outage");
 

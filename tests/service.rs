@@ -8,17 +8,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn try_self_metric(p: &Promsnmp, series: &str) -> Option<f64> {
-    let body = http_get(&p.addr(), "/actuator/prometheus").text();
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-fn self_metric(p: &Promsnmp, series: &str) -> f64 {
-    try_self_metric(p, series)
-        .unwrap_or_else(|| panic!("no series `{series}` in /actuator/prometheus"))
+/// Imports one community device named `name` at 127.0.0.1:`port`.
+fn add_device(p: &Promsnmp, name: &str, port: u16, timeout_ms: u64) {
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/inventory",
+        &device_doc(name, port, timeout_ms),
+    );
+    assert_eq!(r.status, 200, "import: {}", r.text());
 }
 
 fn device_doc(name: &str, port: u16, timeout_ms: u64) -> String {
@@ -31,21 +28,14 @@ fn device_doc(name: &str, port: u16, timeout_ms: u64) -> String {
 fn background_collection_fills_the_cache() {
     let snmpd = Snmpd::start(&SnmpdConfig::default());
     let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "1000")]);
-    assert_eq!(
-        http_post_json(
-            &p.addr(),
-            "/promsnmp/inventory",
-            &device_doc("bg", snmpd.port, 1000)
-        )
-        .status,
-        200
-    );
+    add_device(&p, "bg", snmpd.port, 1000);
     wait_for(
         "a background poll",
         Duration::from_secs(10),
         Duration::from_millis(200),
         || {
-            (try_self_metric(&p, r#"promsnmp_snmp_requests_total{device="bg"}"#).unwrap_or(0.0)
+            (try_self_metric(&p.addr(), r#"promsnmp_snmp_requests_total{device="bg"}"#)
+                .unwrap_or(0.0)
                 > 0.0)
                 .then_some(())
         },
@@ -53,14 +43,23 @@ fn background_collection_fills_the_cache() {
     let r = http_get(&p.addr(), "/snmp?target=bg");
     assert_eq!(r.status, 200);
     assert_eq!(
-        self_metric(&p, r#"cache_gets_total{cache="metrics",result="hit"}"#),
+        self_metric(
+            &p.addr(),
+            r#"cache_gets_total{cache="metrics",result="hit"}"#
+        ),
         1.0
     );
     assert_eq!(
-        self_metric(&p, r#"cache_gets_total{cache="metrics",result="miss"}"#),
+        self_metric(
+            &p.addr(),
+            r#"cache_gets_total{cache="metrics",result="miss"}"#
+        ),
         0.0
     );
-    assert_eq!(self_metric(&p, "promsnmp_inventory_device_count"), 1.0);
+    assert_eq!(
+        self_metric(&p.addr(), "promsnmp_inventory_device_count"),
+        1.0
+    );
     // /metrics serves every cached device with a device_name label.
     let m = http_get(&p.addr(), "/metrics").text();
     assert!(
@@ -73,21 +72,13 @@ fn background_collection_fills_the_cache() {
 fn concurrent_scrapes_share_one_poll() {
     let snmpd = Snmpd::start(&SnmpdConfig::default());
     let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
-    assert_eq!(
-        http_post_json(
-            &p.addr(),
-            "/promsnmp/inventory",
-            &device_doc("shared", snmpd.port, 1000)
-        )
-        .status,
-        200
-    );
+    add_device(&p, "shared", snmpd.port, 1000);
     let series = r#"promsnmp_snmp_requests_total{device="shared"}"#;
     assert_eq!(
         http_get(&p.addr(), "/snmp?target=shared&live=true").status,
         200
     );
-    let one_poll = self_metric(&p, series);
+    let one_poll = self_metric(&p.addr(), series);
     assert!(one_poll >= 1.0);
     assert_eq!(
         http_get(&p.addr(), "/promsnmp/evictCache").json()["evicted"],
@@ -105,22 +96,14 @@ fn concurrent_scrapes_share_one_poll() {
         assert_eq!(s.join().unwrap(), 200);
     }
     // Eight scrapes of an empty cache cost one poll, not eight.
-    assert_eq!(self_metric(&p, series), 2.0 * one_poll);
+    assert_eq!(self_metric(&p.addr(), series), 2.0 * one_poll);
 }
 
 #[test]
 fn metrics_endpoint_negotiates_formats() {
     let snmpd = Snmpd::start(&SnmpdConfig::default());
     let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
-    assert_eq!(
-        http_post_json(
-            &p.addr(),
-            "/promsnmp/inventory",
-            &device_doc("fmt", snmpd.port, 1000)
-        )
-        .status,
-        200
-    );
+    add_device(&p, "fmt", snmpd.port, 1000);
     assert_eq!(http_get(&p.addr(), "/snmp?target=fmt").status, 200);
 
     let om = http_get(&p.addr(), "/metrics");
@@ -281,15 +264,7 @@ fn sigterm_finishes_in_flight_requests() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let mut p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
-    assert_eq!(
-        http_post_json(
-            &p.addr(),
-            "/promsnmp/inventory",
-            &device_doc("slow", port, 1500)
-        )
-        .status,
-        200
-    );
+    add_device(&p, "slow", port, 1500);
     let addr = p.addr();
     let started = Instant::now();
     let scrape = std::thread::spawn(move || http_get(&addr, "/snmp?target=slow"));
@@ -313,15 +288,7 @@ fn failed_polls_are_shared_and_scrape_timeouts_honoured() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
-    assert_eq!(
-        http_post_json(
-            &p.addr(),
-            "/promsnmp/inventory",
-            &device_doc("mute", port, 1000)
-        )
-        .status,
-        200
-    );
+    add_device(&p, "mute", port, 1000);
 
     // Six scrapes of a silent device wait for one poll's timeout, not six in a row.
     let started = Instant::now();

@@ -82,6 +82,14 @@ fn quiet_env() -> Vec<(&'static str, &'static str)> {
     vec![("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]
 }
 
+/// Discovers the agent at 127.0.0.1:`port` with the default v2c seed.
+fn discover_local(p: &Promsnmp, port: u16) -> serde_json::Value {
+    discover(
+        p,
+        &format!(r#"{{"potentialTargets":["127.0.0.1"],"port":{port}}}"#),
+    )
+}
+
 fn discover(p: &Promsnmp, body: &str) -> serde_json::Value {
     let r = http_post_json(&p.addr(), "/promsnmp/discovery?scheduleNow=true", body);
     assert_eq!(r.status, 202, "discovery refused: {}", r.text());
@@ -406,13 +414,7 @@ fn namespace_device_with_200_interfaces() {
 fn utilization_histogram_only_grows() {
     let snmpd = Snmpd::start(&SnmpdConfig::default());
     let p = Promsnmp::start(&quiet_env());
-    discover(
-        &p,
-        &format!(
-            r#"{{"potentialTargets":["127.0.0.1"],"port":{}}}"#,
-            snmpd.port
-        ),
-    );
+    discover_local(&p, snmpd.port);
     let mut last: HashMap<(String, String, String), f64> = HashMap::new();
     let mut counts = Vec::new();
     for _ in 0..5 {
@@ -444,15 +446,7 @@ fn utilization_histogram_only_grows() {
         counts.windows(2).all(|w| w[1] >= w[0] + 1.0),
         "each live poll observes: {counts:?}"
     );
-    let polls: f64 = http_get(&p.addr(), "/actuator/prometheus")
-        .text()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("promsnmp_replica_polls_total ")?
-                .parse()
-                .ok()
-        })
-        .expect("promsnmp_replica_polls_total");
+    let polls = self_metric(&p.addr(), "promsnmp_replica_polls_total");
     assert_eq!(
         counts.last().copied(),
         Some(polls - 1.0),
@@ -566,13 +560,7 @@ fn v3_stored_engine_id_is_honoured_and_a_stale_one_recovers() {
 fn gzip_bodies_match_and_a_poll_is_rendered_once() {
     let snmpd = Snmpd::start(&SnmpdConfig::default());
     let p = Promsnmp::start(&quiet_env());
-    discover(
-        &p,
-        &format!(
-            r#"{{"potentialTargets":["127.0.0.1"],"port":{}}}"#,
-            snmpd.port
-        ),
-    );
+    discover_local(&p, snmpd.port);
     let plain = http_get(&p.addr(), "/snmp?target=testdev");
     assert_eq!(plain.status, 200, "{}", plain.text());
     assert_eq!(plain.header("content-encoding"), None);

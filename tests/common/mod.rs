@@ -2037,3 +2037,36 @@ pub fn run_promsnmp_once(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, St
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The exporter's own metrics
+// ---------------------------------------------------------------------------
+
+/// The value of `series` (a metric name with its labels exactly as exposed)
+/// in `/actuator/prometheus` of the replica at `addr`, if present.
+pub fn try_self_metric(addr: &str, series: &str) -> Option<f64> {
+    let body = http_get(addr, "/actuator/prometheus").text();
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// [`try_self_metric`], panicking when the series is missing.
+pub fn self_metric(addr: &str, series: &str) -> f64 {
+    try_self_metric(addr, series)
+        .unwrap_or_else(|| panic!("no series `{series}` in /actuator/prometheus of {addr}"))
+}
+
+/// The sum over every label set of metric `name` in `/actuator/prometheus`.
+pub fn self_metric_sum(addr: &str, name: &str) -> f64 {
+    let body = http_get(addr, "/actuator/prometheus").text();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
