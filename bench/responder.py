@@ -32,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ber_int, ber_oid, ber_read, tlv  # noqa: E402  (the harness' BER helpers)
+from run import ber_int, ber_oid, ber_read, decode_oid_parts as decode_oid, tlv  # noqa: E402  (the harness' BER helpers)
 
 COMMUNITY = b"public"
 MAX_VARBINDS = 100  # net-snmp's default maxGetbulkResponses
@@ -165,17 +165,6 @@ class Agent:
         else:
             pdu = request_id + b"\x02\x01\x00\x02\x01\x00" + tlv(0x30, b"".join(out))
         return tlv(0x30, ber_int(version) + tlv(0x04, COMMUNITY) + tlv(0xA2, pdu))
-
-
-def decode_oid(b):
-    parts = [b[0] // 40, b[0] % 40]
-    v = 0
-    for byte in b[1:]:
-        v = (v << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(v)
-            v = 0
-    return tuple(parts)
 
 
 def dump(agents, since, path):

@@ -227,7 +227,8 @@ def ber_read(data, pos):
     return tag, pos, pos + n
 
 
-def decode_oid(b):
+def decode_oid_parts(b):
+    """BER OID content -> tuple of arcs."""
     parts = [b[0] // 40, b[0] % 40]
     v = 0
     for byte in b[1:]:
@@ -235,7 +236,11 @@ def decode_oid(b):
         if not byte & 0x80:
             parts.append(v)
             v = 0
-    return ".".join(map(str, parts))
+    return tuple(parts)
+
+
+def decode_oid(b):
+    return ".".join(map(str, decode_oid_parts(b)))
 
 
 def oid_key(oid):
