@@ -733,10 +733,17 @@ fn redis_outage_restart_and_flush() {
         Duration::from_millis(50),
         || (file_epoch(&fleet.inventory_file()) > 0).then_some(()),
     );
-    let targets_before: Vec<Value> = addrs.iter().map(|a| targets(a)).collect();
-    for t in &targets_before {
-        assert_eq!(t.as_array().map(Vec::len), Some(4));
+    // The import went through replica A while B and C may still have been
+    // subscribing; the version check brings it to them within a renew period.
+    for addr in &addrs {
+        wait_for(
+            "the four devices on every replica",
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || (targets(addr).as_array().map(Vec::len) == Some(4)).then_some(()),
+        );
     }
+    let targets_before: Vec<Value> = addrs.iter().map(|a| targets(a)).collect();
     for addr in &addrs {
         wait_for(
             "a poll of every device",
