@@ -149,11 +149,21 @@ impl InventoryFile {
                 if std::time::Instant::now() >= not_after {
                     return Ok(FencedWrite::TooLate);
                 }
-                // The stamp first: a crash between the two writes leaves a file
-                // that an older leader still cannot replace.
+                // Fence first: raise the epoch before touching the file, so a
+                // crash or a failed write leaves a file that an older leader
+                // still cannot replace. The version stays the one the file
+                // holds until the file is written, so a failed write is
+                // retried instead of being taken for done.
+                if recorded.epoch < stamp.epoch {
+                    let fence = format!(
+                        "{} {} {}\n",
+                        stamp.epoch, recorded.version, recorded.incarnation
+                    );
+                    write_atomic(&stamp_path, fence.as_bytes())?;
+                }
+                write_atomic(&path, envelope.as_bytes())?;
                 let line = format!("{} {} {}\n", stamp.epoch, stamp.version, stamp.incarnation);
                 write_atomic(&stamp_path, line.as_bytes())?;
-                write_atomic(&path, envelope.as_bytes())?;
                 Ok(FencedWrite::Written)
             })
             .await?;
@@ -562,6 +572,36 @@ mod tests {
         assert!(f.save_fenced(&inv, stamp(4, 1, "b"), later).await.unwrap());
         assert_eq!(f.load().unwrap().unwrap(), inv);
         assert_eq!(f.stamp(), stamp(4, 1, "b"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_fenced_write_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path());
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let stamp = |epoch, version| FileStamp {
+            epoch,
+            version,
+            incarnation: "a".into(),
+        };
+        let inv = Inventory::default();
+        assert!(f.save_fenced(&inv, stamp(3, 1), later).await.unwrap());
+        // The file cannot be replaced (a directory in its way).
+        std::fs::remove_file(f.path()).unwrap();
+        std::fs::create_dir(f.path()).unwrap();
+        let err = f.save_fenced(&inv, stamp(4, 2), later).await.unwrap_err();
+        assert!(matches!(err, FileError::Write { .. }), "{err}");
+        // The epoch is fenced, the version still the one the file holds.
+        assert_eq!(f.stamp(), stamp(4, 1));
+        assert!(matches!(
+            f.save_fenced(&inv, stamp(3, 9), later).await,
+            Err(FileError::StaleEpoch { .. })
+        ));
+        // Once the way is clear the same version is written, not skipped.
+        std::fs::remove_dir(f.path()).unwrap();
+        assert!(f.save_fenced(&inv, stamp(4, 2), later).await.unwrap());
+        assert_eq!(f.load().unwrap().unwrap(), inv);
+        assert_eq!(f.stamp(), stamp(4, 2));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The exporter's own metrics (`/actuator/prometheus`): cache hits and misses,
 //! inventory size, SNMP requests / errors / poll durations by device, scrape
-//! durations, HTTP requests, discovery progress and `process_*`. Other modules
-//! report into it; it renders itself in the Prometheus text format.
+//! durations, HTTP requests, discovery progress, the fleet's state (leader,
+//! epoch, Redis, file write-through), `process_*` and the container's memory
+//! limit. Other modules report into it; it renders itself in the Prometheus
+//! text format.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -40,6 +42,12 @@ pub struct Telemetry {
     pub stale_epoch_rejections: IntCounter,
     pub redis_errors: IntCounterVec,
     pub fleet_members: IntGauge,
+    /// 1 while Redis answers heartbeats; registered by the fleet only, so
+    /// its absence marks a standalone replica (alerts scope on it).
+    pub redis_up: IntGauge,
+    /// 1 while this leader holds an inventory version it has not written to
+    /// the file (the write failed or could not run before its deadline).
+    pub inventory_file_behind: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -236,6 +244,16 @@ impl Telemetry {
                 "promsnmp_fleet_members",
                 "Live replicas seen in the last membership heartbeat.",
             ),
+            redis_up: IntGauge::new(
+                "promsnmp_redis_up",
+                "1 while Redis answers this replica's heartbeats (fleet mode only).",
+            )
+            .expect("valid metric"),
+            inventory_file_behind: gauge(
+                &registry,
+                "promsnmp_inventory_file_behind",
+                "1 while this leader holds an inventory version not yet written to the inventory file.",
+            ),
             registry,
             devices_with_series: Default::default(),
         };
@@ -245,6 +263,14 @@ impl Telemetry {
         for result in ["hit", "miss"] {
             t.cache_gets.with_label_values(&["metrics", result]);
             t.cache_gets.with_label_values(&["redis", result]);
+        }
+        if let Some(limit) = container_memory_limit_bytes() {
+            gauge(
+                &t.registry,
+                "promsnmp_memory_limit_bytes",
+                "Memory limit of this process' cgroup (the container limit); compare with process_resident_memory_bytes.",
+            )
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
         }
         for endpoint in ["snmp", "metrics"] {
             t.scrape_duration.with_label_values(&[endpoint]);
@@ -305,6 +331,12 @@ impl Telemetry {
         });
     }
 
+    /// Adds the fleet-only series (`promsnmp_redis_up`) to the registry.
+    pub fn register_fleet(&self) {
+        // A second registration (a second fleet in one process) is harmless.
+        let _ = self.registry.register(Box::new(self.redis_up.clone()));
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
@@ -314,9 +346,45 @@ impl Telemetry {
     }
 }
 
+/// The memory limit of this process' cgroup: cgroup v2 `memory.max`, else
+/// v1 `memory.limit_in_bytes`; `None` without a limit (or off Linux).
+fn container_memory_limit_bytes() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|text| parse_memory_limit(&text))
+}
+
+/// `max`, garbage and v1's "unlimited" (close to `i64::MAX`, page-rounded)
+/// mean no limit.
+fn parse_memory_limit(text: &str) -> Option<u64> {
+    let bytes: u64 = text.trim().parse().ok()?;
+    (bytes > 0 && bytes < 1 << 60).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_limits_from_cgroup_files() {
+        assert_eq!(parse_memory_limit("536870912\n"), Some(512 << 20));
+        assert_eq!(parse_memory_limit("max\n"), None);
+        assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_memory_limit("0"), None);
+        assert_eq!(parse_memory_limit(""), None);
+    }
+
+    #[test]
+    fn redis_up_only_in_fleet_mode() {
+        let t = Telemetry::new();
+        let text = String::from_utf8(t.render()).unwrap();
+        assert!(!text.contains("promsnmp_redis_up"), "{text}");
+        t.register_fleet();
+        t.redis_up.set(1);
+        let text = String::from_utf8(t.render()).unwrap();
+        assert!(text.contains("promsnmp_redis_up 1"), "{text}");
+    }
 
     #[test]
     fn series_of_departed_devices_are_dropped() {

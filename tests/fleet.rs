@@ -800,6 +800,7 @@ fn redis_outage_restart_and_flush() {
     for addr in &addrs {
         assert!(self_metric_sum(addr, "promsnmp_replica_polls_total") > 0.0);
         assert!(self_metric_sum(addr, "promsnmp_redis_errors_total") > 0.0);
+        assert_eq!(self_metric(addr, "promsnmp_redis_up"), 0.0);
     }
     println!("{scrapes} scrapes answered 200 during a 30 s Redis outage");
 
@@ -826,6 +827,7 @@ fn redis_outage_restart_and_flush() {
             Duration::from_millis(50),
             || (health(addr)?["components"]["redis"]["status"] == "UP").then_some(()),
         );
+        assert_eq!(self_metric(addr, "promsnmp_redis_up"), 1.0);
     }
 
     // FLUSHALL while running: restored again, nothing lost.
@@ -922,4 +924,69 @@ fn inventory_changes_reach_every_replica() {
     for addr in &addrs {
         assert_eq!(targets(addr).as_array().map(Vec::len), Some(3));
     }
+}
+
+/// The leader reports an inventory it could not write to the file
+/// (`promsnmp_inventory_file_behind`, the PromsnmpInventoryFileNotWritten
+/// alert) until a write succeeds.
+#[test]
+fn a_failing_file_write_is_reported_until_it_succeeds() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(2, 2000, &[]);
+    import(&fleet.replicas[0].addr(), &many_devices(agent.port, 1));
+    let leader = fleet.wait_one_leader(Duration::from_secs(10));
+    let leader_addr = fleet.replicas[leader].addr();
+    let file = fleet.inventory_file();
+    wait_for(
+        "the leader to write the file",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (file_epoch(&file) > 0 && file.is_file()).then_some(()),
+    );
+    assert_eq!(
+        self_metric(&leader_addr, "promsnmp_inventory_file_behind"),
+        0.0
+    );
+
+    // A directory where the file goes: every replacement of the file fails.
+    std::fs::remove_file(&file).expect("remove the file");
+    std::fs::create_dir(&file).expect("a directory in its place");
+    let errors_before = self_metric(
+        &leader_addr,
+        "promsnmp_inventory_file_writes_total{result=\"error\"}",
+    );
+    import(
+        &fleet.replicas[1 - leader].addr(),
+        &many_devices(agent.port, 2),
+    );
+    wait_for(
+        "the leader to report the file behind",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (self_metric(&leader_addr, "promsnmp_inventory_file_behind") == 1.0).then_some(()),
+    );
+    assert!(
+        self_metric(
+            &leader_addr,
+            "promsnmp_inventory_file_writes_total{result=\"error\"}"
+        ) > errors_before
+    );
+    let follower = fleet.replicas[1 - leader].addr();
+    assert_eq!(
+        self_metric(&follower, "promsnmp_inventory_file_behind"),
+        0.0
+    );
+
+    // Fixed: the next check writes it, and the gauge goes back to 0.
+    std::fs::remove_dir(&file).expect("remove the directory");
+    wait_for(
+        "the file written again",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            (file.is_file() && self_metric(&leader_addr, "promsnmp_inventory_file_behind") == 0.0)
+                .then_some(())
+        },
+    );
 }

@@ -79,6 +79,7 @@ impl Fleet {
         discovery_schedule: Option<DiscoverySchedule>,
         discovery_on_start: bool,
     ) -> Fleet {
+        telemetry.register_fleet();
         Fleet {
             store,
             client,
@@ -219,6 +220,7 @@ impl Fleet {
             Ok(members) => {
                 let was_down = !self.store.is_redis_up();
                 self.telemetry.fleet_members.set(members.len() as i64);
+                self.telemetry.redis_up.set(1);
                 self.store.set_members(members);
                 self.update_status(|s| s.last_error = None);
                 if was_down {
@@ -229,6 +231,7 @@ impl Fleet {
                 let was_up = self.store.is_redis_up();
                 self.store.mark_down();
                 self.telemetry.fleet_members.set(0);
+                self.telemetry.redis_up.set(0);
                 self.update_status(|s| s.last_error = Some(e.to_string()));
                 if was_up {
                     tracing::warn!(error = %e, "Redis unreachable: serving from the local snapshot and cache and polling every device here; a leader steps down at its lease deadline");
@@ -353,6 +356,8 @@ impl Fleet {
         let Some(l) = leadership.take() else { return };
         l.stop.cancel();
         self.telemetry.leader.set(0);
+        // Writing the file is the next leader's job now.
+        self.telemetry.inventory_file_behind.set(0);
         self.telemetry
             .leadership_transitions
             .with_label_values(&["follower"])
@@ -451,9 +456,11 @@ impl Fleet {
         // Version 0: nothing read from Redis yet; the file is the source.
         let current = (incarnation, snapshot.version);
         if snapshot.version == 0 || l.persisted.as_ref() == Some(&current) {
+            self.telemetry.inventory_file_behind.set(0);
             return;
         }
         if Instant::now() >= l.deadline {
+            self.telemetry.inventory_file_behind.set(1);
             return;
         }
         match self
@@ -461,12 +468,18 @@ impl Fleet {
             .persist_fenced(&snapshot, &current.0, l.epoch, l.deadline)
             .await
         {
-            Ok(_) => l.persisted = Some(current),
+            Ok(_) => {
+                l.persisted = Some(current);
+                self.telemetry.inventory_file_behind.set(0);
+            }
             Err(FileError::StaleEpoch { .. } | FileError::NoLongerLeader { .. }) => {
                 self.telemetry.stale_epoch_rejections.inc();
                 l.deadline = Instant::now(); // a newer leader wrote: stop leading
             }
-            Err(_) => {} // logged by the writer; retried at the next check
+            Err(_) => {
+                // Logged by the writer; retried at the next check.
+                self.telemetry.inventory_file_behind.set(1);
+            }
         }
     }
 }
