@@ -11,6 +11,13 @@
 //! dropped, so their processes would outlive the test binary.
 #![allow(dead_code)]
 
+mod deploy;
+mod dns;
+#[allow(unused_imports)]
+pub use deploy::*;
+#[allow(unused_imports)]
+pub use dns::DnsServer;
+
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -1319,6 +1326,17 @@ pub fn urlencode(s: &str) -> String {
 // ---------------------------------------------------------------------------
 
 /// A Prometheus server on 127.0.0.1:`port`, killed on drop.
+/// What [`Prometheus::start_with`] starts.
+#[derive(Default)]
+pub struct PrometheusSetup<'a> {
+    pub config_yaml: &'a str,
+    pub extra_args: &'a [&'a str],
+    /// (path relative to the temp dir, contents)
+    pub files: Vec<(String, Vec<u8>)>,
+    /// DNS server for prometheus' lookups (port 53: resolv.conf has no port).
+    pub nameserver: Option<std::net::Ipv4Addr>,
+}
+
 pub struct Prometheus {
     child: ProcGuard,
     pub port: u16,
@@ -1331,7 +1349,24 @@ impl Prometheus {
     /// temp dir, native histograms on, plus `extra_args`; waits (bounded 30 s)
     /// for `/-/ready` == 200.
     pub fn start(config_yaml: &str, extra_args: &[&str]) -> Prometheus {
+        Prometheus::start_with(&PrometheusSetup {
+            config_yaml,
+            extra_args,
+            ..Default::default()
+        })
+    }
+
+    /// [`Prometheus::start`] with more: the config goes to
+    /// `<dir>/prometheus/prometheus.yml`, `files` (relative paths) are written
+    /// under `<dir>` first (so `../alerts/x.yml` in the config finds
+    /// `<dir>/alerts/x.yml`), and with `nameserver` set prometheus runs in a
+    /// private mount namespace whose `/etc/resolv.conf` names that server
+    /// (its DNS service discovery asks it; needs root and `unshare`).
+    pub fn start_with(setup: &PrometheusSetup) -> Prometheus {
         let exe = require_program("prometheus", "prometheus");
+        let wrapper = setup
+            .nameserver
+            .map(|_| require_program("unshare", "util-linux"));
         for attempt in 1..=3 {
             let dir = tempfile::Builder::new()
                 .prefix("psnmp-prometheus")
@@ -1339,19 +1374,45 @@ impl Prometheus {
                 .expect("tempdir");
             let port = free_tcp_port();
             let addr = format!("127.0.0.1:{port}");
-            let conf = dir.path().join("prometheus.yml");
-            fs::write(&conf, config_yaml.replace("__PROMETHEUS_ADDR__", &addr))
-                .expect("write prometheus.yml");
-            let mut cmd = Command::new(&exe);
+            for (path, contents) in &setup.files {
+                let path = dir.path().join(path);
+                fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+                fs::write(&path, contents).expect("write a prometheus file");
+            }
+            fs::create_dir_all(dir.path().join("prometheus")).expect("mkdir");
+            let conf = dir.path().join("prometheus").join("prometheus.yml");
+            fs::write(
+                &conf,
+                setup.config_yaml.replace("__PROMETHEUS_ADDR__", &addr),
+            )
+            .expect("write prometheus.yml");
+            let args = [
+                format!("--config.file={}", conf.display()),
+                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                format!("--web.listen-address={addr}"),
+                "--enable-feature=native-histograms".to_string(),
+            ];
+            let mut cmd = match (&wrapper, setup.nameserver) {
+                (Some(unshare), Some(ns)) => {
+                    let resolv = dir.path().join("resolv.conf");
+                    // One attempt, one second: a test resolver answers at once.
+                    fs::write(
+                        &resolv,
+                        format!("nameserver {ns}\noptions timeout:1 attempts:1\n"),
+                    )
+                    .expect("write resolv.conf");
+                    let mut cmd = Command::new(unshare);
+                    cmd.args(["--mount", "sh", "-c"])
+                        .arg(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#)
+                        .arg(&resolv)
+                        .arg(&exe);
+                    cmd
+                }
+                _ => Command::new(&exe),
+            };
             cmd.current_dir(dir.path())
-                .arg(format!("--config.file={}", conf.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--enable-feature=native-histograms")
-                .args(extra_args);
+                .args(&args)
+                .args(setup.extra_args);
             let log = dir.path().join("prometheus.log");
             let mut child = ProcGuard::spawn(cmd, "prometheus", &log);
             let start = Instant::now();
@@ -1845,6 +1906,9 @@ fn env_get<'a>(env: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
 /// The promsnmp binary running as a child process in its own temp dir.
 pub struct Promsnmp {
     child: ProcGuard,
+    /// Where it listens: PROMSNMP_BIND_ADDRESS when that names one address
+    /// (another 127.x address in the deployment tests), else 127.0.0.1.
+    pub host: String,
     pub port: u16,
     /// Holds the inventory file and the logs; the process runs with it as cwd.
     pub dir: tempfile::TempDir,
@@ -1918,8 +1982,13 @@ impl Promsnmp {
             }
         }
         let child = ProcGuard::spawn(cmd, "promsnmp", &log);
+        let host = match env_get(env, "PROMSNMP_BIND_ADDRESS") {
+            Some(a) if a != "0.0.0.0" && !a.is_empty() => a.to_string(),
+            _ => "127.0.0.1".to_string(),
+        };
         Promsnmp {
             child,
+            host,
             port,
             dir,
             inventory,
@@ -1968,7 +2037,7 @@ impl Promsnmp {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn inventory_path(&self) -> PathBuf {
@@ -2035,6 +2104,74 @@ pub fn run_promsnmp_once(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, St
                 file_tail(&log, 60)
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HAProxy
+// ---------------------------------------------------------------------------
+
+/// `haproxy` in the foreground (`-db`) with a config file in a temp dir;
+/// its log (the config sends it to stdout) goes to `<dir>/haproxy.log`.
+pub struct Haproxy {
+    child: ProcGuard,
+    dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    /// Checks the config (`haproxy -c`), starts it and waits (bounded 10 s)
+    /// until `wait_addr` accepts connections.
+    pub fn start(config: &str, wait_addr: &str) -> Haproxy {
+        let exe = require_program("haproxy", "haproxy");
+        let dir = tempfile::Builder::new()
+            .prefix("psnmp-haproxy")
+            .tempdir()
+            .expect("tempdir");
+        let cfg = dir.path().join("haproxy.cfg");
+        fs::write(&cfg, config).expect("write haproxy.cfg");
+        let check = run_bounded(
+            Command::new(&exe).arg("-c").arg("-f").arg(&cfg),
+            Duration::from_secs(20),
+        )
+        .expect("haproxy -c");
+        assert!(
+            check.status.success(),
+            "haproxy -c refused the config:\n{}{}",
+            check.stdout,
+            check.stderr
+        );
+        let mut cmd = Command::new(&exe);
+        cmd.current_dir(dir.path()).arg("-db").arg("-f").arg(&cfg);
+        let log = dir.path().join("haproxy.log");
+        let mut child = ProcGuard::spawn(cmd, "haproxy", &log);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            if let Some(status) = child.try_wait() {
+                panic!(
+                    "haproxy exited during startup ({status}); log tail:\n{}",
+                    child.log_tail()
+                );
+            }
+            if TcpStream::connect_timeout(
+                &wait_addr.parse().expect("an ip:port"),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+            {
+                return Haproxy { child, dir };
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "haproxy not listening on {wait_addr} within 10 s; log tail:\n{}",
+                child.log_tail()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("haproxy startup loop exhausted");
+    }
+
+    pub fn log(&self) -> String {
+        file_tail(&self.dir.path().join("haproxy.log"), usize::MAX)
     }
 }
 

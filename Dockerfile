@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# promsnmp container image: built in a Rust image, run in a small distroless
+# one (glibc and libgcc only, no shell) as a non-root user.
+#
+#   docker build -t promsnmp .
+#   docker run -p 8080:8080 -e PROM_ENCRYPT_KEY=... -v promsnmp-data:/app/data promsnmp
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY lua lua
+# Cache mounts keep the registry and compiled dependencies between builds.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+    && install -D -m 0755 target/release/promsnmp /out/promsnmp \
+    && mkdir -p /out/data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/promsnmp /usr/local/bin/promsnmp
+# An empty named volume mounted here takes this ownership: the replica (uid
+# 65532, "nonroot") can write the inventory file.
+COPY --from=build --chown=65532:65532 /out/data /app/data
+WORKDIR /app
+USER 65532:65532
+ENV PROM_INV_FILE=/app/data/promsnmp-inventory.json \
+    SERVER_PORT=8080
+EXPOSE 8080
+VOLUME ["/app/data"]
+# Readiness of the local replica; no curl needed.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/promsnmp", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/promsnmp"]

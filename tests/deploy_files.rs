@@ -1,0 +1,362 @@
+//! The deployment files checked by the tools that read them: `haproxy -c`,
+//! `promtool check config|rules`, `promtool test rules`, `docker-compose
+//! config` (Debian's `docker-compose`) on the Compose file and the Swarm
+//! stack, a lint of the Grafana dashboard, and the Dockerfile's shape. The
+//! dashboard's queries also run against a real Prometheus in tests/deploy.rs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn run_ok(program: &str, package: &str, args: &[&str], cwd: &str, env: &[(&str, &str)]) -> String {
+    let exe = require_program(program, package);
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .current_dir(repo_file(cwd))
+        .envs(env.iter().copied());
+    let out = run_bounded(&mut cmd, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}):\n{}{}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+#[test]
+fn haproxy_config_is_valid() {
+    let out = run_ok("haproxy", "haproxy", &["-c", "-f", "haproxy.cfg"], ".", &[]);
+    assert!(out.contains("valid"), "{out}");
+    let cfg = read_repo_file("haproxy.cfg");
+    // Replicas by DNS, health-checked, admin paths separable.
+    for needle in [
+        "server-template promsnmp",
+        "resolvers docker",
+        "option httpchk GET /actuator/health/readiness",
+        "acl admin_path path_beg /promsnmp/",
+        "stats uri",
+    ] {
+        assert!(cfg.contains(needle), "haproxy.cfg lacks `{needle}`");
+    }
+}
+
+#[test]
+fn prometheus_config_and_rules_are_valid() {
+    let out = run_ok(
+        "promtool",
+        "prometheus",
+        &["check", "config", "prometheus.yml"],
+        "compose",
+        &[],
+    );
+    // The config loads the alert rules from ../alerts.
+    assert!(out.contains("promsnmp.rules.yml"), "{out}");
+    run_ok(
+        "promtool",
+        "prometheus",
+        &["check", "rules", "promsnmp.rules.yml"],
+        "alerts",
+        &[],
+    );
+    let out = run_ok(
+        "promtool",
+        "prometheus",
+        &["test", "rules", "promsnmp.rules.test.yml"],
+        "alerts",
+        &[],
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn every_alert_has_a_test() {
+    let rules = read_repo_file("alerts/promsnmp.rules.yml");
+    let tests = read_repo_file("alerts/promsnmp.rules.test.yml");
+    let names: BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(str::trim)
+        .collect();
+    for required in [
+        "PromsnmpReplicaDown",
+        "PromsnmpAllReplicasDown",
+        "PromsnmpNoLeader",
+        "PromsnmpLeadershipFlapping",
+        "PromsnmpRedisUnreachable",
+        "PromsnmpDeviceScrapesFailing",
+        "PromsnmpCacheHitRateLow",
+        "PromsnmpHighMemory",
+        "PromsnmpInventoryFileNotWritten",
+    ] {
+        assert!(names.contains(required), "no alert {required}");
+    }
+    for name in names {
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "alert {name} has no promtool test"
+        );
+    }
+}
+
+const COMPOSE_ENV: [(&str, &str); 4] = [
+    ("PROM_ENCRYPT_KEY", "0123456789abcdef"),
+    ("GRAFANA_ADMIN_PASSWORD", "test"),
+    ("NFS_SERVER", "192.0.2.1"),
+    ("PROMSNMP_IMAGE", "registry.example/promsnmp:1"),
+];
+
+#[test]
+fn compose_file_is_valid_and_scales_without_edits() {
+    let out = run_ok(
+        "docker-compose",
+        "docker-compose",
+        &["-f", "docker-compose.yml", "config"],
+        "compose",
+        &COMPOSE_ENV,
+    );
+    for needle in [
+        "replicas: 3",
+        "appendonly",
+        "- /usr/local/bin/promsnmp\n      - healthcheck",
+        "inventory:/app/data",
+        "--enable-feature=native-histograms",
+        "/etc/grafana/provisioning",
+    ] {
+        assert!(
+            out.contains(needle),
+            "compose config lacks `{needle}`:\n{out}"
+        );
+    }
+    let raw = read_repo_file("compose/docker-compose.yml");
+    // Scaling and identical replicas: no fixed names, no per-replica roles.
+    assert!(
+        !raw.contains("container_name"),
+        "container_name blocks --scale"
+    );
+    for role in ["LEADER", "FOLLOWER", "PROMSNMP_REPLICA_ID"] {
+        assert!(
+            !raw.contains(role),
+            "per-replica setting {role} in the compose file"
+        );
+    }
+    // The replicas publish no port (HAProxy does): --scale would clash.
+    let promsnmp_service = raw
+        .split("\n  promsnmp:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  haproxy:").next())
+        .expect("the promsnmp service");
+    assert!(
+        !promsnmp_service.contains("ports:"),
+        "promsnmp publishes a port"
+    );
+
+    // Without the key the file refuses to start, naming the variable.
+    let exe = require_program("docker-compose", "docker-compose");
+    let mut cmd = Command::new(exe);
+    cmd.args(["-f", "docker-compose.yml", "config"])
+        .current_dir(repo_file("compose"))
+        .env_remove("PROM_ENCRYPT_KEY")
+        .env("GRAFANA_ADMIN_PASSWORD", "test");
+    let out = run_bounded(&mut cmd, Duration::from_secs(60)).expect("docker-compose");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("PROM_ENCRYPT_KEY"), "{}", out.stderr);
+}
+
+#[test]
+fn swarm_stack_is_valid() {
+    let out = run_ok(
+        "docker-compose",
+        "docker-compose",
+        &["-f", "docker-stack.yml", "config"],
+        "compose",
+        &COMPOSE_ENV,
+    );
+    for needle in [
+        "driver: overlay",
+        "endpoint_mode: dnsrr",
+        "failure_action: rollback",
+        "update_config:",
+        "restart_policy:",
+        "memory: 256M",
+        "type: nfs",
+        "addr=192.0.2.1",
+    ] {
+        assert!(
+            out.contains(needle),
+            "stack config lacks `{needle}`:\n{out}"
+        );
+    }
+}
+
+/// `.env.example` documents every variable the Compose files read, and every
+/// setting of the binary that the files pass through.
+#[test]
+fn env_example_documents_every_variable() {
+    let example = read_repo_file("compose/.env.example");
+    let documented: BTreeSet<String> = example
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+        .collect();
+    for file in ["compose/docker-compose.yml", "compose/docker-stack.yml"] {
+        let text = read_repo_file(file);
+        for piece in text.split("${").skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                documented.contains(&name),
+                "{file} reads ${{{name}}}, which .env.example does not document"
+            );
+        }
+    }
+    // Settings of the binary (src/config.rs) that an operator may change.
+    let config = read_repo_file("src/config.rs");
+    let fixed_by_the_files = [
+        "PROM_INV_FILE",
+        "SERVER_PORT",
+        "PROMSNMP_BIND_ADDRESS",
+        "PROMSNMP_REPLICA_ID",
+    ];
+    for piece in config.split('"').skip(1).step_by(2) {
+        let is_setting = (piece.starts_with("PROM")
+            || piece.starts_with("DISCOVERY_")
+            || piece.starts_with("COLLECTION_")
+            || piece.starts_with("CACHE_")
+            || piece == "REDIS_URL")
+            && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+        if is_setting && !fixed_by_the_files.contains(&piece) {
+            assert!(
+                documented.contains(piece),
+                "the binary reads {piece}, which .env.example does not document"
+            );
+        }
+    }
+}
+
+#[test]
+fn grafana_dashboard_lints() {
+    let text = read_repo_file("compose/grafana/dashboards/promsnmp.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).expect("the dashboard is valid JSON");
+    assert_eq!(dashboard["uid"], "promsnmp");
+    let mut ids = BTreeSet::new();
+    let mut panels = 0;
+    for p in dashboard["panels"].as_array().expect("panels") {
+        let id = p["id"].as_u64().expect("every panel has an id");
+        assert!(ids.insert(id), "panel id {id} twice");
+        assert!(p["gridPos"].is_object(), "panel {id} has no gridPos");
+        if p["type"] != "row" {
+            panels += 1;
+            assert!(
+                !p["targets"].as_array().map(Vec::is_empty).unwrap_or(true),
+                "panel {id} ({}) has no query",
+                p["title"]
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "panel {id}");
+        }
+    }
+    let queries = dashboard_queries(&dashboard);
+    assert!(
+        panels >= 10 && queries.len() >= panels,
+        "{panels} panels, {} queries",
+        queries.len()
+    );
+    let all: String = queries
+        .iter()
+        .map(|q| q.expr.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The panels the issue asks for.
+    for needle in [
+        "ifHCInOctets",
+        "histogram_quantile(0.9, sum by (device_name, ifName) (rate(interface_utilization",
+        "promsnmp_snmp_poll_errors_total",
+        "promsnmp_leader",
+        "promsnmp_leader_epoch",
+        "promsnmp_fleet_members",
+        "promsnmp_replica_polls_total",
+        "cache_gets_total",
+        "promsnmp_redis_up",
+    ] {
+        assert!(all.contains(needle), "no dashboard query uses `{needle}`");
+    }
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["type"] == "heatmap"),
+        "no heatmap panel"
+    );
+    // Provisioning points where the compose file mounts the dashboard.
+    let provider = read_repo_file("compose/grafana/provisioning/dashboards/promsnmp.yml");
+    assert!(
+        provider.contains("/var/lib/grafana/dashboards"),
+        "{provider}"
+    );
+    let datasource = read_repo_file("compose/grafana/provisioning/datasources/prometheus.yml");
+    assert!(
+        datasource.contains("http://prometheus:9090"),
+        "{datasource}"
+    );
+}
+
+#[test]
+fn dockerfile_builds_small_and_runs_as_non_root() {
+    let dockerfile = read_repo_file("Dockerfile");
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "multi-stage build expected");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    assert!(runtime.contains("USER 65532"), "runtime stage runs as root");
+    assert!(runtime.contains(r#"HEALTHCHECK"#) && runtime.contains(r#""healthcheck"]"#));
+    // The build context holds Cargo.*, src/ and lua/ only: every file the
+    // sources include at compile time must be inside them.
+    let ignore = read_repo_file(".dockerignore");
+    for kept in ["!Cargo.toml", "!Cargo.lock", "!src/", "!lua/"] {
+        assert!(ignore.contains(kept), ".dockerignore drops {kept}");
+    }
+    for entry in walk(&repo_file("src")) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        for piece in text.split("include_str!(\"").skip(1) {
+            let rel = piece.split('"').next().unwrap();
+            let target = entry.parent().unwrap().join(rel);
+            let target = target
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+            let root = repo_file(".").canonicalize().unwrap();
+            let inside = target.strip_prefix(&root).unwrap();
+            assert!(
+                inside.starts_with("src") || inside.starts_with("lua"),
+                "{} includes {}, which the image build does not copy",
+                entry.display(),
+                inside.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
