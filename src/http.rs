@@ -236,7 +236,9 @@ fn percent_decode(s: &str) -> String {
 pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Response) {
     let path = req.path.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // One leading slash only: `//promsnmp/...` is not an admin path here
+    // either (a proxy's prefix rule for admin paths must not be sidestepped).
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let m = &req.method;
     let get = m == Method::GET || m == Method::HEAD;
     let (route, plain, result): (&'static str, bool, Result<Response, ApiError>) = match segments

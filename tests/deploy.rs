@@ -45,7 +45,7 @@ fn replica_env_from_example() -> Vec<(String, String)> {
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
         .filter(|(k, v)| {
             !v.is_empty()
                 && k != "REDIS_URL"
@@ -55,7 +55,7 @@ fn replica_env_from_example() -> Vec<(String, String)> {
 }
 
 struct Deployment {
-    _dns: DnsServer,
+    dns: DnsServer,
     redis: Redis,
     replicas: Vec<Option<Promsnmp>>,
     dirs: Vec<Option<tempfile::TempDir>>,
@@ -63,6 +63,7 @@ struct Deployment {
     replica_port: u16,
     haproxy: Haproxy,
     haproxy_addr: String,
+    stats_addr: String,
     prometheus: Prometheus,
     _shared: tempfile::TempDir,
     _agents: Vec<Snmpd>,
@@ -80,7 +81,10 @@ impl Deployment {
         );
         let dns = DnsServer::start(
             SocketAddr::from((DNS_IP, 53)),
-            &[("promsnmp", REPLICA_IPS.to_vec())],
+            &[
+                ("promsnmp", REPLICA_IPS.to_vec()),
+                ("haproxy", vec![Ipv4Addr::LOCALHOST]),
+            ],
         );
         let redis = Redis::start();
         let shared = tempfile::Builder::new()
@@ -140,12 +144,7 @@ impl Deployment {
         let mut prom = read_repo_file(file);
         prom = substitute(&prom, "port: 8080", &format!("port: {replica_port}"), file);
         prom = substitute(&prom, "haproxy:8080", &haproxy_addr, file);
-        prom = substitute(
-            &prom,
-            "haproxy:8404",
-            &format!("127.0.0.1:{stats_port}"),
-            file,
-        );
+        prom = substitute(&prom, "port: 8404", &format!("port: {stats_port}"), file);
         prom = substitute(&prom, "localhost:9090", "__PROMETHEUS_ADDR__", file);
         let rules = std::fs::read(repo_file("alerts/promsnmp.rules.yml")).expect("rules");
         let prometheus = Prometheus::start_with(&PrometheusSetup {
@@ -196,7 +195,7 @@ impl Deployment {
         assert_eq!(r.status, 200, "import through HAProxy: {}", r.text());
 
         Deployment {
-            _dns: dns,
+            dns,
             redis,
             replicas: deployment_replicas,
             dirs,
@@ -204,6 +203,7 @@ impl Deployment {
             replica_port,
             haproxy,
             haproxy_addr,
+            stats_addr: format!("127.0.0.1:{stats_port}"),
             prometheus,
             _shared: shared,
             _agents: agents,
@@ -213,6 +213,28 @@ impl Deployment {
 
     fn replica_addr(&self, i: usize) -> String {
         format!("{}:{}", REPLICA_IPS[i], self.replica_port)
+    }
+
+    /// A replica beyond the three, on `ip`, with the same environment.
+    fn start_extra_replica(&self, ip: Ipv4Addr) -> Promsnmp {
+        let mut env = self.env.clone();
+        env.push(("PROMSNMP_BIND_ADDRESS".into(), ip.to_string()));
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Promsnmp::start(&pairs)
+    }
+
+    /// `(server, status)` of HAProxy's scrape backend, from its stats CSV.
+    fn haproxy_servers(&self) -> Vec<(String, String)> {
+        let r = http_get(&self.stats_addr, "/stats;csv");
+        assert_eq!(r.status, 200, "HAProxy stats: {}", r.text());
+        r.text()
+            .lines()
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(',').collect();
+                (fields.len() > 17 && fields[0] == "promsnmp" && fields[1].starts_with("promsnmp"))
+                    .then(|| (fields[1].to_string(), fields[17].to_string()))
+            })
+            .collect()
     }
 
     fn start_replica(&mut self, i: usize) {
@@ -492,6 +514,94 @@ fn fleet_behind_haproxy_and_prometheus() {
         "{counters} interface counter series"
     );
     println!("resets() over {window} s: 0 for each of {counters} interface counter series");
+
+    // Scaling needs no edit: a fourth replica appears in DNS, HAProxy and
+    // Prometheus pick it up; it leaves DNS and both let it go.
+    let scaled_at = Instant::now();
+    let extra_ip = Ipv4Addr::new(127, 0, 0, 5);
+    let mut extra = d.start_extra_replica(extra_ip);
+    let mut four = REPLICA_IPS.to_vec();
+    four.push(extra_ip);
+    d.dns.set("promsnmp", four);
+    let extra_addr = format!("{extra_ip}:{}", d.replica_port);
+    wait_for(
+        "HAProxy to send to four replicas",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || {
+            let up = d
+                .haproxy_servers()
+                .iter()
+                .filter(|(_, status)| status == "UP")
+                .count();
+            (up == 4).then_some(())
+        },
+    );
+    wait_for(
+        "Prometheus to scrape the fourth replica",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            let up = d.vector("up{job=\"promsnmp\"} == 1");
+            (up.len() == 4
+                && up
+                    .iter()
+                    .any(|(l, _)| l.get("instance") == Some(&extra_addr)))
+            .then_some(())
+        },
+    );
+    println!(
+        "scaled to four replicas: in HAProxy and Prometheus after {:.0?}",
+        scaled_at.elapsed()
+    );
+    d.dns.set("promsnmp", REPLICA_IPS.to_vec());
+    wait_for(
+        "HAProxy to drop the fourth replica",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || {
+            let up = d
+                .haproxy_servers()
+                .iter()
+                .filter(|(_, status)| status == "UP")
+                .count();
+            (up == 3).then_some(())
+        },
+    );
+    let terminated = extra.terminate();
+    assert!(
+        terminated.success(),
+        "the fourth replica stopped with {terminated}"
+    );
+    wait_for(
+        "Prometheus to drop the fourth replica's target",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            let targets = d.prometheus.targets();
+            let listed = targets["data"]["activeTargets"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .any(|t| t["labels"]["instance"] == extra_addr.as_str())
+                })
+                .unwrap_or(true);
+            (!listed).then_some(())
+        },
+    );
+    let failed = d.failed_device_scrapes_since(scaled_at);
+    println!(
+        "scaled back to three after {:.0?}; failed device scrapes meanwhile: {failed:?}",
+        scaled_at.elapsed()
+    );
+    for (device, n) in &failed {
+        assert_eq!(
+            *n,
+            0.0,
+            "{device}: failed scrapes while scaling{}",
+            d.logs()
+        );
+    }
 
     // 4. Every dashboard query runs against this Prometheus, and the core
     // panels have data.

@@ -40,7 +40,7 @@ fn haproxy_config_is_valid() {
         "server-template promsnmp",
         "resolvers docker",
         "option httpchk GET /actuator/health/readiness",
-        "acl admin_path path_beg /promsnmp/",
+        "acl admin_path path_reg ^/+promsnmp(/|$)",
         "stats uri",
     ] {
         assert!(cfg.contains(needle), "haproxy.cfg lacks `{needle}`");
@@ -359,4 +359,38 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The shipped admin ACL, run: with loopback taken out of `admin_source`,
+/// every spelling of an admin path is refused with 403 (the replicas are not
+/// even asked), while scrapes pass on to the (empty) backend.
+#[test]
+fn haproxy_refuses_admin_paths_from_other_networks() {
+    let file = "haproxy.cfg";
+    let cfg = read_repo_file(file);
+    let (port, stats) = (free_tcp_port(), free_tcp_port());
+    let addr = format!("127.0.0.1:{port}");
+    let allowed = "acl admin_source src 127.0.0.0/8 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16";
+    for needle in ["bind :8080", "bind :8404", allowed] {
+        assert!(cfg.contains(needle), "{file} no longer contains `{needle}`");
+    }
+    let cfg = cfg
+        .replace("bind :8080", &format!("bind {addr}"))
+        .replace("bind :8404", &format!("bind 127.0.0.1:{stats}"))
+        .replace(allowed, "acl admin_source src 192.0.2.0/24");
+    let haproxy = Haproxy::start(&cfg, &addr);
+    for path in [
+        "/promsnmp/inventory",
+        "//promsnmp/inventory",
+        "///promsnmp/discovery",
+        "/promsnmp",
+        "/promsnmp/evictCache",
+    ] {
+        let r = http_get(&addr, path);
+        assert_eq!(r.status, 403, "{path}: {}\n{}", r.text(), haproxy.log());
+    }
+    for path in ["/targets", "/snmp?target=x", "/promsnmpx"] {
+        let r = http_get(&addr, path);
+        assert_eq!(r.status, 503, "{path} is not an admin path: {}", r.text());
+    }
 }

@@ -865,3 +865,20 @@ fn healthcheck_subcommand() {
     );
     drop(p);
 }
+
+/// Only one leading slash is accepted: `//promsnmp/inventory` must not reach
+/// the export (a proxy that guards `/promsnmp/` by prefix would let it by).
+#[test]
+fn doubled_slashes_do_not_reach_admin_paths() {
+    let p = Promsnmp::start(&env_with(&[("PROM_ENCRYPT_KEY", KEY_32)]));
+    post_inventory_ok(&p, &sample_inventory(free_udp_port(), free_udp_port()));
+    for path in ["//promsnmp/inventory", "///promsnmp/inventory"] {
+        let r = http_get(&p.addr(), path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(
+            !r.text().contains("public"),
+            "{path} exported the inventory"
+        );
+    }
+    assert_eq!(http_get(&p.addr(), "/promsnmp/inventory").status, 200);
+}

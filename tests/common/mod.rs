@@ -1325,7 +1325,6 @@ pub fn urlencode(s: &str) -> String {
 // Prometheus
 // ---------------------------------------------------------------------------
 
-/// A Prometheus server on 127.0.0.1:`port`, killed on drop.
 /// What [`Prometheus::start_with`] starts.
 #[derive(Default)]
 pub struct PrometheusSetup<'a> {
@@ -1337,6 +1336,7 @@ pub struct PrometheusSetup<'a> {
     pub nameserver: Option<std::net::Ipv4Addr>,
 }
 
+/// A Prometheus server on 127.0.0.1:`port`, killed on drop.
 pub struct Prometheus {
     child: ProcGuard,
     pub port: u16,
