@@ -603,6 +603,29 @@ fn fleet_behind_haproxy_and_prometheus() {
         );
     }
 
+    // Through the failover, the restarts and the scaling no alert about the
+    // fleet as a whole or about devices fired (a killed replica may have
+    // raised PromsnmpReplicaDown: it was down for over a minute).
+    let window = run_started.elapsed().as_secs() + 1;
+    let fired = d.vector(&format!(
+        "max_over_time(ALERTS{{alertstate=\"firing\"}}[{window}s])"
+    ));
+    let fired: Vec<&str> = fired
+        .iter()
+        .filter_map(|(labels, _)| labels.get("alertname").map(String::as_str))
+        .collect();
+    println!("alerts fired so far: {fired:?}");
+    for quiet in [
+        "PromsnmpNoLeader",
+        "PromsnmpAllReplicasDown",
+        "PromsnmpDeviceScrapesFailing",
+        "PromsnmpLeadershipFlapping",
+        "PromsnmpRedisUnreachable",
+        "PromsnmpInventoryFileNotWritten",
+    ] {
+        assert!(!fired.contains(&quiet), "{quiet} fired: {fired:?}");
+    }
+
     // 4. Every dashboard query runs against this Prometheus, and the core
     // panels have data.
     let dashboard: Value =
