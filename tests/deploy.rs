@@ -312,6 +312,21 @@ impl Deployment {
         ))
     }
 
+    /// Asserts that no device target failed more than `max` scrapes since
+    /// `since` (each target counted), printing the counts.
+    fn assert_failed_scrapes_at_most(&self, since: Instant, max: f64, during: &str) {
+        let failed = self.failed_device_scrapes_since(since);
+        println!("failed device scrapes {during}: {failed:?}");
+        assert_eq!(failed.len(), self.devices.len(), "{failed:?}");
+        for (device, n) in &failed {
+            assert!(
+                *n <= max,
+                "{device}: {n} failed scrapes {during}{}",
+                self.logs()
+            );
+        }
+    }
+
     fn wait_all_devices_up(&self, timeout: Duration) {
         let n = self.devices.len();
         wait_for(
@@ -433,16 +448,7 @@ fn fleet_behind_haproxy_and_prometheus() {
     println!("SIGKILL of leader {leader}: replica {new_leader} leads after {failover:.2?}");
     // Four scrapes of every device after the kill.
     thread::sleep(SCRAPE * 4);
-    let failed = d.failed_device_scrapes_since(killed_at);
-    println!("failed device scrapes since the kill: {failed:?}");
-    assert_eq!(failed.len(), d.devices.len(), "{failed:?}");
-    for (device, n) in &failed {
-        assert!(
-            *n <= 1.0,
-            "{device}: {n} failed scrapes after the leader was killed{}",
-            d.logs()
-        );
-    }
+    d.assert_failed_scrapes_at_most(killed_at, 1.0, "after the leader was killed");
     wait_for(
         "Prometheus to see the new leader's epoch",
         Duration::from_secs(40),
@@ -473,15 +479,8 @@ fn fleet_behind_haproxy_and_prometheus() {
     }
     let rolling = rolling_at.elapsed();
     thread::sleep(SCRAPE * 2);
-    let failed = d.failed_device_scrapes_since(rolling_at);
-    println!("rolling restart took {rolling:.1?}; failed device scrapes since: {failed:?}");
-    for (device, n) in &failed {
-        assert!(
-            *n <= 1.0,
-            "{device}: down for {n} scrapes in the rolling restart{}",
-            d.logs()
-        );
-    }
+    println!("rolling restart took {rolling:.1?}");
+    d.assert_failed_scrapes_at_most(rolling_at, 1.0, "in the rolling restart");
     wait_for(
         "one leader after the rolling restart",
         Duration::from_secs(40),
@@ -589,19 +588,8 @@ fn fleet_behind_haproxy_and_prometheus() {
             (!listed).then_some(())
         },
     );
-    let failed = d.failed_device_scrapes_since(scaled_at);
-    println!(
-        "scaled back to three after {:.0?}; failed device scrapes meanwhile: {failed:?}",
-        scaled_at.elapsed()
-    );
-    for (device, n) in &failed {
-        assert_eq!(
-            *n,
-            0.0,
-            "{device}: failed scrapes while scaling{}",
-            d.logs()
-        );
-    }
+    println!("scaled back to three after {:.0?}", scaled_at.elapsed());
+    d.assert_failed_scrapes_at_most(scaled_at, 0.0, "while scaling out and in");
 
     // Through the failover, the restarts and the scaling no alert about the
     // fleet as a whole or about devices fired (a killed replica may have
