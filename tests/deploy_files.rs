@@ -181,6 +181,7 @@ fn swarm_stack_is_valid() {
     for needle in [
         "driver: overlay",
         "endpoint_mode: dnsrr",
+        "mode: host",
         "failure_action: rollback",
         "update_config:",
         "restart_policy:",
