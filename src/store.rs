@@ -141,11 +141,42 @@ impl RoundClaims {
     }
 }
 
+/// Histories kept in this process (standalone, and a fleet replica's polls
+/// recorded while Redis is unreachable): device id → its history.
+#[derive(Default)]
+pub struct DeviceHistories(Mutex<HashMap<String, DeviceHistory>>);
+
+impl DeviceHistories {
+    /// Adds `sample` to its device's history and returns the poll as served.
+    pub fn record(&self, sample: Sample) -> Arc<PolledDevice> {
+        let mut histories = self.0.lock().expect("history lock");
+        let history = histories.entry(sample.device_id.clone()).or_default();
+        history.record(&sample);
+        Arc::new(PolledDevice::new(sample, history))
+    }
+
+    /// Replaces the history of `device_id` (one read back from Redis).
+    pub fn insert(&self, device_id: &str, history: DeviceHistory) {
+        self.0
+            .lock()
+            .expect("history lock")
+            .insert(device_id.to_string(), history);
+    }
+
+    /// Forgets the histories of devices for which `keep` is false.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.0
+            .lock()
+            .expect("history lock")
+            .retain(|id, _| keep(id));
+    }
+}
+
 /// In-process store for standalone mode.
 pub struct MemoryStore {
     inventory: Mutex<InventorySnapshot>,
     cache: Mutex<HashMap<String, CachedPoll>>,
-    histories: Mutex<HashMap<String, DeviceHistory>>,
+    histories: DeviceHistories,
     round_claims: RoundClaims,
     /// Polls older than this are dropped first when the cache is full; no
     /// reader asks for older ones.
@@ -161,7 +192,7 @@ impl MemoryStore {
                 inventory: Arc::new(initial),
             }),
             cache: Mutex::new(HashMap::new()),
-            histories: Mutex::new(HashMap::new()),
+            histories: DeviceHistories::default(),
             round_claims: RoundClaims::default(),
             retention,
             cache_capacity: cache_capacity.max(1),
@@ -202,10 +233,7 @@ impl Store for MemoryStore {
             .lock()
             .expect("cache lock")
             .retain(|id, _| ids.contains(id.as_str()));
-        self.histories
-            .lock()
-            .expect("history lock")
-            .retain(|id, _| ids.contains(id.as_str()));
+        self.histories.retain(|id| ids.contains(id));
         self.round_claims.retain(|id| ids.contains(id));
         Ok(snapshot)
     }
@@ -228,12 +256,7 @@ impl Store for MemoryStore {
 
     async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
         let device_id = sample.device_id.clone();
-        let polled = {
-            let mut histories = self.histories.lock().expect("history lock");
-            let history = histories.entry(device_id.clone()).or_default();
-            history.record(&sample);
-            Arc::new(PolledDevice::new(sample, history))
-        };
+        let polled = self.histories.record(sample);
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() >= self.cache_capacity && !cache.contains_key(&device_id) {
             // Full: drop expired entries, then the oldest one.

@@ -54,6 +54,22 @@ fn replica_env_from_example() -> Vec<(String, String)> {
         .collect()
 }
 
+/// A replica with the deployment's environment, listening on `ip`, in `dir`
+/// (a restart) or a fresh one.
+fn start_replica_at(
+    env: &[(String, String)],
+    ip: Ipv4Addr,
+    dir: Option<tempfile::TempDir>,
+) -> Promsnmp {
+    let bind = ip.to_string();
+    let mut pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.push(("PROMSNMP_BIND_ADDRESS", &bind));
+    match dir {
+        Some(dir) => Promsnmp::start_in(dir, &pairs),
+        None => Promsnmp::start(&pairs),
+    }
+}
+
 struct Deployment {
     dns: DnsServer,
     redis: Redis,
@@ -112,11 +128,7 @@ impl Deployment {
         let mut deployment_replicas = Vec::new();
         let mut dirs = Vec::new();
         for ip in REPLICA_IPS {
-            let mut env = env.clone();
-            env.push(("PROMSNMP_BIND_ADDRESS".into(), ip.to_string()));
-            let pairs: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            deployment_replicas.push(Some(Promsnmp::start(&pairs)));
+            deployment_replicas.push(Some(start_replica_at(&env, ip, None)));
             dirs.push(None);
         }
 
@@ -217,32 +229,34 @@ impl Deployment {
 
     /// A replica beyond the three, on `ip`, with the same environment.
     fn start_extra_replica(&self, ip: Ipv4Addr) -> Promsnmp {
-        let mut env = self.env.clone();
-        env.push(("PROMSNMP_BIND_ADDRESS".into(), ip.to_string()));
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Promsnmp::start(&pairs)
+        start_replica_at(&self.env, ip, None)
     }
 
-    /// `(server, status)` of HAProxy's scrape backend, from its stats CSV.
-    fn haproxy_servers(&self) -> Vec<(String, String)> {
-        let r = http_get(&self.stats_addr, "/stats;csv");
-        assert_eq!(r.status, 200, "HAProxy stats: {}", r.text());
-        r.text()
-            .lines()
-            .filter_map(|l| {
-                let fields: Vec<&str> = l.split(',').collect();
-                (fields.len() > 17 && fields[0] == "promsnmp" && fields[1].starts_with("promsnmp"))
-                    .then(|| (fields[1].to_string(), fields[17].to_string()))
-            })
-            .collect()
+    /// Waits (bounded 30 s) until exactly `n` servers of HAProxy's scrape
+    /// backend are UP, as its stats CSV says.
+    fn wait_haproxy_servers_up(&self, n: usize) {
+        wait_for(
+            &format!("{n} replicas UP in HAProxy"),
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || {
+                let r = http_get(&self.stats_addr, "/stats;csv");
+                assert_eq!(r.status, 200, "HAProxy stats: {}", r.text());
+                let up = r
+                    .text()
+                    .lines()
+                    .map(|l| l.split(',').collect::<Vec<_>>())
+                    .filter(|f| f.len() > 17 && f[0] == "promsnmp" && f[1].starts_with("promsnmp"))
+                    .filter(|f| f[17] == "UP")
+                    .count();
+                (up == n).then_some(())
+            },
+        );
     }
 
     fn start_replica(&mut self, i: usize) {
-        let mut env = self.env.clone();
-        env.push(("PROMSNMP_BIND_ADDRESS".into(), REPLICA_IPS[i].to_string()));
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let dir = self.dirs[i].take().expect("a stopped replica's dir");
-        self.replicas[i] = Some(Promsnmp::start_in(dir, &pairs));
+        self.replicas[i] = Some(start_replica_at(&self.env, REPLICA_IPS[i], Some(dir)));
     }
 
     fn stop_replica(&mut self, i: usize, sigkill: bool) {
@@ -523,19 +537,7 @@ fn fleet_behind_haproxy_and_prometheus() {
     four.push(extra_ip);
     d.dns.set("promsnmp", four);
     let extra_addr = format!("{extra_ip}:{}", d.replica_port);
-    wait_for(
-        "HAProxy to send to four replicas",
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        || {
-            let up = d
-                .haproxy_servers()
-                .iter()
-                .filter(|(_, status)| status == "UP")
-                .count();
-            (up == 4).then_some(())
-        },
-    );
+    d.wait_haproxy_servers_up(4);
     wait_for(
         "Prometheus to scrape the fourth replica",
         Duration::from_secs(60),
@@ -554,19 +556,7 @@ fn fleet_behind_haproxy_and_prometheus() {
         scaled_at.elapsed()
     );
     d.dns.set("promsnmp", REPLICA_IPS.to_vec());
-    wait_for(
-        "HAProxy to drop the fourth replica",
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        || {
-            let up = d
-                .haproxy_servers()
-                .iter()
-                .filter(|(_, status)| status == "UP")
-                .count();
-            (up == 3).then_some(())
-        },
-    );
+    d.wait_haproxy_servers_up(3);
     let terminated = extra.terminate();
     assert!(
         terminated.success(),

@@ -23,8 +23,8 @@ use crate::crypto::InventoryCipher;
 use crate::inventory::Inventory;
 use crate::sample::{DeviceHistory, PolledDevice, Sample};
 use crate::store::{
-    CachedPoll, Fence, InventoryChange, InventorySnapshot, RoundClaims, ScrapeTurn, Store,
-    StoreError,
+    CachedPoll, DeviceHistories, Fence, InventoryChange, InventorySnapshot, RoundClaims,
+    ScrapeTurn, Store, StoreError,
 };
 use crate::telemetry::Telemetry;
 
@@ -166,7 +166,7 @@ pub struct RedisStore {
     inventory: Mutex<LocalInventory>,
     local_polls: Mutex<HashMap<String, LocalPoll>>,
     /// Histories for polls recorded while Redis was unreachable.
-    local_histories: Mutex<HashMap<String, DeviceHistory>>,
+    local_histories: DeviceHistories,
     /// Round claims taken locally while Redis was unreachable.
     local_claims: RoundClaims,
     /// Live members from the last heartbeat; empty when Redis is unreachable
@@ -236,7 +236,7 @@ impl RedisStore {
                 },
             }),
             local_polls: Mutex::new(HashMap::new()),
-            local_histories: Mutex::new(HashMap::new()),
+            local_histories: DeviceHistories::default(),
             local_claims: RoundClaims::default(),
             members: Mutex::new(Vec::new()),
             view_ready: AtomicBool::new(false),
@@ -440,10 +440,12 @@ impl RedisStore {
         let Some((incarnation, version, inventory)) = self.read_remote().await? else {
             return Ok(Refresh::Missing);
         };
-        Ok(match self.adopt(incarnation, version, inventory) {
-            Some(snapshot) => Refresh::Changed(snapshot),
-            None => Refresh::Current,
-        })
+        Ok(
+            match self.adopt(incarnation, version, Arc::new(inventory)) {
+                Some(snapshot) => Refresh::Changed(snapshot),
+                None => Refresh::Current,
+            },
+        )
     }
 
     /// Makes (incarnation, version) the local snapshot unless it is already
@@ -452,17 +454,14 @@ impl RedisStore {
         &self,
         incarnation: String,
         version: u64,
-        inventory: Inventory,
+        inventory: Arc<Inventory>,
     ) -> Option<InventorySnapshot> {
         let mut local = self.inventory.lock().expect("inventory lock");
         if local.incarnation == incarnation && local.snapshot.version >= version {
             return None;
         }
         local.incarnation = incarnation;
-        local.snapshot = InventorySnapshot {
-            version,
-            inventory: Arc::new(inventory),
-        };
+        local.snapshot = InventorySnapshot { version, inventory };
         let snapshot = local.snapshot.clone();
         drop(local);
         self.prune_local(&snapshot.inventory);
@@ -476,10 +475,7 @@ impl RedisStore {
             .lock()
             .expect("polls lock")
             .retain(|id, _| ids.contains(id.as_str()));
-        self.local_histories
-            .lock()
-            .expect("history lock")
-            .retain(|id, _| ids.contains(id.as_str()));
+        self.local_histories.retain(|id| ids.contains(id));
         self.local_claims.retain(|id| ids.contains(id));
     }
 
@@ -519,13 +515,14 @@ impl RedisStore {
             )
             .await?;
         match restored {
-            1 => Ok(self.adopt(incarnation, 1, inventory)),
+            1 => Ok(self.adopt(incarnation, 1, Arc::new(inventory))),
             0 => Ok(None),
             _ => Err(StoreError::StaleEpoch(epoch)),
         }
     }
 
-    /// Drops what Redis keeps for devices that left the inventory.
+    /// Drops what Redis keeps for devices that left the inventory (their
+    /// local results go when the new snapshot is adopted).
     async fn forget_devices(&self, ids: Vec<String>) {
         if ids.is_empty() {
             return;
@@ -550,12 +547,6 @@ impl RedisStore {
                     .await
             })
             .await;
-        let mut polls = self.local_polls.lock().expect("polls lock");
-        let mut histories = self.local_histories.lock().expect("history lock");
-        for id in &ids {
-            polls.remove(id);
-            histories.remove(id);
-        }
     }
 
     /// `cache_get.lua`: (Redis now ms, generation, age µs, data, failure mark, locked).
@@ -652,12 +643,7 @@ impl RedisStore {
     /// Records a poll locally only (Redis unreachable).
     fn record_locally(&self, sample: Sample) -> Arc<PolledDevice> {
         let device_id = sample.device_id.clone();
-        let polled = {
-            let mut histories = self.local_histories.lock().expect("history lock");
-            let history = histories.entry(device_id.clone()).or_default();
-            history.record(&sample);
-            Arc::new(PolledDevice::new(sample, history))
-        };
+        let polled = self.local_histories.record(sample);
         self.remember(&device_id, 0, polled.clone(), 0);
         polled
     }
@@ -746,10 +732,7 @@ impl RedisStore {
         if new_generation == 0 {
             return Ok(None);
         }
-        self.local_histories
-            .lock()
-            .expect("history lock")
-            .insert(id.clone(), stored.history);
+        self.local_histories.insert(id, stored.history);
         self.remember(id, new_generation, polled.clone(), 0);
         Ok(Some(polled))
     }
@@ -824,15 +807,9 @@ impl Store for RedisStore {
                         version: new_version as u64,
                         inventory: Arc::new(next),
                     };
-                    {
-                        let mut local = self.inventory.lock().expect("inventory lock");
-                        if local.incarnation != incarnation
-                            || local.snapshot.version < snapshot.version
-                        {
-                            local.incarnation = incarnation;
-                            local.snapshot = snapshot.clone();
-                        }
-                    }
+                    // Adopting also drops local results of the devices gone
+                    // (unless an event already brought a newer version).
+                    self.adopt(incarnation, snapshot.version, snapshot.inventory.clone());
                     self.forget_devices(gone).await;
                     return Ok(snapshot);
                 }
