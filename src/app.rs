@@ -17,6 +17,7 @@ use crate::crypto::{InventoryCipher, WELL_KNOWN_KEY};
 use crate::discovery::Discovery;
 use crate::fleet::{Fleet, RedisStore};
 use crate::inventory::Inventory;
+use crate::modules::{ModuleLoadError, ModuleSet, Modules};
 use crate::persistence::{FileError, InventoryFile, InventoryWriter};
 use crate::store::{MemoryStore, Store};
 use crate::telemetry::Telemetry;
@@ -34,6 +35,8 @@ pub enum AppError {
     InventoryFile(#[from] FileError),
     #[error("REDIS_URL: {0}")]
     Redis(String),
+    #[error("modules: {0}; refusing to start (fix the file, or unset PROMSNMP_MODULES_FILE / PROMSNMP_MODULE_RULES)")]
+    Modules(#[from] crate::modules::ModuleLoadError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -51,11 +54,13 @@ pub struct AppState {
     pub writer: Arc<InventoryWriter>,
     pub collector: Arc<Collector>,
     pub discovery: Arc<Discovery>,
+    /// The modules in force (replaced on reload).
+    pub modules: Arc<Modules>,
     pub telemetry: Arc<Telemetry>,
     /// Fleet coordination; `None` standalone.
     pub fleet: Option<Arc<Fleet>>,
     /// Rendered scrape bodies of the latest polls.
-    pub render_cache: crate::render::RenderCache,
+    pub render_cache: crate::http::render_cache::RenderCache,
     pub started_at: Instant,
     ready: AtomicBool,
     /// Fires when the replica shuts down; background tasks stop on it.
@@ -79,6 +84,7 @@ impl AppState {
             config.inventory_file.clone(),
             cipher.clone(),
         ));
+        let modules = Arc::new(Modules::load(config.modules.clone())?);
         let inventory = file.load()?.unwrap_or_default();
         // The store starts at version 1: that version is what the file holds.
         file.mark_written(1);
@@ -89,6 +95,7 @@ impl AppState {
             "inventory loaded"
         );
         let telemetry = Arc::new(Telemetry::new());
+        report_modules(&modules.current(), &inventory, &telemetry);
         telemetry
             .inventory_devices
             .set(inventory.devices.len() as i64);
@@ -123,10 +130,12 @@ impl AppState {
         ));
         let collector = Arc::new(Collector::new(
             store.clone(),
+            modules.clone(),
             telemetry.clone(),
-            crate::collector::PollSettings {
+            crate::poll::PollSettings {
                 max_repetitions: config.snmp_max_repetitions,
                 sessions_per_poll: config.snmp_sessions_per_poll,
+                max_varbinds: config.snmp_max_varbinds_per_poll,
             },
             config.poll_concurrency,
             config.cache_expiry,
@@ -134,6 +143,7 @@ impl AppState {
         let cancel = CancellationToken::new();
         let discovery = Arc::new(Discovery::new(
             writer.clone(),
+            modules.clone(),
             telemetry.clone(),
             config.discovery_concurrency,
             config.discovery_max_addresses,
@@ -152,13 +162,14 @@ impl AppState {
                 config.discovery_on_start,
             ))
         });
-        let render_cache = crate::render::RenderCache::new(config.cache_entry_count);
+        let render_cache = crate::http::render_cache::RenderCache::new(config.cache_entry_count);
         Ok(Arc::new(AppState {
             config: Arc::new(config),
             store,
             writer,
             collector,
             discovery,
+            modules,
             telemetry,
             fleet,
             render_cache,
@@ -167,6 +178,56 @@ impl AppState {
             cancel,
         }))
     }
+}
+
+impl AppState {
+    /// Reads the module files and rules again (`SIGHUP`, `POST /-/reload`).
+    /// A bad configuration keeps the one in force; either way the log and
+    /// the self-metrics say what happened.
+    pub async fn reload_modules(&self, reason: &str) -> Result<Arc<ModuleSet>, ModuleLoadError> {
+        // Reading and compiling a large file takes a while: off the async threads.
+        let modules = self.modules.clone();
+        let result = tokio::task::spawn_blocking(move || modules.reload())
+            .await
+            .unwrap_or_else(|e| Err(ModuleLoadError::Rules(format!("reload task failed: {e}"))));
+        match result {
+            Ok(set) => {
+                self.telemetry.module_reload(true);
+                tracing::info!(reason, "modules reloaded");
+                match self.store.inventory().await {
+                    Ok(snapshot) => report_modules(&set, &snapshot.inventory, &self.telemetry),
+                    Err(_) => self
+                        .telemetry
+                        .set_modules(set.module_count(), &set.fingerprint),
+                }
+                Ok(set)
+            }
+            Err(e) => {
+                self.telemetry.module_reload(false);
+                tracing::error!(reason, error = %e, "module reload failed; the previous modules stay in force");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Logs and exposes the loaded modules, and the devices naming modules that
+/// are not loaded (they are polled with their other modules).
+fn report_modules(set: &ModuleSet, inventory: &Inventory, telemetry: &Telemetry) {
+    telemetry.set_modules(set.module_count(), &set.fingerprint);
+    tracing::info!(
+        modules = set.module_count(),
+        auths = set.auth_count(),
+        metrics = set.metric_count(),
+        files = set.files.len(),
+        fingerprint = %set.fingerprint,
+        "modules loaded"
+    );
+    let unknown = set.unknown_in(inventory);
+    for (module, devices) in &unknown {
+        tracing::warn!(module = %module, devices = devices.len(), first = %devices[0], "devices name a module that is not loaded; they are polled with their other modules");
+    }
+    telemetry.set_unknown_modules(&unknown);
 }
 
 /// Runs a replica until `shutdown` resolves.
@@ -210,6 +271,7 @@ pub async fn run(
             }
         }
     }
+    tasks.spawn(reload_on_sighup(state.clone()));
     state.ready.store(true, Ordering::Relaxed);
 
     let server_state = state.clone();
@@ -252,6 +314,28 @@ pub async fn run(
     }
     tracing::info!("promsnmp stopped");
     Ok(())
+}
+
+/// Reloads the modules on every SIGHUP until shutdown.
+async fn reload_on_sighup(state: Arc<AppState>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload modules with POST /-/reload");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = state.cancel.cancelled() => return,
+            received = hangups.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                let _ = state.reload_modules("SIGHUP").await;
+            }
+        }
+    }
 }
 
 /// Connects nothing yet: a pool and a client that connect on first use, so a

@@ -1,10 +1,10 @@
-//! Polling: one poll of one device becomes a plain [`Sample`] (sysUpTime and
-//! the IF-MIB columns the Java PromSNMP reads); the [`Collector`] polls every
-//! inventory device each collection interval with bounded concurrency, serves
-//! scrapes from the store's cache, and makes sure concurrent scrapes of one
-//! device share a single walk. It knows nothing of HTTP or exposition formats.
+//! Scheduling and serving polls: the [`Collector`] polls every inventory
+//! device each collection interval with bounded concurrency, serves scrapes
+//! from the store's cache, and makes sure concurrent scrapes of one device
+//! share a single walk. What one poll does is `poll`'s business; what a
+//! device polls, `modules`'. It knows nothing of HTTP or exposition formats.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,229 +12,20 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::inventory::Device;
-use crate::sample::{InterfaceSample, PolledDevice, Sample, COUNTERS};
-use crate::snmp::{AgentParams, Session, SnmpError, SnmpValue, WalkState, MAX_REQUESTS_PER_WALK};
+use crate::modules::Modules;
+use crate::poll::{poll_device, PollError, PollSettings};
+use crate::polled::PolledDevice;
 use crate::store::{ScrapeTurn, Store, StoreError};
 use crate::telemetry::Telemetry;
 
-const SYSTEM: [u64; 7] = [1, 3, 6, 1, 2, 1, 1];
-const IF_ENTRY: [u64; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
-const IFX_ENTRY: [u64; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
-
-/// Column numbers under ifEntry / ifXEntry.
-const IF_DESCR: u64 = 2;
-const IF_SPEED: u64 = 5;
-const IFX_NAME: u64 = 1;
-const IFX_HIGH_SPEED: u64 = 15;
-const IFX_ALIAS: u64 = 18;
-
-fn column(entry: &[u64], col: u64) -> Vec<u64> {
-    let mut v = entry.to_vec();
-    v.push(col);
-    v
-}
-
-/// sysDescr.0 … sysLocation.0
-pub fn system_oid(leaf: u64) -> Vec<u64> {
-    let mut v = SYSTEM.to_vec();
-    v.extend([leaf, 0]);
-    v
-}
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CollectError {
-    #[error("device {device} has no agent to poll")]
-    NoAgent { device: String },
-    #[error("polling {device} failed: {source}")]
-    Snmp { device: String, source: SnmpError },
+    #[error(transparent)]
+    Poll(#[from] PollError),
     #[error("polling {device} failed on another replica: {message}")]
     Elsewhere { device: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The system group of an agent, as discovery stores it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SystemInfo {
-    pub sys_descr: String,
-    pub sys_name: String,
-    pub sys_contact: String,
-    pub sys_location: String,
-    pub sys_uptime_ticks: u32,
-}
-
-/// GETs the system group scalars in one request.
-pub async fn read_system(session: &mut Session) -> Result<SystemInfo, SnmpError> {
-    let oids: Vec<Vec<u64>> = [1, 3, 4, 5, 6]
-        .iter()
-        .map(|leaf| system_oid(*leaf))
-        .collect();
-    let values = session.get(&oids).await?;
-    let text = |leaf: u64| {
-        values
-            .iter()
-            .find(|(oid, _)| *oid == system_oid(leaf))
-            .and_then(|(_, v)| v.as_text())
-            .unwrap_or_default()
-    };
-    let uptime = values
-        .iter()
-        .find(|(oid, _)| *oid == system_oid(3))
-        .and_then(|(_, v)| v.as_u64())
-        .unwrap_or(0);
-    Ok(SystemInfo {
-        sys_descr: text(1),
-        sys_name: text(5),
-        sys_contact: text(4),
-        sys_location: text(6),
-        sys_uptime_ticks: uptime as u32,
-    })
-}
-
-/// What one poll cost on the wire.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PollStats {
-    pub requests: u64,
-    pub duration: Duration,
-}
-
-/// How a poll talks to an agent.
-#[derive(Debug, Clone, Copy)]
-pub struct PollSettings {
-    /// GETBULK max-repetitions per column.
-    pub max_repetitions: u32,
-    /// Sessions that walk one device's columns at once once the first
-    /// request shows the table needs more than one (round trips dominate).
-    pub sessions_per_poll: usize,
-}
-
-/// Polls one device once: sysUpTime plus the IF-MIB columns.
-pub async fn poll_device(
-    device: &Device,
-    settings: PollSettings,
-) -> Result<(Sample, PollStats), (CollectError, PollStats)> {
-    let started = Instant::now();
-    let name = device.sys_name.clone();
-    let Some(agent) = device.poll_agent() else {
-        return Err((CollectError::NoAgent { device: name }, PollStats::default()));
-    };
-    let params = match AgentParams::from_agent(agent, settings.max_repetitions) {
-        Ok(p) => p,
-        Err(source) => {
-            return Err((
-                CollectError::Snmp {
-                    device: name,
-                    source,
-                },
-                PollStats::default(),
-            ))
-        }
-    };
-    let mut session = Session::new(params);
-    let mut requests = 0;
-    let result = walk_interfaces(&mut session, settings.sessions_per_poll, &mut requests).await;
-    let stats = PollStats {
-        requests: requests + session.requests_sent,
-        duration: started.elapsed(),
-    };
-    match result {
-        Ok((uptime, interfaces)) => Ok((
-            Sample {
-                device_id: device.id.clone(),
-                device_name: device.sys_name.clone(),
-                target: agent.endpoint.target(),
-                polled_at_ms: chrono::Utc::now().timestamp_millis(),
-                poll_duration_seconds: stats.duration.as_secs_f64(),
-                sys_uptime_ticks: uptime,
-                interfaces,
-            },
-            stats,
-        )),
-        Err(source) => Err((
-            CollectError::Snmp {
-                device: name,
-                source,
-            },
-            stats,
-        )),
-    }
-}
-
-/// Walks the interface columns. The first request asks for every column; a
-/// small table ends there. A longer one is continued by up to
-/// `sessions_per_poll` sessions at once, each walking a share of the columns
-/// (their requests are added to `extra_requests`).
-async fn walk_interfaces(
-    session: &mut Session,
-    sessions_per_poll: usize,
-    extra_requests: &mut u64,
-) -> Result<(u32, Vec<InterfaceSample>), SnmpError> {
-    // Text/gauge columns first, then the counters, all walked together.
-    let mut columns = vec![
-        column(&IF_ENTRY, IF_DESCR),
-        column(&IF_ENTRY, IF_SPEED),
-        column(&IFX_ENTRY, IFX_NAME),
-        column(&IFX_ENTRY, IFX_HIGH_SPEED),
-        column(&IFX_ENTRY, IFX_ALIAS),
-    ];
-    let fixed = columns.len();
-    columns.extend(
-        COUNTERS
-            .iter()
-            .map(|c| column(&IFX_ENTRY, c.oid_suffix as u64)),
-    );
-    let mut state = WalkState::new(&[system_oid(3)], &columns);
-    session.advance(&mut state, 1).await?;
-    if !state.is_complete() && sessions_per_poll > 1 {
-        let parts = state.split_unfinished(sessions_per_poll);
-        let walks = parts.into_iter().map(|(positions, mut part)| {
-            let params = session.params().clone();
-            async move {
-                let mut helper = Session::new(params);
-                let result = helper.advance(&mut part, MAX_REQUESTS_PER_WALK).await;
-                (positions, part, result, helper.requests_sent)
-            }
-        });
-        for (positions, part, result, requests) in futures_util::future::join_all(walks).await {
-            *extra_requests += requests;
-            result?;
-            state.merge(&positions, part);
-        }
-    }
-    session.advance(&mut state, MAX_REQUESTS_PER_WALK).await?;
-    let walked = session.finish(state).await?;
-    let uptime = walked.scalars[0].as_u64().unwrap_or(0) as u32;
-
-    let mut interfaces: BTreeMap<u32, InterfaceSample> = BTreeMap::new();
-    for (col, rows) in walked.columns.into_iter().enumerate() {
-        for (index, value) in rows {
-            let [if_index] = index[..] else { continue };
-            let Ok(if_index) = u32::try_from(if_index) else {
-                continue;
-            };
-            let iface = interfaces
-                .entry(if_index)
-                .or_insert_with(|| InterfaceSample {
-                    if_index,
-                    ..Default::default()
-                });
-            let text = || value.as_text().unwrap_or_default();
-            match col {
-                0 => iface.if_descr = text(),
-                1 => iface.if_speed_bps = value.as_u64(),
-                2 => iface.if_name = text(),
-                3 => iface.if_high_speed_mbps = value.as_u64(),
-                4 => iface.if_alias = text(),
-                n => {
-                    iface.counters[n - fixed] = match value {
-                        SnmpValue::Counter64(v) => Some(v),
-                        ref other => other.as_u64(),
-                    }
-                }
-            }
-        }
-    }
-    Ok((uptime, interfaces.into_values().collect()))
 }
 
 /// How often devices are checked for a due poll: a quarter of the collection
@@ -246,6 +37,7 @@ pub fn check_period(interval: Duration) -> Duration {
 /// Polls devices and serves their latest results.
 pub struct Collector {
     store: Arc<dyn Store>,
+    modules: Arc<Modules>,
     telemetry: Arc<Telemetry>,
     settings: PollSettings,
     poll_concurrency: usize,
@@ -295,6 +87,7 @@ impl Drop for Unfinished<'_> {
 impl Collector {
     pub fn new(
         store: Arc<dyn Store>,
+        modules: Arc<Modules>,
         telemetry: Arc<Telemetry>,
         settings: PollSettings,
         poll_concurrency: usize,
@@ -302,6 +95,7 @@ impl Collector {
     ) -> Self {
         Collector {
             store,
+            modules,
             telemetry,
             settings,
             poll_concurrency,
@@ -342,13 +136,18 @@ impl Collector {
     }
 
     async fn poll_and_record(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
+        let resolved = self.modules.current().resolve(device.modules.as_deref());
         let in_flight = InFlight::start(&self.telemetry);
-        let result = poll_device(device, self.settings).await;
+        let result = poll_device(device, &resolved, self.settings).await;
         drop(in_flight);
         self.telemetry.replica_polls.inc();
         match result {
-            Ok((sample, stats)) => {
+            Ok((sample, stats, skipped)) => {
                 self.telemetry.record_poll(&device.sys_name, stats, true);
+                if skipped.count > 0 {
+                    self.telemetry.decode_skipped.inc_by(skipped.count);
+                    tracing::debug!(device = %device.sys_name, skipped = skipped.count, first = skipped.first.as_deref().unwrap_or(""), "values the modules could not read were left out");
+                }
                 self.recent_failures
                     .lock()
                     .expect("failures")
@@ -356,6 +155,7 @@ impl Collector {
                 Ok(self.store.record_poll(sample).await?)
             }
             Err((e, stats)) => {
+                let e = CollectError::from(e);
                 self.telemetry.record_poll(&device.sys_name, stats, false);
                 self.recent_failures
                     .lock()

@@ -63,6 +63,12 @@ pub struct Config {
     pub snmp_max_repetitions: u32,
     /// Sessions walking one large device's columns at once.
     pub snmp_sessions_per_poll: usize,
+    /// A poll collecting more varbinds than this fails (a runaway table).
+    pub snmp_max_varbinds_per_poll: usize,
+    /// Module files and rules (`PROMSNMP_MODULES_FILE`, `PROMSNMP_MODULE_RULES`).
+    pub modules: crate::modules::ModuleSources,
+    /// `/snmp` may poll a target outside the inventory with a module file's auth.
+    pub scrape_unlisted_targets: bool,
     /// Fleet mode (`REDIS_URL` set): lease, membership and Redis timeouts.
     pub fleet: FleetConfig,
 }
@@ -309,6 +315,19 @@ impl Config {
                 16,
                 "a count, 1-16",
             )? as usize,
+            snmp_max_varbinds_per_poll: parse_num(
+                &get,
+                "PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL",
+                250_000,
+                100,
+                10_000_000,
+                "a count, 100-10000000",
+            )? as usize,
+            modules: crate::modules::ModuleSources {
+                files: get("PROMSNMP_MODULES_FILE"),
+                rules: get("PROMSNMP_MODULE_RULES").map(PathBuf::from),
+            },
+            scrape_unlisted_targets: parse_bool(&get, "PROMSNMP_SCRAPE_UNLISTED_TARGETS", false)?,
         })
     }
 
@@ -447,6 +466,8 @@ mod tests {
             ("PROMSNMP_LEASE_RENEW_MS", "6000"), // more than a third of the 15 s lease
             ("PROMSNMP_REDIS_TIMEOUT_MS", "0"),
             ("PROMSNMP_REPLICA_ID", "two words"),
+            ("PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL", "10"),
+            ("PROMSNMP_SCRAPE_UNLISTED_TARGETS", "sometimes"),
         ] {
             let e = with(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var);

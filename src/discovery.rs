@@ -20,10 +20,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::collector::read_system;
 use crate::config::DiscoverySchedule;
 use crate::inventory::{now_seconds, Device, DiscoverySeed, InvalidInventory, Inventory};
+use crate::modules::Modules;
 use crate::persistence::InventoryWriter;
+use crate::poll::read_system;
 use crate::snmp::{AgentParams, Session};
 use crate::store::{Fence, StoreError};
 use crate::telemetry::Telemetry;
@@ -205,6 +206,8 @@ struct Job {
     /// Leadership epoch of a leader-only run (schedule, DISCOVERY_ON_START):
     /// its inventory writes are refused once another replica leads.
     fence: Fence,
+    /// The seed named modules: they replace a found device's modules.
+    seed_modules: bool,
 }
 
 impl Job {
@@ -234,6 +237,8 @@ impl Job {
 
 pub struct Discovery {
     writer: Arc<InventoryWriter>,
+    /// The module rules pick modules for devices a seed names none for.
+    modules: Arc<Modules>,
     telemetry: Arc<Telemetry>,
     concurrency: usize,
     /// `concurrency` permits shared by every job: each probe holds one, so
@@ -249,6 +254,7 @@ pub struct Discovery {
 impl Discovery {
     pub fn new(
         writer: Arc<InventoryWriter>,
+        modules: Arc<Modules>,
         telemetry: Arc<Telemetry>,
         concurrency: usize,
         max_addresses: usize,
@@ -258,6 +264,7 @@ impl Discovery {
         let concurrency = concurrency.max(1);
         Discovery {
             writer,
+            modules,
             telemetry,
             concurrency,
             probe_permits: Arc::new(Semaphore::new(concurrency)),
@@ -296,6 +303,7 @@ impl Discovery {
             finished: Mutex::new(None),
             errors: Mutex::new(Vec::new()),
             fence,
+            seed_modules: seed.modules.is_some(),
         });
         {
             let mut jobs = self.jobs.lock().expect("jobs lock");
@@ -420,7 +428,7 @@ impl Discovery {
         let count = batch.len();
         let change = |inv: &mut Inventory| {
             for (_, device) in &batch {
-                inv.upsert_discovered(device.clone());
+                inv.upsert_discovered(device.clone(), job.seed_modules);
             }
             Ok(())
         };
@@ -479,6 +487,12 @@ impl Discovery {
         let mut session = Session::new(params);
         match read_system(&mut session).await {
             Ok(sys) => Some(Device {
+                // The seed's modules, else what the module rules pick.
+                modules: seed.modules.clone().or_else(|| {
+                    self.modules
+                        .current()
+                        .choose_by_rules(&sys.sys_object_id, &sys.sys_descr)
+                }),
                 id: String::new(),
                 sys_name: if sys.sys_name.is_empty() {
                     ip.to_string()

@@ -81,6 +81,11 @@ pub struct Device {
     pub agents: Vec<Agent>,
     #[serde(default)]
     pub primary_agent: Option<Agent>,
+    /// The modules polled for this device, in order; absent: the defaults.
+    /// (The Java PromSNMP reads the file with Spring's ObjectMapper, which
+    /// ignores properties it does not know, so the field is safe there.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -257,6 +262,9 @@ pub struct Agent {
     /// Authoritative engine id, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_id: Option<String>,
+    /// SNMPv3 context name (empty: the default context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_name: Option<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -302,6 +310,10 @@ pub struct DiscoverySeed {
     pub timeout_ms: u64,
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Modules for the devices this seed finds; absent: the module rules
+    /// decide (then the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
 }
 
 fn default_seed_version() -> SnmpVersion {
@@ -343,6 +355,9 @@ pub fn canonical_priv_protocol(s: &str) -> Option<&'static str> {
         "AES" | "AES128" | "CFBAES128" => "AES128",
         "AES192" => "AES192",
         "AES256" => "AES256",
+        // Cisco's key extension (snmp_exporter's names).
+        "AES192C" => "AES192C",
+        "AES256C" => "AES256C",
         _ => return None,
     })
 }
@@ -487,6 +502,46 @@ fn check_session(
     }
 }
 
+/// Most modules one device may name.
+pub const MAX_MODULES: usize = 64;
+
+/// Checks a `modules` list's shape (whether each is loaded is checked where
+/// the modules are known): non-empty, plain names, no repeats.
+fn check_modules(path: &str, modules: &mut Option<Vec<String>>) -> Result<(), InvalidInventory> {
+    let Some(list) = modules else {
+        return Ok(());
+    };
+    if list.is_empty() {
+        return Err(InvalidInventory::new(
+            format!("{path}.modules"),
+            "empty: name at least one module, or leave the field out for the defaults",
+        ));
+    }
+    if list.len() > MAX_MODULES {
+        return Err(InvalidInventory::new(
+            format!("{path}.modules"),
+            format!("at most {MAX_MODULES} modules"),
+        ));
+    }
+    for (i, name) in list.iter_mut().enumerate() {
+        *name = name.trim().to_string();
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+        if !ok {
+            return Err(InvalidInventory::new(
+                format!("{path}.modules[{i}]"),
+                "expected a module name (letters, digits, `.`, `_`, `:` or `-`)",
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|m| seen.insert(m.clone()));
+    Ok(())
+}
+
 /// Fills an empty id, or checks that a given one is safe in URLs, headers and logs.
 fn check_id(path: &str, id: &mut String) -> Result<(), InvalidInventory> {
     if id.is_empty() {
@@ -595,6 +650,7 @@ impl Agent {
 impl DiscoverySeed {
     pub fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
         check_id(path, &mut self.id)?;
+        check_modules(path, &mut self.modules)?;
         self.potential_targets = self
             .potential_targets
             .iter()
@@ -665,6 +721,7 @@ impl DiscoverySeed {
             priv_protocol: self.priv_protocol.clone(),
             priv_passphrase: self.priv_passphrase.clone(),
             engine_id: None,
+            context_name: None,
         }
     }
 }
@@ -702,6 +759,7 @@ impl Device {
 
     fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
         check_id(path, &mut self.id)?;
+        check_modules(path, &mut self.modules)?;
         for (i, agent) in self.agents.iter_mut().enumerate() {
             agent.validate(&format!("{path}.agents[{i}]"))?;
         }
@@ -801,8 +859,10 @@ impl Inventory {
     }
 
     /// Adds a discovered device, or refreshes the one already polled at the same
-    /// endpoint (keeping its id). Returns the device id.
-    pub fn upsert_discovered(&mut self, mut found: Device) -> String {
+    /// endpoint (keeping its id). Its modules change when the seed named them
+    /// (`seed_modules`), or when it had none and a module rule chose some.
+    /// Returns the device id.
+    pub fn upsert_discovered(&mut self, mut found: Device, seed_modules: bool) -> String {
         let Some(agent) = found.poll_agent().cloned() else {
             return String::new();
         };
@@ -814,6 +874,9 @@ impl Inventory {
         });
         match existing {
             Some(d) => {
+                if seed_modules || d.modules.is_none() {
+                    d.modules = found.modules;
+                }
                 d.sys_name = found.sys_name;
                 d.sys_descr = found.sys_descr;
                 d.sys_contact = found.sys_contact;
@@ -1067,11 +1130,12 @@ mod tests {
                 discovered_at: None,
                 agents: vec![agent.clone()],
                 primary_agent: Some(agent),
+                modules: None,
             }
         };
         // Same kind (v3, same user): new passphrase, everything else kept.
         let v3 = r#"{"potentialTargets":["10.0.0.1"],"version":"v3","agentType":"snmp-user","securityName":"monitor","authProtocol":"SHA256","authPassphrase":"newauth123","privProtocol":"AES","privPassphrase":"newpriv123"}"#;
-        assert_eq!(inv.upsert_discovered(found(v3)), device_id);
+        assert_eq!(inv.upsert_discovered(found(v3), false), device_id);
         let a = &inv.devices[0].agents[0];
         assert_eq!(a.auth_passphrase.as_ref().unwrap().expose(), "newauth123");
         assert_eq!(
@@ -1085,7 +1149,7 @@ mod tests {
         assert_eq!(inv.devices[0].sys_name, "renamed");
         // Another kind (v2c): added beside the v3 agent, which still polls.
         let v2 = r#"{"potentialTargets":["10.0.0.1"],"readCommunity":"c2"}"#;
-        assert_eq!(inv.upsert_discovered(found(v2)), device_id);
+        assert_eq!(inv.upsert_discovered(found(v2), false), device_id);
         let d = &inv.devices[0];
         assert_eq!(inv.devices.len(), 1);
         assert_eq!(d.agents.len(), 2);

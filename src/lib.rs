@@ -10,20 +10,26 @@
 //! - [`store`]       — the shared-state seam: inventory, cached polls, poll history, poll claims.
 //! - [`fleet`]       — fleet mode: Redis store (Lua in `lua/`), fenced leader lease,
 //!   membership, inventory sync and write-through.
-//! - [`snmp`]        — SNMP sessions: GET, GETBULK/GETNEXT column walks, timeouts, retries.
-//! - [`sample`]      — plain poll results and the utilisation histogram derived across polls.
-//! - [`collector`]   — one poll → `Sample`; background polling; cache-or-poll for scrapes.
-//! - [`discovery`]   — seeds → probes → new devices; jobs with progress; cron schedule.
-//! - [`render`]      — samples → Prometheus text, OpenMetrics, protobuf (native histograms).
+//! - [`modules`]     — snmp_exporter's module format: files, built-ins, walk plans, decoding, rules.
+//! - [`snmp`]        — SNMP sessions: GET, GETBULK/GETNEXT walks of many columns, timeouts, retries.
+//! - [`sample`]      — a poll's result, generic: per module, metric families of labelled series.
+//! - [`utilization`] — the interface-utilisation histogram derived across polls.
+//! - [`polled`]      — a poll as served and cached (sample + utilisation), and its wire format.
+//! - [`poll`]        — one poll of one device: walk plan over `snmp`, varbinds decoded into a `Sample`.
+//! - [`collector`]   — background polling; cache-or-poll for scrapes; one walk per device at a time.
+//! - [`discovery`]   — seeds → probes → new devices (modules by seed or rules); jobs; cron schedule.
+//! - [`render`]      — polled devices → Prometheus text, OpenMetrics, protobuf (native histograms).
 //! - [`proto`]       — the protobuf messages of the Prometheus exposition format.
 //! - [`telemetry`]   — the exporter's own metrics.
-//! - [`http`]        — endpoints, and the one place errors become HTTP responses.
-//! - [`app`]         — wiring, start-up and graceful shutdown.
+//! - [`http`]        — endpoints, negotiation, rendered-body cache, the one place errors become responses.
+//! - [`app`]         — wiring, start-up, module reload and graceful shutdown.
 //!
-//! Data flow: `http` → `store` ← `collector` → `snmp` → devices;
-//! `discovery` → `snmp` and → `persistence` → `store`; `http` → `render`.
-//! In a fleet `store` is Redis-backed and `fleet` keeps the local snapshot,
-//! the leadership and the file in step with it.
+//! Data flow: `modules` → `poll` (plan) → `snmp` → devices → varbinds →
+//! `modules::decode` → `Sample` → `store` (history → `polled`) ← `collector`;
+//! `http` → `collector` (cache or poll) → `render`; `discovery` → `snmp` and
+//! `modules::rules` → `persistence` → `store`. In a fleet `store` is
+//! Redis-backed and `fleet` keeps the local snapshot, the leadership and the
+//! file in step with it.
 
 pub mod app;
 pub mod collector;
@@ -33,10 +39,14 @@ pub mod discovery;
 pub mod fleet;
 pub mod http;
 pub mod inventory;
+pub mod modules;
 pub mod persistence;
+pub mod poll;
+pub mod polled;
 pub mod proto;
 pub mod render;
 pub mod sample;
 pub mod snmp;
 pub mod store;
 pub mod telemetry;
+pub mod utilization;

@@ -49,6 +49,12 @@ fn main() -> ExitCode {
     }
     match runtime.block_on(promsnmp::app::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        // A bad module file is bad configuration, like a bad variable.
+        Err(e @ promsnmp::app::AppError::Modules(_)) => {
+            tracing::error!("{e}");
+            eprintln!("promsnmp: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("promsnmp: {e}");

@@ -42,8 +42,26 @@ pub enum SnmpError {
     },
     #[error("bad response from {target}: {reason}")]
     Protocol { target: String, reason: String },
+    #[error("polling {target} stopped after {limit} varbinds (PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL): a table is larger than expected or the agent loops")]
+    TooManyVarbinds { target: String, limit: usize },
     #[error("invalid agent settings: {0}")]
     Config(String),
+}
+
+impl SnmpError {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SnmpError::Timeout { .. } => "timeout",
+            SnmpError::Resolve { .. } => "resolve",
+            SnmpError::Io { .. } => "io",
+            SnmpError::Auth { .. } => "auth",
+            SnmpError::ErrorStatus { .. } => "error_status",
+            SnmpError::Protocol { .. } => "protocol",
+            SnmpError::TooManyVarbinds { .. } => "too_many_varbinds",
+            SnmpError::Config(_) => "config",
+        }
+    }
 }
 
 /// An owned SNMP value.
@@ -140,7 +158,10 @@ pub struct UsmCredentials {
     pub user: String,
     pub auth: Option<(AuthProtocol, Vec<u8>)>,
     pub privacy: Option<(Cipher, Vec<u8>)>,
+    /// How a short key is extended for AES-192/256 (`None`: as net-snmp does).
+    pub key_extension: Option<KeyExtension>,
     pub engine_id: Option<Vec<u8>>,
+    pub context_name: String,
 }
 
 impl std::fmt::Debug for UsmCredentials {
@@ -190,12 +211,16 @@ pub fn auth_protocol(name: &str) -> Option<AuthProtocol> {
     })
 }
 
-pub fn priv_protocol(name: &str) -> Option<Cipher> {
+/// The cipher of a privacy protocol name, and the key extension it implies
+/// (`AES192C`/`AES256C`: the Reeder extension Cisco devices use).
+pub fn priv_protocol(name: &str) -> Option<(Cipher, Option<KeyExtension>)> {
     Some(match crate::inventory::canonical_priv_protocol(name)? {
-        "DES" => Cipher::Des,
-        "AES128" => Cipher::Aes128,
-        "AES192" => Cipher::Aes192,
-        _ => Cipher::Aes256,
+        "DES" => (Cipher::Des, None),
+        "AES128" => (Cipher::Aes128, None),
+        "AES192" => (Cipher::Aes192, None),
+        "AES192C" => (Cipher::Aes192, Some(KeyExtension::Reeder)),
+        "AES256C" => (Cipher::Aes256, Some(KeyExtension::Reeder)),
+        _ => (Cipher::Aes256, None),
     })
 }
 
@@ -223,21 +248,23 @@ impl AgentParams {
                 } else {
                     None
                 };
-                let privacy = if level >= 3 {
-                    let c = agent
+                let (privacy, key_extension) = if level >= 3 {
+                    let (c, extension) = agent
                         .priv_protocol
                         .as_deref()
                         .and_then(priv_protocol)
                         .ok_or_else(|| SnmpError::Config("privProtocol missing".into()))?;
-                    Some((c, secret_bytes(&agent.priv_passphrase)))
+                    (Some((c, secret_bytes(&agent.priv_passphrase))), extension)
                 } else {
-                    None
+                    (None, None)
                 };
                 Some(UsmCredentials {
                     user: agent.security_name.clone().unwrap_or_default(),
                     auth,
                     privacy,
+                    key_extension,
                     engine_id: agent.engine_id_bytes(),
+                    context_name: agent.context_name.clone().unwrap_or_default(),
                 })
             }
         };
@@ -264,9 +291,12 @@ fn security(usm: &UsmCredentials, with_engine_id: bool) -> Result<Security, Snmp
                     cipher: *cipher,
                     privacy_password: pass.clone(),
                 });
-                // net-snmp derives long AES keys the Blumenthal way; snmp2 can fall back to Reeder.
+                // net-snmp derives long AES keys the Blumenthal way; Cisco's
+                // AES192C/AES256C the Reeder way.
                 if cipher.priv_key_needs_extension(proto) {
-                    s.with_key_extension_method(KeyExtension::Blumenthal)
+                    s.with_key_extension_method(
+                        usm.key_extension.unwrap_or(KeyExtension::Blumenthal),
+                    )
                 } else {
                     s
                 }
@@ -275,6 +305,9 @@ fn security(usm: &UsmCredentials, with_engine_id: bool) -> Result<Security, Snmp
         };
     } else {
         sec = sec.with_auth(Auth::NoAuthNoPriv);
+    }
+    if !usm.context_name.is_empty() {
+        sec = sec.with_context_name(&usm.context_name);
     }
     if with_engine_id {
         if let Some(id) = &usm.engine_id {
@@ -546,20 +579,7 @@ impl Session {
         }
     }
 
-    /// GETs scalar instances, one value per OID (an exception value where missing).
-    async fn get_scalars(&mut self, oids: &[Vec<u64>]) -> Result<Vec<SnmpValue>, SnmpError> {
-        let got = self.get(oids).await?;
-        Ok(oids
-            .iter()
-            .map(|want| {
-                got.iter()
-                    .find(|(oid, _)| oid == want)
-                    .map_or(SnmpValue::NoSuchInstance, |(_, v)| v.clone())
-            })
-            .collect())
-    }
-
-    /// GETs scalars; exceptions (noSuchObject…) come back as values.
+    /// GETs instances; exceptions (noSuchObject…) come back as values.
     pub async fn get(
         &mut self,
         oids: &[Vec<u64>],
@@ -567,158 +587,194 @@ impl Session {
         self.request(RequestKind::Get(oids)).await
     }
 
-    /// Reads the scalar instances `scalars` (e.g. sysUpTime.0) and walks every
-    /// column under `columns` (prefixes). Returns the scalars' values (an
-    /// exception value where the agent has none) and, per column, the rows as
-    /// (index suffix, value) in the agent's order. On v2c/v3 the scalars ride
-    /// in the first GETBULK as non-repeaters, saving a round trip. A column
-    /// stops at its end, at endOfMibView, or at an OID that does not increase;
-    /// short responses are fine; the walk is bounded in requests.
+    /// Runs `request` to the end: every column walked, every scalar and
+    /// instance read. Returns the varbinds in no particular order.
     pub async fn walk(
         &mut self,
-        scalars: &[Vec<u64>],
-        columns: &[Vec<u64>],
-    ) -> Result<Walk, SnmpError> {
-        let mut state = WalkState::new(scalars, columns);
+        request: &WalkRequest,
+        limits: WalkLimits,
+    ) -> Result<Vec<(Vec<u64>, SnmpValue)>, SnmpError> {
+        let mut state = WalkState::new(request, limits);
         self.advance(&mut state, MAX_REQUESTS_PER_WALK).await?;
         self.finish(state).await
     }
 
-    /// Completes `state` into a [`Walk`] (fetching the scalars if no request
-    /// carried them).
-    pub async fn finish(&mut self, state: WalkState) -> Result<Walk, SnmpError> {
+    /// Completes `state`: the exact instances no request carried yet are
+    /// fetched with GET (batched), then everything collected is returned.
+    pub async fn finish(
+        &mut self,
+        mut state: WalkState,
+    ) -> Result<Vec<(Vec<u64>, SnmpValue)>, SnmpError> {
         if !state.is_complete() {
             return Err(SnmpError::Protocol {
                 target: self.params.target.clone(),
                 reason: format!("walk did not end after {MAX_REQUESTS_PER_WALK} requests"),
             });
         }
-        let scalars = match state.scalar_values {
-            Some(v) => v,
-            None => self.get_scalars(&state.scalars).await?,
+        let mut pending: Vec<Vec<u64>> = std::mem::take(&mut state.gets);
+        let mut batch = if self.params.version == SnmpVersion::V1 {
+            1
+        } else {
+            GETS_PER_REQUEST
         };
-        Ok(Walk {
-            scalars,
-            columns: state.rows,
-        })
+        while !pending.is_empty() {
+            let take = batch.min(pending.len());
+            match self.get(&pending[..take]).await {
+                Ok(values) => {
+                    for (oid, value) in values {
+                        if !value.is_exception() && value != SnmpValue::Null {
+                            state.push(oid, value, &self.params.target)?;
+                        }
+                    }
+                    pending.drain(..take);
+                }
+                // v1: noSuchName for a missing instance; tooBig: ask for fewer.
+                Err(SnmpError::ErrorStatus { status: 2, .. })
+                    if self.params.version == SnmpVersion::V1 =>
+                {
+                    pending.drain(..take);
+                }
+                Err(SnmpError::ErrorStatus { status: 1, .. }) if take > 1 => batch = take / 2,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(state.out)
     }
 
-    /// Sends up to `max_requests` requests of the walk in `state`; stops early
-    /// when every column is done.
+    /// Sends up to `max_requests` requests of the walk in `state`; stops
+    /// early when every column is done and every scalar read.
     pub async fn advance(
         &mut self,
         state: &mut WalkState,
         max_requests: usize,
     ) -> Result<(), SnmpError> {
-        let WalkState {
-            scalars,
-            columns,
-            scalar_values,
-            last,
-            done,
-            rows,
-            columns_per_request,
-        } = state;
-        if self.params.version == SnmpVersion::V1 && !scalars.is_empty() && scalar_values.is_none()
-        {
-            *scalar_values = Some(self.get_scalars(scalars).await?);
+        if self.params.version == SnmpVersion::V1 {
+            return self.advance_v1(state, max_requests).await;
         }
         for _ in 0..max_requests {
-            let active: Vec<usize> = (0..columns.len()).filter(|i| !done[*i]).collect();
-            if active.is_empty() {
+            let active: Vec<usize> = (0..state.columns.len())
+                .filter(|i| !state.done[*i])
+                .collect();
+            let nexts: Vec<usize> = (0..state.nexts.len())
+                .filter(|i| !state.nexts[*i].answered)
+                .take(NEXTS_PER_REQUEST)
+                .collect();
+            if active.is_empty() && nexts.is_empty() {
                 return Ok(());
-            }
-            if self.params.version == SnmpVersion::V1 {
-                // v1 has no GETBULK: one GETNEXT per unfinished column and row.
-                for &c in &active {
-                    let resp = match self
-                        .request(RequestKind::GetNext(std::slice::from_ref(&last[c])))
-                        .await
-                    {
-                        Ok(r) => r,
-                        // noSuchName: the end of the MIB view on v1
-                        Err(SnmpError::ErrorStatus { status: 2, .. }) => {
-                            done[c] = true;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    match resp.into_iter().next() {
-                        Some((oid, value)) => accept_row(
-                            &columns[c],
-                            &mut last[c],
-                            &mut done[c],
-                            &mut rows[c],
-                            oid,
-                            value,
-                        ),
-                        None => done[c] = true,
-                    }
-                }
-                continue;
             }
             // Some agents cap the varbinds of a GETBULK answer so hard that a
             // request for many columns comes back empty: then ask for fewer.
-            let batch: Vec<usize> = active.iter().copied().take(*columns_per_request).collect();
-            let per_column = (MAX_VARBINDS_PER_REQUEST / batch.len() as u32)
-                .clamp(1, self.params.max_repetitions);
-            // GETNEXT of an instance's parent (sysUpTime for sysUpTime.0) is the instance.
-            let with_scalars = scalar_values.is_none() && !scalars.is_empty();
-            let non_repeaters: Vec<Vec<u64>> = if with_scalars {
-                scalars
-                    .iter()
-                    .map(|o| o[..o.len().saturating_sub(1)].to_vec())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let request_oids: Vec<Vec<u64>> = non_repeaters
+            let batch: Vec<usize> = active
                 .iter()
-                .cloned()
-                .chain(batch.iter().map(|&c| last[c].clone()))
+                .copied()
+                .take(state.columns_per_request)
+                .collect();
+            let budget = MAX_VARBINDS_PER_REQUEST
+                .saturating_sub(nexts.len() as u32)
+                .max(1);
+            let per_column = if batch.is_empty() {
+                0
+            } else {
+                (budget / batch.len() as u32).clamp(1, self.params.max_repetitions.max(1))
+            };
+            let request_oids: Vec<Vec<u64>> = nexts
+                .iter()
+                .map(|&n| state.nexts[n].ask.clone())
+                .chain(batch.iter().map(|&c| state.last[c].clone()))
                 .collect();
             let mut resp = self
                 .request(RequestKind::GetBulk(
                     &request_oids,
-                    non_repeaters.len() as u32,
-                    per_column,
+                    nexts.len() as u32,
+                    per_column.max(1),
                 ))
                 .await?;
-            if with_scalars && resp.len() >= scalars.len() {
-                let rest = resp.split_off(scalars.len());
-                let values = scalars
-                    .iter()
-                    .zip(resp)
-                    .map(|(want, (oid, value))| {
-                        if oid == *want {
-                            value
-                        } else {
-                            SnmpValue::NoSuchInstance
-                        }
-                    })
-                    .collect();
-                *scalar_values = Some(values);
-                resp = rest;
-            }
             if resp.is_empty() {
                 if batch.len() > 1 {
-                    *columns_per_request = batch.len() / 2;
+                    state.columns_per_request = batch.len() / 2;
                 } else {
-                    done[batch[0]] = true;
+                    // Nothing fits: give up on what was asked.
+                    for &c in &batch {
+                        state.done[c] = true;
+                    }
+                    for &n in &nexts {
+                        state.nexts[n].answered = true;
+                    }
                 }
                 continue;
             }
-            for (i, (oid, value)) in resp.into_iter().enumerate() {
+            state.largest_answer = state.largest_answer.max(resp.len());
+            let answered = nexts.len().min(resp.len());
+            let rows = resp.split_off(answered);
+            for (&n, (oid, value)) in nexts.iter().zip(resp) {
+                state.nexts[n].answered = true;
+                if state.nexts[n].accepts(&oid) && !value.is_exception() {
+                    state.push(oid, value, &self.params.target)?;
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            for (i, (oid, value)) in rows.into_iter().enumerate() {
                 let c = batch[i % batch.len()];
-                if !done[c] {
-                    accept_row(
-                        &columns[c],
-                        &mut last[c],
-                        &mut done[c],
-                        &mut rows[c],
-                        oid,
-                        value,
-                    );
+                if !state.done[c] {
+                    state.accept_row(c, oid, value, &self.params.target)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// v1 has no GETBULK: one GETNEXT per scalar, per unfinished column and row.
+    async fn advance_v1(
+        &mut self,
+        state: &mut WalkState,
+        max_requests: usize,
+    ) -> Result<(), SnmpError> {
+        for n in 0..state.nexts.len() {
+            if state.nexts[n].answered {
+                continue;
+            }
+            state.nexts[n].answered = true;
+            let ask = state.nexts[n].ask.clone();
+            match self
+                .request(RequestKind::GetNext(std::slice::from_ref(&ask)))
+                .await
+            {
+                Ok(resp) => {
+                    if let Some((oid, value)) = resp.into_iter().next() {
+                        if state.nexts[n].accepts(&oid) && !value.is_exception() {
+                            state.push(oid, value, &self.params.target)?;
+                        }
+                    }
+                }
+                Err(SnmpError::ErrorStatus { status: 2, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for _ in 0..max_requests {
+            let active: Vec<usize> = (0..state.columns.len())
+                .filter(|i| !state.done[*i])
+                .collect();
+            if active.is_empty() {
+                return Ok(());
+            }
+            for c in active {
+                let resp = match self
+                    .request(RequestKind::GetNext(std::slice::from_ref(&state.last[c])))
+                    .await
+                {
+                    Ok(r) => r,
+                    // noSuchName: the end of the MIB view on v1
+                    Err(SnmpError::ErrorStatus { status: 2, .. }) => {
+                        state.done[c] = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match resp.into_iter().next() {
+                    Some((oid, value)) => state.accept_row(c, oid, value, &self.params.target)?,
+                    None => state.done[c] = true,
                 }
             }
         }
@@ -726,38 +782,183 @@ impl Session {
     }
 }
 
-/// A multi-column walk in progress: where each column stands, what came back.
-/// It can be split so several sessions continue it at once, and merged back.
+/// Scalars (GETNEXT) riding as non-repeaters in one GETBULK.
+const NEXTS_PER_REQUEST: usize = 32;
+/// Instances per GET request.
+const GETS_PER_REQUEST: usize = 32;
+
+/// What one walk fetches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WalkRequest {
+    /// Prefixes walked to their end.
+    pub columns: Vec<Vec<u64>>,
+    /// Prefixes of which only the first instance is read (scalars).
+    pub scalars: Vec<Vec<u64>>,
+    /// Exact instances.
+    pub gets: Vec<Vec<u64>>,
+}
+
+/// Bounds and leniency of one walk.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkLimits {
+    /// Accept an agent's OIDs that do not increase (else that is an error).
+    pub allow_nonincreasing_oids: bool,
+    /// A walk collecting more varbinds than this fails (a runaway table).
+    pub max_varbinds: usize,
+}
+
+/// A GETNEXT of `ask` and which answer counts.
+#[derive(Debug, Clone)]
+struct Next {
+    ask: Vec<u64>,
+    /// `Some`: only this exact OID (an instance `x.0` read as the first
+    /// after `x`); `None`: anything under `ask`.
+    exact: Option<Vec<u64>>,
+    answered: bool,
+}
+
+impl Next {
+    fn accepts(&self, oid: &[u64]) -> bool {
+        match &self.exact {
+            Some(exact) => oid == &exact[..],
+            None => oid.len() > self.ask.len() && oid.starts_with(&self.ask),
+        }
+    }
+}
+
+/// A walk in progress: where each column stands, what came back. It can be
+/// split so several sessions continue its columns at once, and merged back.
 #[derive(Debug, Clone)]
 pub struct WalkState {
-    scalars: Vec<Vec<u64>>,
+    nexts: Vec<Next>,
+    /// Instances read by GET at the end.
+    gets: Vec<Vec<u64>>,
     columns: Vec<Vec<u64>>,
-    scalar_values: Option<Vec<SnmpValue>>,
     last: Vec<Vec<u64>>,
     done: Vec<bool>,
-    rows: Vec<Vec<(Vec<u64>, SnmpValue)>>,
     columns_per_request: usize,
+    out: Vec<(Vec<u64>, SnmpValue)>,
+    limits: WalkLimits,
+    /// Rows collected per column.
+    rows: Vec<usize>,
+    /// The most varbinds one answer carried (what the agent sends at most).
+    largest_answer: usize,
 }
 
 impl WalkState {
-    pub fn new(scalars: &[Vec<u64>], columns: &[Vec<u64>]) -> WalkState {
+    pub fn new(request: &WalkRequest, limits: WalkLimits) -> WalkState {
+        let mut nexts: Vec<Next> = request
+            .scalars
+            .iter()
+            .map(|s| Next {
+                ask: s.clone(),
+                exact: None,
+                answered: false,
+            })
+            .collect();
+        let mut gets = Vec::new();
+        for g in &request.gets {
+            // `x.0` is the first OID after `x` when it exists: it rides as a
+            // non-repeater instead of costing a GET.
+            match g.split_last() {
+                Some((0, parent)) if !parent.is_empty() => nexts.push(Next {
+                    ask: parent.to_vec(),
+                    exact: Some(g.clone()),
+                    answered: false,
+                }),
+                _ => gets.push(g.clone()),
+            }
+        }
         WalkState {
-            scalars: scalars.to_vec(),
-            columns: columns.to_vec(),
-            scalar_values: None,
-            last: columns.to_vec(),
-            done: vec![false; columns.len()],
-            rows: vec![Vec::new(); columns.len()],
-            columns_per_request: columns.len().max(1),
+            nexts,
+            gets,
+            columns: request.columns.clone(),
+            last: request.columns.clone(),
+            done: vec![false; request.columns.len()],
+            columns_per_request: request.columns.len().max(1),
+            out: Vec::new(),
+            limits,
+            rows: vec![0; request.columns.len()],
+            largest_answer: 0,
         }
     }
 
-    pub fn is_complete(&self) -> bool {
-        self.done.iter().all(|d| *d)
+    /// A guess at the varbinds still to come: each unfinished column as many
+    /// rows again as it has so far (at least one).
+    pub fn estimated_remaining(&self) -> usize {
+        (0..self.columns.len())
+            .filter(|c| !self.done[*c])
+            .map(|c| self.rows[c].max(1))
+            .sum()
     }
 
-    /// Splits the unfinished columns into at most `parts` walks (no scalars:
-    /// they stay here), each with the column positions it came from.
+    /// The most varbinds one answer carried so far.
+    pub fn largest_answer(&self) -> usize {
+        self.largest_answer
+    }
+
+    /// Every column done and every scalar answered (GETs may remain).
+    pub fn is_complete(&self) -> bool {
+        self.done.iter().all(|d| *d) && self.nexts.iter().all(|n| n.answered)
+    }
+
+    /// Varbinds collected so far.
+    pub fn collected(&self) -> usize {
+        self.out.len()
+    }
+
+    fn push(&mut self, oid: Vec<u64>, value: SnmpValue, target: &str) -> Result<(), SnmpError> {
+        if self.out.len() >= self.limits.max_varbinds {
+            return Err(SnmpError::TooManyVarbinds {
+                target: target.to_string(),
+                limit: self.limits.max_varbinds,
+            });
+        }
+        self.out.push((oid, value));
+        Ok(())
+    }
+
+    /// One row of column `c`: kept while it is under the column and after
+    /// the previous one; the end of the column, an exception or (unless
+    /// allowed) an OID that does not increase ends it.
+    fn accept_row(
+        &mut self,
+        c: usize,
+        oid: Vec<u64>,
+        value: SnmpValue,
+        target: &str,
+    ) -> Result<(), SnmpError> {
+        let prefix = &self.columns[c];
+        if value.is_exception() || !oid.starts_with(prefix) || oid.len() == prefix.len() {
+            self.done[c] = true;
+            return Ok(());
+        }
+        if oid <= self.last[c] {
+            if !self.limits.allow_nonincreasing_oids {
+                self.done[c] = true;
+                return Err(SnmpError::Protocol {
+                    target: target.to_string(),
+                    reason: format!(
+                        "non-increasing OID {} after {} while walking {} (set allow_nonincreasing_oids: true in the module if the agent is known to do this)",
+                        dotted(&oid),
+                        dotted(&self.last[c]),
+                        dotted(prefix)
+                    ),
+                });
+            }
+            if oid == self.last[c] {
+                // No progress at all: the walk would loop.
+                self.done[c] = true;
+                return Ok(());
+            }
+        }
+        self.last[c] = oid.clone();
+        self.rows[c] += 1;
+        self.push(oid, value, target)
+    }
+
+    /// Splits the unfinished columns into at most `parts` walks (scalars and
+    /// GETs stay here), each with the column positions it came from.
     pub fn split_unfinished(&self, parts: usize) -> Vec<(Vec<usize>, WalkState)> {
         let open: Vec<usize> = (0..self.columns.len()).filter(|c| !self.done[*c]).collect();
         let parts = parts.clamp(1, open.len().max(1));
@@ -766,13 +967,19 @@ impl WalkState {
             .map(|positions| {
                 let pick = |v: &Vec<Vec<u64>>| positions.iter().map(|c| v[*c].clone()).collect();
                 let part = WalkState {
-                    scalars: Vec::new(),
+                    nexts: Vec::new(),
+                    gets: Vec::new(),
                     columns: pick(&self.columns),
-                    scalar_values: Some(Vec::new()),
                     last: pick(&self.last),
                     done: vec![false; positions.len()],
-                    rows: vec![Vec::new(); positions.len()],
                     columns_per_request: positions.len().min(self.columns_per_request).max(1),
+                    out: Vec::new(),
+                    limits: WalkLimits {
+                        max_varbinds: self.limits.max_varbinds.saturating_sub(self.out.len()),
+                        ..self.limits
+                    },
+                    rows: positions.iter().map(|c| self.rows[*c]).collect(),
+                    largest_answer: self.largest_answer,
                 };
                 (positions.to_vec(), part)
             })
@@ -780,44 +987,26 @@ impl WalkState {
     }
 
     /// Takes back a part made by [`WalkState::split_unfinished`].
-    pub fn merge(&mut self, positions: &[usize], part: WalkState) {
-        for (i, rows) in part.rows.into_iter().enumerate() {
-            let c = positions[i];
-            self.rows[c].extend(rows);
+    pub fn merge(
+        &mut self,
+        positions: &[usize],
+        part: WalkState,
+        target: &str,
+    ) -> Result<(), SnmpError> {
+        for (i, &c) in positions.iter().enumerate() {
             self.last[c] = part.last[i].clone();
             self.done[c] = part.done[i];
+            self.rows[c] = part.rows[i];
         }
+        for (oid, value) in part.out {
+            self.push(oid, value, target)?;
+        }
+        Ok(())
     }
 }
 
-fn accept_row(
-    prefix: &[u64],
-    last: &mut Vec<u64>,
-    done: &mut bool,
-    rows: &mut Vec<(Vec<u64>, SnmpValue)>,
-    oid: Vec<u64>,
-    value: SnmpValue,
-) {
-    if value.is_exception() || !oid.starts_with(prefix) || oid.len() == prefix.len() {
-        *done = true;
-        return;
-    }
-    if oid <= *last {
-        tracing::warn!(oid = ?oid, "agent returned a non-increasing OID; stopping this column");
-        *done = true;
-        return;
-    }
-    rows.push((oid[prefix.len()..].to_vec(), value));
-    *last = oid;
-}
-
-/// The result of [`Session::walk`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Walk {
-    /// One value per requested scalar, in request order.
-    pub scalars: Vec<SnmpValue>,
-    /// Per column: (index suffix, value) rows.
-    pub columns: Vec<Vec<(Vec<u64>, SnmpValue)>>,
+fn dotted(oid: &[u64]) -> String {
+    oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
 #[derive(Clone, Copy)]
@@ -838,21 +1027,45 @@ impl<'a> RequestKind<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn limits() -> WalkLimits {
+        WalkLimits {
+            allow_nonincreasing_oids: false,
+            max_varbinds: 1000,
+        }
+    }
+
     #[test]
     fn walk_state_splits_open_columns_and_merges_back() {
         let columns: Vec<Vec<u64>> = (1..=5).map(|c| vec![1, 3, c]).collect();
-        let mut state = WalkState::new(&[vec![1, 0]], &columns);
+        let request = WalkRequest {
+            columns: columns.clone(),
+            scalars: vec![vec![1, 2]],
+            gets: vec![vec![1, 4, 0], vec![1, 4, 7]],
+        };
+        let mut state = WalkState::new(&request, limits());
+        assert_eq!(state.nexts.len(), 2, "the scalar and x.0 ride as GETNEXTs");
+        assert_eq!(state.gets, vec![vec![1, 4, 7]], "only x.7 needs a GET");
         // Column 2 (index 1) is finished; the others got one row each.
         for (c, column) in columns.iter().enumerate() {
-            state.rows[c].push((vec![1], SnmpValue::Integer(1)));
-            state.last[c] = [column.clone(), vec![1]].concat();
+            state
+                .accept_row(
+                    c,
+                    [column.clone(), vec![1]].concat(),
+                    SnmpValue::Integer(1),
+                    "t",
+                )
+                .unwrap();
         }
         state.done[1] = true;
         let parts = state.split_unfinished(2);
         assert_eq!(parts.len(), 2);
         let positions: Vec<Vec<usize>> = parts.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(positions, vec![vec![0, 2], vec![3, 4]]);
-        assert!(parts.iter().all(|(_, p)| p.scalars.is_empty()));
+        assert!(parts
+            .iter()
+            .all(|(_, p)| p.nexts.is_empty() && p.gets.is_empty()));
         assert_eq!(
             parts[0].1.last[1],
             vec![1, 3, 3, 1],
@@ -860,54 +1073,101 @@ mod tests {
         );
         for (positions, mut part) in parts {
             for i in 0..positions.len() {
-                part.rows[i].push((vec![2], SnmpValue::Integer(2)));
+                let oid = [part.columns[i].clone(), vec![2]].concat();
+                part.accept_row(i, oid, SnmpValue::Integer(2), "t").unwrap();
                 part.done[i] = true;
             }
-            state.merge(&positions, part);
+            state.merge(&positions, part, "t").unwrap();
+        }
+        for n in &mut state.nexts {
+            n.answered = true;
         }
         assert!(state.is_complete());
-        assert_eq!(state.rows[0].len(), 2);
-        assert_eq!(state.rows[1].len(), 1, "the finished column is untouched");
-        assert_eq!(state.rows[4].len(), 2);
+        assert_eq!(state.collected(), 5 + 4);
         assert_eq!(state.split_unfinished(4).len(), 0, "nothing left to split");
     }
 
-    use super::*;
+    #[test]
+    fn rows_stop_at_column_end_and_non_increasing_oids_fail() {
+        let prefix = vec![1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
+        let request = WalkRequest {
+            columns: vec![prefix.clone()],
+            ..Default::default()
+        };
+        let mut state = WalkState::new(&request, limits());
+        let row = |n: u64| [prefix.clone(), vec![n]].concat();
+        state
+            .accept_row(0, row(1), SnmpValue::Integer(1), "t")
+            .unwrap();
+        state
+            .accept_row(0, row(2), SnmpValue::Integer(1), "t")
+            .unwrap();
+        let e = state
+            .accept_row(0, row(2), SnmpValue::Integer(1), "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("non-increasing OID"), "{e}");
+        assert!(state.done[0]);
+        assert_eq!(state.collected(), 2);
+
+        // Allowed: a step back is kept, a repeat ends the column (no loop).
+        let mut lenient = WalkState::new(
+            &request,
+            WalkLimits {
+                allow_nonincreasing_oids: true,
+                max_varbinds: 1000,
+            },
+        );
+        lenient
+            .accept_row(0, row(5), SnmpValue::Integer(1), "t")
+            .unwrap();
+        lenient
+            .accept_row(0, row(3), SnmpValue::Integer(1), "t")
+            .unwrap();
+        assert!(!lenient.done[0]);
+        lenient
+            .accept_row(0, row(3), SnmpValue::Integer(1), "t")
+            .unwrap();
+        assert!(lenient.done[0]);
+        assert_eq!(lenient.collected(), 2);
+
+        // The next column ends the walk of this one.
+        let mut state = WalkState::new(&request, limits());
+        state
+            .accept_row(
+                0,
+                vec![1, 3, 6, 1, 2, 1, 2, 2, 1, 3, 1],
+                SnmpValue::Integer(1),
+                "t",
+            )
+            .unwrap();
+        assert!(state.done[0] && state.collected() == 0);
+    }
 
     #[test]
-    fn rows_stop_at_column_end_and_on_non_increasing_oids() {
-        let prefix = vec![1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
-        let mut last = prefix.clone();
-        let mut done = false;
-        let mut rows = Vec::new();
-        let mut row = |oid: Vec<u64>| {
-            accept_row(
-                &prefix,
-                &mut last,
-                &mut done,
-                &mut rows,
-                oid,
-                SnmpValue::Integer(1),
-            )
+    fn a_runaway_walk_stops_at_the_varbind_cap() {
+        let request = WalkRequest {
+            columns: vec![vec![1, 3]],
+            ..Default::default()
         };
-        row([prefix.clone(), vec![1]].concat());
-        row([prefix.clone(), vec![2]].concat());
-        row([prefix.clone(), vec![2]].concat()); // repeated: stop
-        assert!(done);
-        assert_eq!(rows.len(), 2);
-
-        let mut last = prefix.clone();
-        let mut done = false;
-        let mut rows = Vec::new();
-        accept_row(
-            &prefix,
-            &mut last,
-            &mut done,
-            &mut rows,
-            vec![1, 3, 6, 1, 2, 1, 2, 2, 1, 3, 1],
-            SnmpValue::Integer(1),
+        let mut state = WalkState::new(
+            &request,
+            WalkLimits {
+                allow_nonincreasing_oids: false,
+                max_varbinds: 3,
+            },
         );
-        assert!(done && rows.is_empty(), "next column ends the walk");
+        for n in 1..=3 {
+            state
+                .accept_row(0, vec![1, 3, n], SnmpValue::Integer(1), "t")
+                .unwrap();
+        }
+        let e = state
+            .accept_row(0, vec![1, 3, 4], SnmpValue::Integer(1), "agent")
+            .unwrap_err();
+        assert!(
+            matches!(e, SnmpError::TooManyVarbinds { limit: 3, .. }),
+            "{e}"
+        );
     }
 
     #[test]

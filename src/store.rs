@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::inventory::{InvalidInventory, Inventory};
-use crate::sample::{DeviceHistory, PolledDevice, Sample};
+use crate::polled::PolledDevice;
+use crate::sample::Sample;
+use crate::utilization::DeviceHistory;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -310,8 +312,8 @@ mod tests {
             target: "127.0.0.1:161".into(),
             polled_at_ms: 0,
             poll_duration_seconds: 0.0,
-            sys_uptime_ticks: 1,
-            interfaces: vec![],
+            sys_uptime_ticks: Some(1),
+            modules: vec![],
         }
     }
 

@@ -10,7 +10,11 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::collector::PollStats;
+use std::collections::BTreeMap;
+
+use prometheus::IntGaugeVec;
+
+use crate::poll::PollStats;
 
 pub struct Telemetry {
     pub registry: Registry,
@@ -48,6 +52,15 @@ pub struct Telemetry {
     /// 1 while this leader holds an inventory version it has not written to
     /// the file (the write failed or could not run before its deadline).
     pub inventory_file_behind: IntGauge,
+    /// Values a module could not turn into series (wrong type on the wire…).
+    pub decode_skipped: IntCounter,
+    /// Modules and auths loaded, and the loaded configuration's fingerprint.
+    modules_loaded: IntGauge,
+    modules_info: IntGaugeVec,
+    /// Reloads of the module files by result (`ok`, `error`).
+    module_reloads: IntCounterVec,
+    /// Devices naming a module that is not loaded, by module.
+    unknown_modules: IntGaugeVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -60,6 +73,14 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
         .register(Box::new(g.clone()))
         .expect("unique metric");
@@ -254,9 +275,40 @@ impl Telemetry {
                 "promsnmp_inventory_file_behind",
                 "1 while this leader holds an inventory version not yet written to the inventory file.",
             ),
+            decode_skipped: counter(
+                &registry,
+                "promsnmp_decode_skipped_values_total",
+                "Polled values a module could not turn into series (a wrong type on the wire, a date that does not parse).",
+            ),
+            modules_loaded: gauge(
+                &registry,
+                "promsnmp_modules_loaded",
+                "Modules loaded (built-in and from PROMSNMP_MODULES_FILE).",
+            ),
+            modules_info: gauge_vec(
+                &registry,
+                "promsnmp_modules_info",
+                "1 for the fingerprint of the loaded modules and rules: replicas with different files differ here.",
+                &["fingerprint"],
+            ),
+            module_reloads: counter_vec(
+                &registry,
+                "promsnmp_module_reloads_total",
+                "Reloads of the module files and rules, by result; after an error the previous modules stay in force.",
+                &["result"],
+            ),
+            unknown_modules: gauge_vec(
+                &registry,
+                "promsnmp_inventory_unknown_module_devices",
+                "Devices naming a module that is not loaded (polled with their other modules), by module.",
+                &["module"],
+            ),
             registry,
             devices_with_series: Default::default(),
         };
+        for result in ["ok", "error"] {
+            t.module_reloads.with_label_values(&[result]);
+        }
         for to in ["leader", "follower"] {
             t.leadership_transitions.with_label_values(&[to]);
         }
@@ -331,6 +383,29 @@ impl Telemetry {
         });
     }
 
+    /// The loaded module configuration: count and fingerprint.
+    pub fn set_modules(&self, modules: usize, fingerprint: &str) {
+        self.modules_loaded.set(modules as i64);
+        self.modules_info.reset();
+        self.modules_info.with_label_values(&[fingerprint]).set(1);
+    }
+
+    /// One reload of the module files, successful or not.
+    pub fn module_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.module_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Devices per module that is not loaded (replaces the previous values).
+    pub fn set_unknown_modules(&self, unknown: &BTreeMap<String, Vec<String>>) {
+        self.unknown_modules.reset();
+        for (module, devices) in unknown {
+            self.unknown_modules
+                .with_label_values(&[module])
+                .set(devices.len() as i64);
+        }
+    }
+
     /// Adds the fleet-only series (`promsnmp_redis_up`) to the registry.
     pub fn register_fleet(&self) {
         // A second registration (a second fleet in one process) is harmless.
@@ -391,6 +466,7 @@ mod tests {
         let t = Telemetry::new();
         let stats = PollStats {
             requests: 2,
+            varbinds: 10,
             duration: std::time::Duration::from_millis(5),
         };
         t.record_poll("stays", stats, true);

@@ -1,0 +1,116 @@
+//! The one place errors become HTTP responses: [`ApiError`] and its status
+//! code; a single text line on scrape endpoints (Prometheus shows it as the
+//! scrape error), JSON elsewhere. Also the small response builders.
+
+use serde_json::json;
+use warp::http::{Method, StatusCode};
+
+use crate::collector::CollectError;
+use crate::inventory::InvalidInventory;
+use crate::store::StoreError;
+
+/// Largest request body accepted (an inventory of many thousand devices fits).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+pub type Response = warp::reply::Response;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Invalid(InvalidInventory),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method {0} not allowed here")]
+    MethodNotAllowed(Method),
+    #[error("request body larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(i) => ApiError::Invalid(i),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::StaleEpoch(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<InvalidInventory> for ApiError {
+    fn from(e: InvalidInventory) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl From<CollectError> for ApiError {
+    fn from(e: CollectError) -> Self {
+        match e {
+            CollectError::Store(s) => ApiError::from(s),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The response: a single text line for scrape endpoints (Prometheus shows
+    /// it as the scrape error), JSON elsewhere.
+    pub fn into_response(self, plain: bool) -> Response {
+        let status = self.status();
+        if plain {
+            let line = self.to_string().replace('\n', " ");
+            return text(
+                status,
+                "text/plain; charset=utf-8",
+                format!("{line}\n").into_bytes(),
+            );
+        }
+        let mut body = json!({
+            "status": status.as_u16(),
+            "error": status.canonical_reason().unwrap_or(""),
+            "message": self.to_string(),
+        });
+        if let ApiError::Invalid(i) = &self {
+            body["field"] = json!(i.field);
+            body["message"] = json!(i.message);
+        }
+        json_response(status, &body)
+    }
+}
+
+pub fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+    let mut r = warp::reply::Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", content_type.parse().expect("valid header"));
+    r
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    text(
+        status,
+        "application/json",
+        serde_json::to_vec(value).expect("json serialises"),
+    )
+}
+
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    text(status, "application/json", bytes)
+}

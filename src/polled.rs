@@ -1,0 +1,421 @@
+//! A poll as served: the generic sample together with the interface
+//! utilisation histograms as of that poll. This is what the cache holds,
+//! what a fleet shares through Redis, and what the renderers write.
+//!
+//! In Redis a poll travels as text that starts with a format line; a replica
+//! of another version finds a different line and treats the entry as a cache
+//! miss (rolling upgrades), instead of misreading it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample::{intern_meta, Family, Kind, Label, Labels, ModuleSample, Sample, Series};
+use crate::utilization::{interfaces, DeviceHistory, UtilizationHistogram};
+
+/// The first line of a cached poll in Redis: bump it when the shape changes.
+pub const POLL_FORMAT: &str = "promsnmp-poll/2\n";
+/// The first line of a device history in Redis.
+pub const HISTORY_FORMAT: &str = "promsnmp-history/2\n";
+
+/// The utilisation histogram of one interface, with that interface's labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceUtilization {
+    pub if_index: u32,
+    pub labels: Labels,
+    pub histogram: UtilizationHistogram,
+}
+
+/// A poll together with the utilisation histograms as of that poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolledDevice {
+    pub sample: Sample,
+    /// Interfaces of the sample that have a history, by ifIndex.
+    pub utilization: Vec<InterfaceUtilization>,
+}
+
+impl PolledDevice {
+    pub fn new(sample: Sample, history: &DeviceHistory) -> Self {
+        let utilization = interfaces(&sample)
+            .into_iter()
+            .filter_map(|(if_index, iface)| {
+                history
+                    .interfaces
+                    .get(&if_index)
+                    .map(|h| InterfaceUtilization {
+                        if_index,
+                        labels: iface.labels,
+                        histogram: h.histogram.clone(),
+                    })
+            })
+            .collect();
+        PolledDevice {
+            sample,
+            utilization,
+        }
+    }
+
+    /// The poll as cache text (format line, then JSON).
+    pub fn to_wire(&self) -> String {
+        let mut tables = LabelTable::default();
+        let modules = self
+            .sample
+            .modules
+            .iter()
+            .map(|m| WireModule {
+                module: m.module.to_string(),
+                families: m
+                    .families
+                    .iter()
+                    .map(|f| WireFamily {
+                        name: f.meta.name.to_string(),
+                        help: f.meta.help.to_string(),
+                        counter: f.meta.kind == Kind::Counter,
+                        series: f
+                            .series
+                            .iter()
+                            .map(|s| (tables.index(&s.labels), WireNumber(s.value)))
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let utilization = self
+            .utilization
+            .iter()
+            .map(|u| WireUtilization {
+                if_index: u.if_index,
+                labels: tables.index(&u.labels),
+                histogram: u.histogram.clone(),
+            })
+            .collect();
+        let s = &self.sample;
+        let wire = Wire {
+            device_id: s.device_id.clone(),
+            device_name: s.device_name.clone(),
+            target: s.target.clone(),
+            polled_at_ms: s.polled_at_ms,
+            poll_duration_seconds: s.poll_duration_seconds,
+            sys_uptime_ticks: s.sys_uptime_ticks,
+            labels: tables.sets,
+            modules,
+            utilization,
+        };
+        let mut text = String::from(POLL_FORMAT);
+        text.push_str(&serde_json::to_string(&wire).expect("a poll serialises"));
+        text
+    }
+
+    /// Reads cache text written by [`PolledDevice::to_wire`].
+    pub fn from_wire(text: &str) -> Result<PolledDevice, WireError> {
+        let json = text
+            .strip_prefix(POLL_FORMAT)
+            .ok_or(WireError::OtherFormat)?;
+        let wire: Wire =
+            serde_json::from_str(json).map_err(|e| WireError::Invalid(e.to_string()))?;
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let sets: Vec<Labels> = wire
+            .labels
+            .into_iter()
+            .map(|set| {
+                let list: Vec<Label> = set
+                    .into_iter()
+                    .map(|(name, value)| Label {
+                        name: names
+                            .entry(name)
+                            .or_insert_with_key(|n| Arc::from(n.as_str()))
+                            .clone(),
+                        value: value.into_boxed_str(),
+                    })
+                    .collect();
+                Arc::from(list)
+            })
+            .collect();
+        let set = |i: u32| -> Result<Labels, WireError> {
+            sets.get(i as usize)
+                .cloned()
+                .ok_or_else(|| WireError::Invalid(format!("label set {i} missing")))
+        };
+        let mut modules = Vec::with_capacity(wire.modules.len());
+        for m in wire.modules {
+            let mut families = Vec::with_capacity(m.families.len());
+            for f in m.families {
+                let kind = if f.counter {
+                    Kind::Counter
+                } else {
+                    Kind::Gauge
+                };
+                let series = f
+                    .series
+                    .into_iter()
+                    .map(|(labels, value)| {
+                        Ok(Series {
+                            labels: set(labels)?,
+                            value: value.0,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                families.push(Family {
+                    meta: intern_meta(&f.name, &f.help, kind),
+                    series,
+                });
+            }
+            modules.push(ModuleSample {
+                module: Arc::from(m.module),
+                families,
+            });
+        }
+        let utilization = wire
+            .utilization
+            .into_iter()
+            .map(|u| {
+                Ok(InterfaceUtilization {
+                    if_index: u.if_index,
+                    labels: set(u.labels)?,
+                    histogram: u.histogram,
+                })
+            })
+            .collect::<Result<Vec<_>, WireError>>()?;
+        Ok(PolledDevice {
+            sample: Sample {
+                device_id: wire.device_id,
+                device_name: wire.device_name,
+                target: wire.target,
+                polled_at_ms: wire.polled_at_ms,
+                poll_duration_seconds: wire.poll_duration_seconds,
+                sys_uptime_ticks: wire.sys_uptime_ticks,
+                modules,
+            },
+            utilization,
+        })
+    }
+}
+
+/// Why cache text could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Written by another version of promsnmp: a cache miss, nothing more.
+    #[error("written in another format")]
+    OtherFormat,
+    #[error("not a valid entry: {0}")]
+    Invalid(String),
+}
+
+/// Label sets numbered by first use (series of one row share one).
+#[derive(Default)]
+struct LabelTable {
+    by_address: HashMap<usize, u32>,
+    sets: Vec<Vec<(String, String)>>,
+}
+
+impl LabelTable {
+    fn index(&mut self, labels: &Labels) -> u32 {
+        let address = labels.as_ptr() as usize;
+        if let Some(i) = self.by_address.get(&address) {
+            return *i;
+        }
+        let i = self.sets.len() as u32;
+        self.sets.push(
+            labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect(),
+        );
+        self.by_address.insert(address, i);
+        i
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    device_id: String,
+    device_name: String,
+    target: String,
+    polled_at_ms: i64,
+    poll_duration_seconds: f64,
+    #[serde(default)]
+    sys_uptime_ticks: Option<u32>,
+    labels: Vec<Vec<(String, String)>>,
+    modules: Vec<WireModule>,
+    utilization: Vec<WireUtilization>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireModule {
+    module: String,
+    families: Vec<WireFamily>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireFamily {
+    name: String,
+    help: String,
+    counter: bool,
+    series: Vec<(u32, WireNumber)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireUtilization {
+    if_index: u32,
+    labels: u32,
+    histogram: UtilizationHistogram,
+}
+
+/// A value in JSON: a number, or `"NaN"`, `"+Inf"`, `"-Inf"` (JSON has none of them).
+struct WireNumber(f64);
+
+impl Serialize for WireNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_finite() {
+            s.serialize_f64(v)
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v > 0.0 {
+            s.serialize_str("+Inf")
+        } else {
+            s.serialize_str("-Inf")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WireNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Number(f64),
+            Text(String),
+        }
+        Ok(WireNumber(match Form::deserialize(d)? {
+            Form::Number(v) => v,
+            Form::Text(t) => match t.as_str() {
+                "NaN" => f64::NAN,
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "`{other}` is not a value"
+                    )))
+                }
+            },
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Arc::from(
+            pairs
+                .iter()
+                .map(|(n, v)| Label {
+                    name: Arc::from(*n),
+                    value: (*v).into(),
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn poll() -> PolledDevice {
+        let row = labels(&[("ifIndex", "1"), ("ifName", "eth\"0\n")]);
+        let mut histogram = UtilizationHistogram::default();
+        for v in [0.1, 1.0 / 3.0, 2.0_f64.sqrt(), 97.123_456_789_012_34, 0.0] {
+            histogram.observe(v);
+        }
+        PolledDevice {
+            sample: Sample {
+                device_id: "d".into(),
+                device_name: "r1".into(),
+                target: "127.0.0.1:161".into(),
+                polled_at_ms: 1,
+                poll_duration_seconds: 0.123_456_789_012_345_6,
+                sys_uptime_ticks: Some(42),
+                modules: vec![ModuleSample {
+                    module: Arc::from("if_mib"),
+                    families: vec![
+                        Family {
+                            meta: intern_meta("ifHCInOctets", "octets in", Kind::Counter),
+                            series: vec![Series {
+                                labels: row.clone(),
+                                value: 18_446_744_073_709_551_615.0,
+                            }],
+                        },
+                        Family {
+                            meta: intern_meta("odd", "values JSON lacks", Kind::Gauge),
+                            series: vec![
+                                Series {
+                                    labels: labels(&[]),
+                                    value: f64::NAN,
+                                },
+                                Series {
+                                    labels: labels(&[("x", "1")]),
+                                    value: f64::NEG_INFINITY,
+                                },
+                                Series {
+                                    labels: labels(&[("x", "2")]),
+                                    value: 1.0 / 3.0,
+                                },
+                            ],
+                        },
+                    ],
+                }],
+            },
+            utilization: vec![InterfaceUtilization {
+                if_index: 1,
+                labels: row,
+                histogram,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_poll_survives_the_wire_exactly() {
+        let polled = poll();
+        let text = polled.to_wire();
+        assert!(text.starts_with(POLL_FORMAT));
+        let back = PolledDevice::from_wire(&text).unwrap();
+        // NaN != NaN: compare the rest, then the NaN itself.
+        let odd = &back.sample.modules[0].families[1].series;
+        assert!(odd[0].value.is_nan());
+        assert_eq!(odd[1].value, f64::NEG_INFINITY);
+        assert_eq!(odd[2].value.to_bits(), (1.0f64 / 3.0).to_bits());
+        assert_eq!(back.utilization, polled.utilization);
+        assert_eq!(
+            back.sample.modules[0].families[0],
+            polled.sample.modules[0].families[0]
+        );
+        assert_eq!(
+            back.sample.poll_duration_seconds.to_bits(),
+            polled.sample.poll_duration_seconds.to_bits()
+        );
+        // One row's series share one label set after the trip too.
+        assert!(Arc::ptr_eq(
+            &back.sample.modules[0].families[0].series[0].labels,
+            &back.utilization[0].labels
+        ));
+        assert!(Arc::ptr_eq(
+            &back.sample.modules[0].families[0].meta,
+            &polled.sample.modules[0].families[0].meta
+        ));
+    }
+
+    #[test]
+    fn another_format_is_a_quiet_miss() {
+        assert_eq!(
+            PolledDevice::from_wire("{\"sample\":{}}"),
+            Err(WireError::OtherFormat)
+        );
+        assert_eq!(
+            PolledDevice::from_wire("promsnmp-poll/1\n{}"),
+            Err(WireError::OtherFormat)
+        );
+        assert!(matches!(
+            PolledDevice::from_wire(&format!("{POLL_FORMAT}{{")),
+            Err(WireError::Invalid(_))
+        ));
+    }
+}
