@@ -9,55 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Parses Prometheus text into `(name, labels) -> value`.
-fn parse_text(body: &str) -> Vec<(String, BTreeMap<String, String>, String)> {
-    let mut out = Vec::new();
-    for line in body
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), BTreeMap::new()),
-            Some((name, rest)) => {
-                let rest = rest.strip_suffix('}').expect("closing brace");
-                (name.to_string(), parse_labels(rest))
-            }
-        };
-        out.push((name, labels, value.to_string()));
-    }
-    out
-}
-
-fn parse_labels(s: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if name.is_empty() {
-            break;
-        }
-        assert_eq!(chars.next(), Some('"'));
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(o) => value.push(o),
-                    None => break,
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        labels.insert(name.trim_start_matches(',').to_string(), value);
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
-    }
-    labels
-}
-
 /// Series of one metric keyed by ifIndex.
 fn by_if_index(
     samples: &[(String, BTreeMap<String, String>, String)],

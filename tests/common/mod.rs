@@ -18,7 +18,7 @@ pub use deploy::*;
 #[allow(unused_imports)]
 pub use dns::DnsServer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -2206,4 +2206,76 @@ pub fn self_metric_sum(addr: &str, name: &str) -> f64 {
             (metric == name).then(|| value.parse::<f64>().ok())?
         })
         .sum()
+}
+
+/// The directory holding snmp_exporter's generated module files used as
+/// real-world input (`snmp.yml`, `snmp-v0.21.yml`): `PROMSNMP_REFERENCE_MODULES`,
+/// else `../shared/snmp_exporter` beside the repository. Panics naming both
+/// when the files are not there.
+pub fn reference_modules_dir() -> PathBuf {
+    let dir = std::env::var_os("PROMSNMP_REFERENCE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("shared")
+                .join("snmp_exporter")
+        });
+    for file in ["snmp.yml", "snmp-v0.21.yml"] {
+        assert!(
+            dir.join(file).is_file(),
+            "snmp_exporter's reference module file {} is missing (set PROMSNMP_REFERENCE_MODULES to the directory holding snmp.yml and snmp-v0.21.yml)",
+            dir.join(file).display()
+        );
+    }
+    dir
+}
+
+/// Parses Prometheus text into `(name, labels, value)` per sample line.
+pub fn parse_text(body: &str) -> Vec<(String, BTreeMap<String, String>, String)> {
+    let mut out = Vec::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), BTreeMap::new()),
+            Some((name, rest)) => {
+                let rest = rest.strip_suffix('}').expect("closing brace");
+                (name.to_string(), parse_labels(rest))
+            }
+        };
+        out.push((name, labels, value.to_string()));
+    }
+    out
+}
+
+pub fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(o) => value.push(o),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').to_string(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
 }
