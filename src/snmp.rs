@@ -137,7 +137,12 @@ impl SnmpValue {
 }
 
 fn oid_to_vec(o: &Oid<'_>) -> Vec<u64> {
-    o.iter().map(|it| it.collect()).unwrap_or_default()
+    let v: Vec<u64> = o.iter().map(|it| it.collect()).unwrap_or_default();
+    // The decoder reads the single octet 0x00 as `0`; it is zeroDotZero, 0.0.
+    if v == [0] {
+        return vec![0, 0];
+    }
+    v
 }
 
 fn vec_to_oid(v: &[u64]) -> Result<Oid<'static>, SnmpError> {

@@ -13,10 +13,13 @@
 
 mod deploy;
 mod dns;
+mod parity;
 #[allow(unused_imports)]
 pub use deploy::*;
 #[allow(unused_imports)]
 pub use dns::DnsServer;
+#[allow(unused_imports)]
+pub use parity::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
