@@ -990,3 +990,179 @@ fn a_failing_file_write_is_reported_until_it_succeeds() {
         },
     );
 }
+
+/// One device with several modules (one of them from the reference module
+/// file): every replica serves identical series, all of them from one poll
+/// per interval — the agent sees one poller's requests.
+#[test]
+fn several_modules_polled_once_and_served_alike() {
+    let _serial = serial();
+    const INTERVAL_MS: u64 = 1000;
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let reference = reference_modules_dir()
+        .join("snmp.yml")
+        .display()
+        .to_string();
+    let fleet = Fleet::start(2, INTERVAL_MS, &[("PROMSNMP_MODULES_FILE", &reference)]);
+    let mut inventory = many_devices(agent.port, 1);
+    inventory["devices"][0]["modules"] = json!(["system", "if_mib", "hrStorage", "ucd_memory"]);
+    import(&fleet.replicas[0].addr(), &inventory);
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addrs = fleet.addrs();
+    for addr in &addrs {
+        wait_for(
+            "the device's modules on every replica",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                let r = try_http_request(addr, "GET", "/snmp?target=dev-00", &[], &[]).ok()?;
+                (r.status == 200 && r.text().contains("hrStorageSize{")).then_some(())
+            },
+        );
+    }
+    thread::sleep(Duration::from_millis(INTERVAL_MS));
+    let sum = |name: &str| -> f64 { addrs.iter().map(|a| self_metric_sum(a, name)).sum() };
+    let in_before = snmp_get_u64(&agent.addr(), "public", SNMP_IN_PKTS);
+    let (polls_before, sent_before) = (
+        sum("promsnmp_replica_polls_total"),
+        sum("promsnmp_snmp_requests_total"),
+    );
+    let started = Instant::now();
+    let mut generations: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for i in 0..30 {
+        let r = http_get(&addrs[i % addrs.len()], "/snmp?target=dev-00");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let series = parse_exposition(&r.text());
+        for name in [
+            "hrStorageUsed{",
+            "memTotalReal ",
+            "ifOperStatus{",
+            "sysDescr{",
+        ] {
+            assert!(
+                series
+                    .keys()
+                    .any(|k| k.starts_with(name.trim_end_matches(' '))),
+                "{name} missing"
+            );
+        }
+        let generation = series
+            .iter()
+            .find(|(k, _)| k.starts_with("sysUpTime"))
+            .map(|(_, v)| v.to_string())
+            .expect("sysUpTime");
+        match generations.get(&generation) {
+            Some(first) => assert_eq!(first, &series, "two answers for one poll"),
+            None => {
+                generations.insert(generation, series);
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    let in_after = snmp_get_u64(&agent.addr(), "public", SNMP_IN_PKTS);
+    let polled = sum("promsnmp_replica_polls_total") - polls_before;
+    let sent = sum("promsnmp_snmp_requests_total") - sent_before;
+    let received = (in_after - in_before) as f64 - 1.0;
+    let rounds = elapsed.as_secs_f64() * 1000.0 / INTERVAL_MS as f64;
+    println!(
+        "several modules: {polled} polls in {rounds:.1} intervals, {sent} requests sent, agent received {received}, {} distinct polls served",
+        generations.len()
+    );
+    assert!(generations.len() >= 2, "the scrapes spanned several polls");
+    assert!(
+        polled <= rounds + 1.0,
+        "{polled} polls in {rounds:.1} intervals: more than one poller"
+    );
+    assert!(
+        polled >= rounds - 1.5,
+        "{polled} polls in {rounds:.1} intervals: polls were missed"
+    );
+    assert!(
+        (received - sent).abs() <= 2.0 + sent * 0.02,
+        "agent saw {received}, the fleet sent {sent}"
+    );
+}
+
+/// Cached polls in Redis carry a format line: an entry in another format (a
+/// replica of another version during a rolling upgrade) is a quiet miss; an
+/// entry in this format is served as it stands.
+#[test]
+fn cached_polls_of_another_format_are_a_quiet_miss() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(1, 600_000, &[]);
+    import(&fleet.replicas[0].addr(), &many_devices(agent.port, 1));
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addr = fleet.replicas[0].addr();
+    let key = "promsnmp:{0123456789:0123456789}:cache:dev-00";
+    wait_for(
+        "a cached poll in Redis",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let r = try_http_request(&addr, "GET", "/snmp?target=dev-00", &[], &[]).ok()?;
+            (r.status == 200 && fleet.redis.cmd(&["EXISTS", key]) == "1").then_some(())
+        },
+    );
+    let data = fleet.redis.cmd(&["HGET", key, "data"]);
+    let (format, json) = data.split_once('\n').expect("a format line");
+    assert_eq!(format, "promsnmp-poll/2");
+    let generation: u64 = fleet.redis.cmd(&["HGET", key, "gen"]).parse().unwrap();
+    let now_us = || -> String {
+        let t = fleet.redis.cmd(&["TIME"]);
+        let mut parts = t.lines();
+        let (s, us): (u64, u64) = (
+            parts.next().unwrap().parse().unwrap(),
+            parts.next().unwrap().parse().unwrap(),
+        );
+        (s * 1_000_000 + us).to_string()
+    };
+    let put = |generation: u64, data: &str| {
+        fleet.redis.cmd(&[
+            "HSET",
+            key,
+            "gen",
+            &generation.to_string(),
+            "stored_us",
+            &now_us(),
+            "data",
+            data,
+        ]);
+    };
+    // This format, with a value no agent reports: served from Redis.
+    let mut poll: Value = serde_json::from_str(json).unwrap();
+    let family = poll["modules"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .flat_map(|m| m["families"].as_array_mut().unwrap().iter_mut())
+        .find(|f| f["name"] == "sysUpTime")
+        .expect("sysUpTime in the cached poll");
+    family["series"][0][1] = json!(4242424242u64);
+    put(generation + 1, &format!("{format}\n{poll}"));
+    let polls_before = self_metric_sum(&addr, "promsnmp_replica_polls_total");
+    let r = http_get(&addr, "/snmp?target=dev-00");
+    assert!(r.text().contains("sysUpTime 4242424242\n"), "{}", r.text());
+    assert_eq!(
+        self_metric_sum(&addr, "promsnmp_replica_polls_total"),
+        polls_before
+    );
+    // Another format: not read, the device is polled again, nothing logged above debug.
+    put(generation + 2, &format!("promsnmp-poll/1\n{poll}"));
+    let r = http_get(&addr, "/snmp?target=dev-00");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !r.text().contains("4242424242"),
+        "the foreign entry was not served"
+    );
+    assert_eq!(
+        self_metric_sum(&addr, "promsnmp_replica_polls_total"),
+        polls_before + 1.0
+    );
+    let log = fleet.replicas[0].log();
+    assert!(
+        !log.contains("cached poll in Redis"),
+        "a miss, quietly: {log}"
+    );
+}

@@ -1,6 +1,9 @@
 //! A real `prometheus` (native histograms on) discovers devices through
 //! `/targets`, scrapes them through `/snmp` with the README's relabelling, and
 //! answers a quantile query from the native `interface_utilization` histogram.
+//! The devices poll `if_mib` and host modules of snmp_exporter's snmp.yml
+//! (picked by the module rules), and a job written for snmp_exporter
+//! (`params: module`) scrapes promsnmp unchanged but for the address.
 
 mod common;
 
@@ -9,7 +12,7 @@ use std::time::Duration;
 use common::*;
 
 /// The scrape configuration the README documents, with addresses substituted.
-fn scrape_config(promsnmp: &str) -> String {
+fn scrape_config(promsnmp: &str, agent: &str) -> String {
     format!(
         r#"
 global:
@@ -32,6 +35,20 @@ scrape_configs:
     static_configs:
       - targets: ['{promsnmp}']
     metrics_path: /actuator/prometheus
+  - job_name: snmp_exporter_style
+    static_configs:
+      - targets: ['{agent}']
+    metrics_path: /snmp
+    params:
+      module: [if_mib]
+      auth: [public_v2]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: {promsnmp}
 "#
     )
 }
@@ -46,10 +63,15 @@ fn prometheus_scrapes_every_target_and_reads_native_histograms() {
         sys_name: "agent-b".into(),
         ..Default::default()
     });
+    let reference = reference_modules_dir()
+        .join("snmp.yml")
+        .display()
+        .to_string();
     let p = Promsnmp::start(&[
         ("DISCOVERY_CRON", "-"),
         ("COLLECTION_INTERVAL", "1000"),
         ("CACHE_EXP_MILLIS", "1000"),
+        ("PROMSNMP_MODULES_FILE", &reference),
     ]);
     for port in [a.port, b.port] {
         let r = http_post_json(
@@ -69,7 +91,7 @@ fn prometheus_scrapes_every_target_and_reads_native_histograms() {
         },
     );
 
-    let prom = Prometheus::start(&scrape_config(&p.addr()), &[]);
+    let prom = Prometheus::start(&scrape_config(&p.addr(), &a.addr()), &[]);
     // Every SNMP target up.
     wait_for(
         "both SNMP targets up",
@@ -84,6 +106,39 @@ fn prometheus_scrapes_every_target_and_reads_native_histograms() {
     );
     let r = prom.query(r#"count(ifHCInOctets{job="snmp"}) by (instance)"#);
     assert_eq!(r["data"]["result"].as_array().unwrap().len(), 2, "{r}");
+    // An operator can alert on an interface going down, and sees the host
+    // modules the rules gave net-snmp.
+    let r = prom.query(r#"ifOperStatus{job="snmp",ifDescr="lo"}"#);
+    let results = r["data"]["result"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{r}");
+    assert!(
+        results.iter().all(|s| s["value"][1] == "1"),
+        "lo is up: {r}"
+    );
+    let r = prom.query(r#"count(hrStorageSize{job="snmp"}) by (instance)"#);
+    assert_eq!(r["data"]["result"].as_array().unwrap().len(), 2, "{r}");
+    // The job written for snmp_exporter: up, only its module's series.
+    wait_for(
+        "the snmp_exporter-style job up",
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || {
+            let r = prom.query(r#"up{job="snmp_exporter_style"} == 1"#);
+            (!r["data"]["result"].as_array()?.is_empty()).then_some(())
+        },
+    );
+    let r = prom.query(r#"count(ifOperStatus{job="snmp_exporter_style"})"#);
+    assert!(
+        r["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            >= 1,
+        "{r}"
+    );
+    let r = prom.query(r#"sysDescr{job="snmp_exporter_style"}"#);
+    assert!(r["data"]["result"].as_array().unwrap().is_empty(), "{r}");
 
     // The native histogram: no classic _bucket series were ingested, and the
     // quantile comes from the sparse buckets.
@@ -114,7 +169,7 @@ fn prometheus_scrapes_every_target_and_reads_native_histograms() {
 
     // No failed scrapes at all.
     let failed = prom.query(
-        r#"sum(count_over_time(up{job="snmp"}[5m])) - sum(sum_over_time(up{job="snmp"}[5m]))"#,
+        r#"sum(count_over_time(up{job=~"snmp|snmp_exporter_style"}[5m])) - sum(sum_over_time(up{job=~"snmp|snmp_exporter_style"}[5m]))"#,
     );
     assert_eq!(failed["data"]["result"][0]["value"][1], "0", "{failed}");
     // The exporter's own metrics were scraped too.
