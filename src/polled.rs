@@ -24,7 +24,7 @@ pub const HISTORY_FORMAT: &str = "promsnmp-history/2\n";
 pub struct InterfaceUtilization {
     pub if_index: u32,
     pub labels: Labels,
-    pub histogram: UtilizationHistogram,
+    pub histogram: Arc<UtilizationHistogram>,
 }
 
 /// A poll together with the utilisation histograms as of that poll.
@@ -87,7 +87,7 @@ impl PolledDevice {
             .map(|u| WireUtilization {
                 if_index: u.if_index,
                 labels: tables.index(&u.labels),
-                histogram: u.histogram.clone(),
+                histogram: (*u.histogram).clone(),
             })
             .collect();
         let s = &self.sample;
@@ -173,7 +173,7 @@ impl PolledDevice {
                 Ok(InterfaceUtilization {
                     if_index: u.if_index,
                     labels: set(u.labels)?,
-                    histogram: u.histogram,
+                    histogram: Arc::new(u.histogram),
                 })
             })
             .collect::<Result<Vec<_>, WireError>>()?;
@@ -367,7 +367,7 @@ mod tests {
             utilization: vec![InterfaceUtilization {
                 if_index: 1,
                 labels: row,
-                histogram,
+                histogram: Arc::new(histogram),
             }],
         }
     }

@@ -6,6 +6,7 @@
 //! `ifIndex` label — so it works for any module that gives those series.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::sample::{label_value, Labels, Sample};
 
@@ -88,7 +89,9 @@ pub fn native_bucket_index(value: f64, schema: i32) -> i32 {
 pub struct InterfaceHistory {
     pub last_in_octets: Option<f64>,
     pub last_out_octets: Option<f64>,
-    pub histogram: UtilizationHistogram,
+    /// Shared with the polls served from it: a poll copies it only when the
+    /// next observation changes it.
+    pub histogram: Arc<UtilizationHistogram>,
     /// Consecutive polls that did not return this interface.
     pub missed_polls: u32,
 }
@@ -216,7 +219,7 @@ impl DeviceHistory {
             }
             let busiest_octets = delta_in.unwrap_or(0.0).max(delta_out.unwrap_or(0.0));
             let percent = busiest_octets * 8.0 * 100.0 / (speed * seconds);
-            history.histogram.observe(percent);
+            Arc::make_mut(&mut history.histogram).observe(percent);
         }
         let present: BTreeSet<u32> = polled.keys().copied().collect();
         for (index, history) in self.interfaces.iter_mut() {

@@ -353,12 +353,12 @@ pub(crate) mod fixtures {
                 InterfaceUtilization {
                     if_index: 1,
                     labels: eth0,
-                    histogram: histogram(&OBSERVATIONS),
+                    histogram: Arc::new(histogram(&OBSERVATIONS)),
                 },
                 InterfaceUtilization {
                     if_index: 2,
                     labels: weird,
-                    histogram: UtilizationHistogram::default(),
+                    histogram: Arc::default(),
                 },
             ],
         }
