@@ -235,10 +235,6 @@ async fn walk_plan(
         scalars: plan.scalars.iter().map(|s| s.to_vec()).collect(),
         gets: plan.gets.iter().map(|g| g.to_vec()).collect(),
     };
-    let limits = WalkLimits {
-        max_varbinds: limits.max_varbinds.saturating_sub(all.len()),
-        ..limits
-    };
     for (oid, value) in walk(session, &request, sessions_per_poll, limits, stats).await? {
         all.insert(oid, value);
     }

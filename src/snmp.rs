@@ -846,6 +846,9 @@ pub struct WalkState {
     limits: WalkLimits,
     /// Rows collected per column.
     rows: Vec<usize>,
+    /// Varbinds of the same walk collected elsewhere (the state a part was
+    /// split from), counted against the limit.
+    base: usize,
     /// The most varbinds one answer carried (what the agent sends at most).
     largest_answer: usize,
 }
@@ -885,6 +888,7 @@ impl WalkState {
             limits,
             rows: vec![0; request.columns.len()],
             largest_answer: 0,
+            base: 0,
         }
     }
 
@@ -913,7 +917,7 @@ impl WalkState {
     }
 
     fn push(&mut self, oid: Vec<u64>, value: SnmpValue, target: &str) -> Result<(), SnmpError> {
-        if self.out.len() >= self.limits.max_varbinds {
+        if self.base + self.out.len() >= self.limits.max_varbinds {
             return Err(SnmpError::TooManyVarbinds {
                 target: target.to_string(),
                 limit: self.limits.max_varbinds,
@@ -979,12 +983,10 @@ impl WalkState {
                     done: vec![false; positions.len()],
                     columns_per_request: positions.len().min(self.columns_per_request).max(1),
                     out: Vec::new(),
-                    limits: WalkLimits {
-                        max_varbinds: self.limits.max_varbinds.saturating_sub(self.out.len()),
-                        ..self.limits
-                    },
+                    limits: self.limits,
                     rows: positions.iter().map(|c| self.rows[*c]).collect(),
                     largest_answer: self.largest_answer,
+                    base: self.base + self.out.len(),
                 };
                 (positions.to_vec(), part)
             })
