@@ -172,6 +172,14 @@ impl DeviceHistories {
             .expect("history lock")
             .retain(|id, _| keep(id));
     }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("history lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// In-process store for standalone mode.
@@ -281,6 +289,20 @@ impl Store for MemoryStore {
                 stored_at: Instant::now(),
             },
         );
+        // Polls outside the inventory (a scrape's own module selection, an
+        // unlisted target) keep a history while they are cached, no longer.
+        if self.histories.len() > 2 * self.cache_capacity {
+            let inventory = self
+                .inventory
+                .lock()
+                .expect("inventory lock")
+                .inventory
+                .clone();
+            let ids: std::collections::HashSet<&str> =
+                inventory.devices.iter().map(|d| d.id.as_str()).collect();
+            self.histories
+                .retain(|id| ids.contains(id) || cache.contains_key(id));
+        }
         Ok(polled)
     }
 

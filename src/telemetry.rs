@@ -110,6 +110,10 @@ fn histogram_vec(
     h
 }
 
+/// Most devices with per-device series (the inventory's, plus scraped
+/// targets outside it until the next inventory change drops those).
+const MAX_DEVICES_WITH_SERIES: usize = 50_000;
+
 const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
@@ -353,6 +357,10 @@ impl Telemetry {
         {
             let mut seen = self.devices_with_series.lock().expect("device names");
             if !seen.contains(device) {
+                if seen.len() >= MAX_DEVICES_WITH_SERIES {
+                    // Bounded: targets outside the inventory could be many.
+                    return;
+                }
                 seen.insert(device.to_string());
             }
         }

@@ -629,14 +629,30 @@ impl RedisStore {
         let stored_at = Instant::now()
             .checked_sub(Duration::from_micros(age_us.max(0) as u64))
             .unwrap_or_else(Instant::now);
-        self.local_polls.lock().expect("polls lock").insert(
-            device_id.to_string(),
-            LocalPoll {
-                generation,
-                polled,
-                stored_at,
-            },
-        );
+        let len = {
+            let mut polls = self.local_polls.lock().expect("polls lock");
+            polls.insert(
+                device_id.to_string(),
+                LocalPoll {
+                    generation,
+                    polled,
+                    stored_at,
+                },
+            );
+            polls.len()
+        };
+        // Polls outside the inventory (a scrape's own module selection, an
+        // unlisted target) are not kept past a bound.
+        let inventory = self
+            .inventory
+            .lock()
+            .expect("inventory lock")
+            .snapshot
+            .inventory
+            .clone();
+        if len > 2 * inventory.devices.len() + 1024 {
+            self.prune_local(&inventory);
+        }
     }
 
     fn local_cached(&self, device_id: &str, max_age: Duration) -> Option<CachedPoll> {
