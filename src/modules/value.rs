@@ -172,6 +172,9 @@ fn octets_text(bytes: &[u8], value_type: Option<MetricType>, display_hint: Optio
     text
 }
 
+/// No OID has more sub-identifiers (RFC 3416); longer index lengths are cut.
+const MAX_OID_LENGTH: usize = 128;
+
 /// `(text, sub-identifiers used, sub-identifiers left)` of one index of
 /// `index_type` at the start of `oids` (snmp_exporter's indexOidsAsString).
 /// Short indexes are padded with zeros, never panicking.
@@ -197,7 +200,10 @@ pub fn index_text(
         if index_type == MetricType::InetAddressMissingSize {
             return index_text(oids, MetricType::OctetString, 0, true, enum_values);
         }
-        let length = sub.get(1).copied().unwrap_or(0) as usize + 2;
+        let length = usize::try_from(sub[1])
+            .unwrap_or(MAX_OID_LENGTH)
+            .min(MAX_OID_LENGTH)
+            + 2;
         return index_text(oids, MetricType::OctetString, length, false, enum_values);
     }
     match index_type {
@@ -212,11 +218,19 @@ pub fn index_text(
         }
         MetricType::OctetString | MetricType::DisplayString => {
             let mut used = Vec::new();
-            let mut length = if implied { oids.len() } else { fixed_size };
+            let mut length = if implied {
+                oids.len()
+            } else {
+                fixed_size.min(MAX_OID_LENGTH)
+            };
             let mut rest: Vec<u64> = oids.to_vec();
             if length == 0 {
                 let (head, tail) = split(&rest, 1);
-                length = usize::try_from(head[0]).unwrap_or(usize::MAX).min(1 << 16);
+                // A length beyond any OID's comes from a broken agent: no
+                // padding to it (it would only cost memory).
+                length = usize::try_from(head[0])
+                    .unwrap_or(MAX_OID_LENGTH)
+                    .min(MAX_OID_LENGTH);
                 used = head;
                 rest = tail;
             }
@@ -567,9 +581,110 @@ mod tests {
         // Truncated indexes are padded, never a panic.
         assert_eq!(idx(&[], Gauge, 0, false).0, "0");
         assert_eq!(idx(&[5, 97], DisplayString, 0, false).0, "a\0\0\0\0");
+        assert_eq!(idx(&[u64::MAX], DisplayString, 0, false).1.len(), 1 + 128);
         assert_eq!(
-            idx(&[u64::MAX], DisplayString, 0, false).1.len(),
-            1 + (1 << 16)
+            idx(&[9, u64::MAX], InetAddress, 0, false).1.len(),
+            128,
+            "no huge padding"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Index decoding over many generated indexes: it never panics, never
+    //! uses more than it was given plus padding, and what it used followed
+    //! by what it left is the input whenever the input was long enough.
+
+    use super::*;
+
+    /// xorshift64*: a small deterministic generator, no crate needed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const TYPES: [MetricType; 13] = [
+        MetricType::Integer32,
+        MetricType::Integer,
+        MetricType::Gauge,
+        MetricType::Counter,
+        MetricType::PhysAddress48,
+        MetricType::OctetString,
+        MetricType::DisplayString,
+        MetricType::InetAddressIPv4,
+        MetricType::InetAddressIPv6,
+        MetricType::InetAddress,
+        MetricType::InetAddressMissingSize,
+        MetricType::LldpPortId,
+        MetricType::EnumAsInfo,
+    ];
+
+    #[test]
+    fn index_decoding_consumes_exactly_what_it_reports() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let enums = BTreeMap::from([(1, "one".to_string())]);
+        for _ in 0..20_000 {
+            let len = rng.below(24) as usize;
+            let oids: Vec<u64> = (0..len)
+                .map(|_| match rng.below(4) {
+                    0 => rng.below(3),
+                    1 => rng.below(20),
+                    2 => rng.below(256),
+                    _ => rng.next() >> rng.below(64),
+                })
+                .collect();
+            let t = TYPES[rng.below(TYPES.len() as u64) as usize];
+            let fixed = if rng.below(4) == 0 {
+                rng.below(8) as usize
+            } else {
+                0
+            };
+            let implied = rng.below(5) == 0;
+            let (text, used, left) = index_text(&oids, t, fixed, implied, Some(&enums));
+            assert!(
+                text.len() <= 8 * (used.len() + 2) + 64,
+                "{t:?} {oids:?}: {text:?}"
+            );
+            let mut joined = used.clone();
+            joined.extend(&left);
+            if joined.len() == oids.len() {
+                assert_eq!(joined, oids, "{t:?} fixed {fixed} implied {implied}");
+            } else {
+                // Padded: the input ran out; what there was comes first.
+                assert!(
+                    joined.len() > oids.len(),
+                    "{t:?} lost sub-identifiers of {oids:?}"
+                );
+                assert_eq!(&joined[..oids.len()], &oids[..], "{t:?}");
+                assert!(left.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn octets_read_as_text_by_any_type_without_panicking() {
+        let mut rng = Rng(7);
+        for _ in 0..20_000 {
+            let len = rng.below(40) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let t = TYPES[rng.below(TYPES.len() as u64) as usize];
+            let hint = ["", "1d.", "1x:", "255a", "*1d./", "2o", "0a", "1q"][rng.below(8) as usize];
+            let value = SnmpValue::OctetString(bytes);
+            let text = text(&value, Some(t), Some(hint));
+            // Padding is bounded by the longest OID (an address of unknown
+            // type pads to its stated length, at most 128 octets).
+            assert!(text.len() <= 8 * len + 300, "{t:?} {hint}: {}", text.len());
+        }
     }
 }
