@@ -628,6 +628,8 @@ fn fleet_behind_haproxy_and_prometheus() {
     );
     for must_have_data in [
         "ifHCInOctets",
+        "ifInErrors",
+        "promsnmp_modules_info",
         "interface_utilization",
         "promsnmp_leader{",
         "promsnmp_fleet_members",
