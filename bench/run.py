@@ -4,9 +4,11 @@
 Starts everything itself on 127.0.0.1 plus one network namespace it creates
 (snmpd agents, a UDP relay, promsnmp, prometheus-snmp-exporter; for sections
 7-9 the synthetic agents of bench/responder.py, redis-server, three promsnmp
-replicas and haproxy, loaded by bench/loadgen.py), measures, prints one
-Markdown table per section and writes them to BENCHMARKS.md. `--sections`
-picks some. Needs root (ip netns). Python 3 standard library only.
+replicas and haproxy, loaded by bench/loadgen.py; for section 10 a promsnmp
+and a snmp_exporter reading modules of snmp_exporter's generated snmp.yml
+from the reference directory), measures, prints one Markdown table per
+section and writes them to BENCHMARKS.md. `--sections` picks some. Needs
+root (ip netns). Python 3 standard library only.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import os
 import platform
 import pwd
 import re
+import resource
 import selectors
 import shlex
 import shutil
@@ -39,21 +42,10 @@ V3_USER, V3_AUTH, V3_PRIV = "benchuser", "authpass123", "privpass123"
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3"
 SNMP_IN_PKTS = "1.3.6.1.2.1.11.1.0"
-# The 13 IF-MIB columns promsnmp polls (and the if_bench module walks).
-LABEL_COLUMNS = {  # label name -> column
-    "ifDescr": "1.3.6.1.2.1.2.2.1.2",
-    "ifName": "1.3.6.1.2.1.31.1.1.1.1",
-    "ifAlias": "1.3.6.1.2.1.31.1.1.1.18",
-}
-GAUGE_COLUMNS = {"ifSpeed": "1.3.6.1.2.1.2.2.1.5", "ifHighSpeed": "1.3.6.1.2.1.31.1.1.1.15"}
-COUNTER_COLUMNS = {
-    name: f"1.3.6.1.2.1.31.1.1.1.{n}"
-    for n, name in enumerate(
-        ["ifHCInOctets", "ifHCInUcastPkts", "ifHCInMulticastPkts", "ifHCInBroadcastPkts",
-         "ifHCOutOctets", "ifHCOutUcastPkts", "ifHCOutMulticastPkts", "ifHCOutBroadcastPkts"],
-        start=6)
-}
-COLUMNS = list(LABEL_COLUMNS.values()) + list(GAUGE_COLUMNS.values()) + list(COUNTER_COLUMNS.values())
+# promsnmp's default modules (`system`, `if_mib`), in snmp_exporter's format.
+BUILTIN_MODULES = os.path.join(REPO, "src", "modules", "builtin.yml")
+DEFAULT_MODULES = ("system", "if_mib")
+IF_TABLES = ("1.3.6.1.2.1.2.2.1", "1.3.6.1.2.1.31.1.1.1")  # ifEntry, ifXEntry
 
 PROGRAMS = {  # program -> Debian package
     "snmpd": "snmpd",
@@ -64,14 +56,16 @@ PROGRAMS = {  # program -> Debian package
     "redis-server": "redis-server",
     "haproxy": "haproxy",
 }
-SECTIONS = range(1, 10)
+SECTIONS = range(1, 11)
 CORE_SECTIONS = {1, 2, 3, 4, 5, 6}  # one setup: snmpd, the namespace device, promsnmp, snmp_exporter
 SECTION_PROGRAMS = {  # section -> programs it needs
     **{n: ("snmpd", "snmpget", "prometheus-snmp-exporter", "wrk", "ip") for n in CORE_SECTIONS},
     7: (),
     8: ("snmpd", "snmpget", "ip", "redis-server", "haproxy", "wrk"),
     9: ("redis-server",),
+    10: ("snmpd", "snmpget", "prometheus-snmp-exporter", "ip"),
 }
+NETNS_SECTIONS = CORE_SECTIONS | {8, 10}  # sections that need the namespace device (root)
 
 
 class BenchError(Exception):
@@ -319,19 +313,71 @@ class SnmpClient:
         return self.request(0xA5, non_repeaters, max_repetitions, oids)
 
 
-def bulk_rows(client, max_repetitions):
-    """The agent's floor: sysUpTime as non-repeater plus the 13 columns in
-    GETBULK requests issued back to back until every column is past its end.
-    Returns the number of rows of each column."""
-    current = list(COLUMNS)  # position of each still-active column
-    active = list(range(len(COLUMNS)))
-    rows = [0] * len(COLUMNS)
+class DefaultPlan:
+    """What promsnmp's default modules read, from src/modules/builtin.yml as
+    promsnmp plans it (src/modules/plan.rs): the metrics without index are
+    scalars (read with GETNEXT, as non-repeaters), every indexed metric's and
+    lookup's OID a column. `blocks`: each module's text."""
+
+    def __init__(self, path=BUILTIN_MODULES):
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            raise BenchError(f"cannot read promsnmp's built-in modules {path}: {e}")
+        self.blocks = module_blocks(text, DEFAULT_MODULES)
+        scalars, columns = [], []
+        for body in self.blocks.values():
+            for item in split_metrics(body):
+                oid = re.search(r"^      oid: (\S+)", "\n".join(item), re.M).group(1)
+                indexed = any(line.startswith("      indexes:") for line in item)
+                (columns if indexed else scalars).append(oid)
+                columns += re.findall(r"^        oid: (\S+)", "\n".join(item), re.M)  # lookups
+        self.scalars = sorted(set(scalars), key=oid_key)
+        self.columns = sorted(set(columns), key=oid_key)
+        self.if_columns = [c for c in self.columns if c.rsplit(".", 1)[0] in IF_TABLES]
+        if SYS_UPTIME not in self.scalars or not self.if_columns:
+            raise BenchError(f"{path}: no sysUpTime or no IF-MIB column in {DEFAULT_MODULES}")
+
+    def describe(self):
+        other = len(self.columns) - len(self.if_columns)
+        return (f"the {len(self.scalars)} system scalars and {len(self.columns)} columns "
+                f"({len(self.if_columns)} of IF-MIB, {other} of sysORTable)")
+
+
+def split_metrics(body):
+    """The items of a module's `metrics:` list (lines of each), from the
+    generator's layout: `    metrics:` then `    - name:` items."""
+    items, inside = [], False
+    for line in body:
+        if line.startswith("    metrics:"):
+            inside = True
+        elif inside and line.startswith("    - "):
+            items.append([line])
+        elif inside and re.match(r"    \S", line):
+            inside = False  # the module's next key
+        elif inside and items:
+            items[-1].append(line)
+    return items
+
+
+def bulk_rows(client, max_varbinds, plan):
+    """The agent's floor: the plan's scalars as non-repeaters plus its
+    columns in GETBULK requests issued back to back, each continuing every
+    column not yet past its end and asking for as many rows as the agent
+    answers for that many columns (`max_varbinds` in all). Returns the number
+    of rows of each column."""
+    columns = plan.columns
+    current = list(columns)  # position of each still-active column
+    active = list(range(len(columns)))
+    rows = [0] * len(columns)
     first = True
     for _ in range(10000):
         if not active:
-            return rows
-        nonrep = 1 if first else 0
-        oids = ([SYS_UPTIME] if first else []) + [current[j] for j in active]
+            return dict(zip(columns, rows))
+        nonrep = len(plan.scalars) if first else 0
+        oids = (plan.scalars if first else []) + [current[j] for j in active]
+        max_repetitions = max(1, (max_varbinds - nonrep) // len(active))
         varbinds = client.getbulk(nonrep, max_repetitions, oids)[nonrep:]
         first = False
         if not varbinds:
@@ -341,7 +387,7 @@ def bulk_rows(client, max_repetitions):
             j = active[i % len(active)]
             if j in done:
                 continue
-            if vtag == END_OF_MIB_VIEW or not in_subtree(oid, COLUMNS[j]):
+            if vtag == END_OF_MIB_VIEW or not in_subtree(oid, columns[j]):
                 done.add(j)
             else:
                 rows[j] += 1
@@ -350,15 +396,15 @@ def bulk_rows(client, max_repetitions):
     raise BenchError("bulk walk did not end within 10000 requests")
 
 
-def probe_max_repetitions(addr):
-    """How many rows of the 13 columns one GETBULK returns at most: ask for
-    far more than any agent gives and count what comes back."""
+def probe_max_varbinds(addr):
+    """How many varbinds one GETBULK answer carries at most: ask for far more
+    rows of the whole MIB than any agent gives and count what comes back."""
     client = SnmpClient(addr)
     try:
-        varbinds = client.getbulk(1, 10000, [SYS_UPTIME] + COLUMNS)
+        varbinds = client.getbulk(0, 10000, ["1.3.6.1"])
     finally:
         client.close()
-    return max(1, (len(varbinds) - 1) // len(COLUMNS))
+    return len(varbinds)
 
 
 # ---------------------------------------------------------------------------
@@ -664,6 +710,9 @@ def build_promsnmp():
     return binary
 
 
+PROMSNMP_EXTRA_ENV = {}  # --promsnmp-env: for every promsnmp the harness starts
+
+
 def start_promsnmp(stack, binary, workdir, extra_env=None, name="promsnmp"):
     os.makedirs(workdir)
     # A private copy: a rebuild of target/ during the run cannot swap it.
@@ -676,6 +725,7 @@ def start_promsnmp(stack, binary, workdir, extra_env=None, name="promsnmp"):
                COLLECTION_INTERVAL="86400000",  # no background poll during the runs
                RUST_LOG="warn")
     env.update(extra_env or {})
+    env.update(PROMSNMP_EXTRA_ENV)
     proc = start_process(stack, name, [exe], os.path.join(workdir, "promsnmp.log"),
                          env=env, cwd=workdir)
     wait_until("promsnmp", proc, lambda: http_request(port, "GET", "/actuator/health", timeout=2)[0] == 200, 30)
@@ -707,7 +757,9 @@ def snmp_engine_id(addr):
 
 
 def post_inventory(port, devices):
-    doc = {"devices": [{"sysName": name, "agents": [agent]} for name, agent in devices]}
+    """devices: (sysName, agent) or (sysName, agent, modules)."""
+    doc = {"devices": [{"sysName": d[0], "agents": [d[1]], **({"modules": d[2]} if len(d) > 2 else {})}
+                       for d in devices]}
     status, _, body = http_request(port, "POST", "/promsnmp/inventory",
                                    {"Content-Type": "application/json"}, json.dumps(doc).encode())
     if status != 200:
@@ -729,30 +781,28 @@ def wait_background_polls(port, n_devices, timeout=20):
     log("note: not every device showed a background poll; continuing")
 
 
-def snmp_exporter_config():
-    """Module if_bench in the snmp_exporter 0.21 format: the same 13 columns
-    and sysUpTime, v2c, max_repetitions 50, labels as in if_mib."""
-    lookups = "".join(
-        f"    - labels: [ifIndex]\n      labelname: {name}\n      oid: {oid}\n      type: DisplayString\n"
-        for name, oid in LABEL_COLUMNS.items())
-    metrics = (f"  - name: sysUpTime\n    oid: {SYS_UPTIME}\n    type: gauge\n"
-               "    help: The time since the agent started, hundredths of a second\n")
-    for name, oid in list(GAUGE_COLUMNS.items()) + list(COUNTER_COLUMNS.items()):
-        kind = "gauge" if name in GAUGE_COLUMNS else "counter"
-        metrics += (f"  - name: {name}\n    oid: {oid}\n    type: {kind}\n    help: {name}\n"
-                    "    indexes:\n    - labelname: ifIndex\n      type: gauge\n"
-                    f"    lookups:\n{lookups}")
-    walk = "".join(f"  - {oid}\n" for oid in COLUMNS)
-    return ("if_bench:\n  version: 2\n  max_repetitions: 50\n  retries: 3\n  timeout: 5s\n"
-            f"  auth:\n    community: {COMMUNITY}\n  get:\n  - {SYS_UPTIME}.0\n"
-            f"  walk:\n{walk}  metrics:\n{metrics}")
+def snmp_exporter_config(plan):
+    """Module if_bench in the snmp_exporter 0.21 layout: promsnmp's built-in
+    `system` and `if_mib` merged into one module (their metrics as written,
+    so the same names, types and labels), walking the system group and
+    exactly the IF-MIB columns promsnmp's default poll reads; v2c,
+    max_repetitions 50 (promsnmp's default), retries 3, timeout 5s."""
+    out = ["if_bench:", "  version: 2", "  max_repetitions: 50", "  retries: 3", "  timeout: 5s",
+           "  auth:", f"    community: {COMMUNITY}", "  walk:", "  - 1.3.6.1.2.1.1"]
+    out += [f"  - {c}" for c in plan.if_columns]
+    out.append("  metrics:")
+    for body in plan.blocks.values():
+        for item in split_metrics(body):
+            out += [line[2:] for line in item]
+    return "\n".join(out) + "\n"
 
 
-def start_snmp_exporter(stack, workdir):
+def start_snmp_exporter(stack, workdir, config):
+    """snmp_exporter with `config` as its snmp.yml."""
     os.makedirs(workdir)
     conf = os.path.join(workdir, "snmp.yml")
     with open(conf, "w") as f:
-        f.write(snmp_exporter_config())
+        f.write(config)
     port = free_port()
     proc = start_process(stack, "snmp_exporter",
                          [program("prometheus-snmp-exporter"), f"--config.file={conf}",
@@ -760,6 +810,58 @@ def start_snmp_exporter(stack, workdir):
                          os.path.join(workdir, "snmp_exporter.log"))
     wait_until("snmp_exporter", proc, lambda: http_request(port, "GET", "/", timeout=2)[0] == 200, 20)
     return proc, port
+
+
+MODULES_SECTION_MODULES = ["system", "if_mib", "hrStorage", "ucd_memory", "ucd_system_stats"]
+
+
+def reference_modules_file(directory):
+    """snmp_exporter's current generated snmp.yml in the reference directory
+    (--reference-modules); a clear error when it is not there."""
+    path = os.path.join(directory, "snmp.yml")
+    if not os.path.isfile(path):
+        raise BenchError(f"section 10 needs snmp_exporter's generated snmp.yml (current layout, `auths:` + "
+                         f"`modules:`), not found at {path}: give its directory with --reference-modules DIR "
+                         f"(default ../shared/snmp_exporter relative to the repository root)")
+    return path
+
+
+def module_blocks(text, names):
+    """The text of each named module of a generated snmp.yml in the current
+    layout (`modules:` holding two-space-indented module names), as the
+    generator writes it. Plain text, no YAML parser (standard library only)."""
+    lines = text.splitlines()
+    try:
+        start = lines.index("modules:") + 1
+    except ValueError:
+        raise BenchError("no top-level `modules:` in the reference snmp.yml (not the current layout?)")
+    blocks, current = {}, None
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            break  # the next top-level key
+        m = re.fullmatch(r"  ([^\s#-][^:]*):\s*", line)  # a module name (may hold - or .)
+        if m:
+            current = m.group(1)
+            blocks[current] = []
+        elif current is not None:
+            blocks[current].append(line)
+    missing = [n for n in names if n not in blocks]
+    if missing:
+        raise BenchError(f"modules {missing} not in the reference snmp.yml")
+    return {n: blocks[n] for n in names}
+
+
+def snmp_exporter_021_modules(text, names):
+    """The named modules in the layout snmp_exporter 0.21 reads: one top-level
+    map of modules, each carrying `version: 2` and `auth: {community: public}`
+    (what the current layout keeps apart in `auths:`)."""
+    out = ["# Written by bench/run.py from snmp_exporter's current snmp.yml for snmp_exporter 0.21."]
+    for name, body in module_blocks(text, names).items():
+        if any(re.match(r"    (version|auth):", line) for line in body):
+            raise BenchError(f"module {name} of the reference snmp.yml already has version/auth")
+        out += [f"{name}:", "  version: 2", "  auth:", f"    community: {COMMUNITY}"]
+        out += [line[2:] if line.startswith("  ") else line for line in body]
+    return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------------
@@ -788,16 +890,17 @@ def snmp_exporter_walk(port, target):
     return Contender("snmp_exporter", scrape)
 
 
-def agent_floor(addr, max_repetitions):
+def agent_floor(addr, max_varbinds, plan):
     def scrape():
         client = SnmpClient(addr)
         try:
-            rows = bulk_rows(client, max_repetitions)
+            rows = bulk_rows(client, max_varbinds, plan)
         finally:
             client.close()
-        if len(set(rows)) != 1:
-            raise BenchError(f"columns of unequal length: {rows}")
-        return rows[0]
+        if_rows = {rows[c] for c in plan.if_columns}
+        if len(if_rows) != 1:
+            raise BenchError(f"IF-MIB columns of unequal length: {rows}")
+        return if_rows.pop()
     return Contender("agent floor", scrape)
 
 
@@ -829,6 +932,151 @@ def compare(addr, agent_pid, contenders, interfaces, runs, warmup):
             before = after
     return {c.name: {"ms": median(times[c.name]), "cpu": median(cpu[c.name]), "req": median(reqs[c.name]),
                      "req_range": (min(reqs[c.name]), max(reqs[c.name]))} for c in contenders}
+
+
+def sample_lines(text):
+    """The sample lines of a Prometheus text exposition."""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def device_samples(text):
+    """Samples that come from the device's modules: neither exporter's own
+    scrape metrics nor promsnmp's utilisation histogram."""
+    return [line for line in sample_lines(text)
+            if not line.startswith(("snmp_scrape_", "interface_utilization"))]
+
+
+def compare_modules(addr, agent_pid, p_port, e_port, modules, runs, warmup):
+    """Section 10: promsnmp's one live scrape of all `modules` against
+    snmp_exporter's one scrape per module, in turn (the order rotating),
+    warmup + runs rounds. Per scrape the wall time, the agent's CPU time and
+    its requests (snmpInPkts after every scrape, minus that snmpget). Returns
+    medians: whole sets, and snmp_exporter per module."""
+    sets = {"promsnmp": {"ms": [], "cpu": [], "req": []}, "snmp_exporter": {"ms": [], "cpu": [], "req": []}}
+    per_module = {m: {"ms": [], "cpu": [], "req": []} for m in modules}
+    samples = {}
+    before = snmp_in_pkts(addr)
+
+    def one(path, port):
+        nonlocal before
+        cpu0 = cpu_ms(agent_pid)
+        t0 = time.perf_counter()
+        text = http_ok(port, path).decode()
+        elapsed = (time.perf_counter() - t0) * 1000
+        cpu = cpu_ms(agent_pid) - cpu0
+        after = snmp_in_pkts(addr)
+        req = after - before - 1
+        before = after
+        return text, elapsed, cpu, req
+
+    joined = ",".join(modules)
+    for rnd in range(warmup + runs):
+        order = ["promsnmp", "snmp_exporter"]
+        order = order[rnd % 2:] + order[:rnd % 2]
+        for who in order:
+            if who == "promsnmp":
+                text, elapsed, cpu, req = one(f"/snmp?target={addr}&live=true&module={joined}", p_port)
+                got = [(elapsed, cpu, req)]
+                samples["promsnmp"] = len(device_samples(text))
+            else:
+                got, count = [], 0
+                for m in modules:
+                    text, elapsed, cpu, req = one(f"/snmp?target={addr}&module={m}", e_port)
+                    got.append((elapsed, cpu, req))
+                    count += len(device_samples(text))
+                    if rnd >= warmup:
+                        for k, v in zip(("ms", "cpu", "req"), (elapsed, cpu, req)):
+                            per_module[m][k].append(v)
+                samples["snmp_exporter"] = count
+            if rnd >= warmup:
+                for k, i in (("ms", 0), ("cpu", 1), ("req", 2)):
+                    sets[who][k].append(sum(g[i] for g in got))
+    med = lambda d: {k: median(v) for k, v in d.items()}  # noqa: E731
+    return {"sets": {k: {**med(v), "req_range": (min(v["req"]), max(v["req"]))} for k, v in sets.items()},
+            "per_module": {m: med(v) for m, v in per_module.items()}, "samples": samples}
+
+
+def promsnmp_module_requests(addr, agent_addr, p_port, modules, runs=3):
+    """promsnmp's requests and ms for each module alone, median of `runs` live
+    scrapes of `addr`: an address of the same agent that is not in the
+    inventory, polled (PROMSNMP_SCRAPE_UNLISTED_TARGETS) with exactly the
+    module the scrape names. snmpInPkts is read at `agent_addr`."""
+    out = {}
+    for m in modules:
+        reqs_, times = [], []
+        for _ in range(runs):
+            before = snmp_in_pkts(agent_addr)
+            t0 = time.perf_counter()
+            http_ok(p_port, f"/snmp?target={addr}&live=true&module={m}&auth=public_v2")
+            times.append((time.perf_counter() - t0) * 1000)
+            reqs_.append(snmp_in_pkts(agent_addr) - before - 1)
+        out[m] = {"req": median(reqs_), "ms": median(times)}
+    return out
+
+
+def measure_modules(stack, args, binary, workdir, core):
+    """Section 10: the five modules of a net-snmp host, promsnmp's one poll
+    against snmp_exporter 0.21's one scrape per module."""
+    modules = MODULES_SECTION_MODULES
+    ref = reference_modules_file(args.reference_modules)
+    with open(ref) as f:
+        ref_text = f.read()
+    wd = os.path.join(workdir, "modules")
+    os.makedirs(wd)
+    if core:
+        few, many, relay = core["dev"]["few"], core["dev"]["many"], core["many_relay"]
+        few = {"addr": few["addr"], "pid": few["pid"]}
+        many = {"addr": many["addr"], "pid": many["pid"]}
+        ports = core["host_ports"]
+    else:
+        host_snmpd, ports = start_host_snmpd(stack, os.path.join(wd, "snmpd-host"))
+        ns_snmpd, relay = start_netns_device(stack, os.path.join(wd, "snmpd-netns"))
+        few = {"addr": f"127.0.0.1:{ports[0]}", "pid": host_snmpd.pid}
+        many = {"addr": f"127.0.0.1:{relay.port}", "pid": ns_snmpd.pid}
+    # The same agents at addresses outside promsnmp's inventory, for polls of one module alone.
+    few["alone"] = f"127.0.0.1:{ports[1]}"
+    alone_relay = UdpRelay(("127.0.0.1", 161), ns=relay.ns)
+    stack.callback(alone_relay.close)
+    many["alone"] = f"127.0.0.1:{alone_relay.port}"
+    proc, p_port = start_promsnmp(stack, binary, os.path.join(wd, "promsnmp"),
+                                  {"PROMSNMP_MODULES_FILE": ref, "PROMSNMP_SCRAPE_UNLISTED_TARGETS": "true"},
+                                  "promsnmp (modules)")
+    idle = vm_status(proc.pid)
+    devices = [(f"modules-{name}", community_agent(int(d["addr"].rsplit(":", 1)[1])), modules)
+               for name, d in (("few", few), ("many", many))]
+    post_inventory(p_port, devices)
+    wait_background_polls(p_port, len(devices), 60)
+    config = snmp_exporter_021_modules(ref_text, modules)
+    exporter, e_port = start_snmp_exporter(stack, os.path.join(wd, "snmp_exporter"), config)
+    # Both serve every module: a series of each from each exporter.
+    probes = {"system": "sysUpTime", "if_mib": "ifHCInOctets", "hrStorage": "hrStorageUsed",
+              "ucd_memory": "memTotalReal", "ucd_system_stats": "ssCpuRawUser"}
+    for d in (few, many):
+        ptext = http_ok(p_port, f"/snmp?target={d['addr']}&live=true&module={','.join(modules)}").decode()
+        for m in modules:
+            etext = http_ok(e_port, f"/snmp?target={d['addr']}&module={m}").decode()
+            for who, text in (("promsnmp", ptext), ("snmp_exporter", etext)):
+                if not re.search(rf"^{probes[m]}(\{{| )", text, re.M):
+                    raise BenchError(f"{who} served no {probes[m]} (module {m}) for {d['addr']}")
+    rows = []
+    R, W = args.runs, args.warmup
+    for name, d, delay, runs, warmup in (("few", few, None, R, W), ("many", many, 0, R, W),
+                                         ("many", many, 20, min(R, 5), min(W, 1))):
+        log(f"10. modules: {name}{'' if delay is None else f' +{delay} ms'}, {warmup} warm-ups + {runs} runs")
+        if delay:
+            relay.delay_ms = alone_relay.delay_ms = delay
+        try:
+            res = compare_modules(d["addr"], d["pid"], p_port, e_port, modules, runs, warmup)
+            alone = promsnmp_module_requests(d["alone"], d["addr"], p_port, modules, 1 if delay else 3)
+        finally:
+            relay.delay_ms = alone_relay.delay_ms = 0
+        rows.append({"device": name, "delay": delay, "runs": runs, "warmup": warmup, "res": res,
+                     "promsnmp_alone": alone})
+    for p in (proc, exporter):
+        check_alive(p)
+    _, problems = log_summary(os.path.join(wd, "promsnmp", "promsnmp.log"))
+    return {"rows": rows, "modules": modules, "ref": ref, "problems": problems, "idle": idle,
+            "mem": {"promsnmp": vm_status(proc.pid), "snmp_exporter": vm_status(exporter.pid)}}
 
 
 WRK_RE = {
@@ -913,23 +1161,39 @@ def log_summary(path, offset=0):
     return rounds, problems
 
 
-class Responder:
-    """bench/responder.py in its own process: many synthetic v2c agents, one
-    UDP port each on 127.0.0.1, sysName dev-0000, dev-0001, …"""
+RESPONDER_AGENTS_PER_PROCESS = 2500
 
-    def __init__(self, stack, workdir, count):
+
+class Responder:
+    """bench/responder.py in `processes` processes (by default one per 2,500
+    agents): many synthetic v2c agents, one UDP port each on 127.0.0.1,
+    sysName dev-0000, dev-0001, …; each process serves a contiguous share."""
+
+    def __init__(self, stack, workdir, count, processes=0):
         os.makedirs(workdir)
         self.workdir, self.count, self.dumps = workdir, count, 0
-        ports_file = os.path.join(workdir, "ports.json")
-        cmd = [sys.executable, os.path.join(BENCH_DIR, "responder.py"), "--count", str(count),
-               "--ports-file", ports_file, "--parent-pid", str(os.getpid()), "--max-seconds", "7200"]
-        self.proc = start_process(stack, "SNMP responder", cmd, os.path.join(workdir, "responder.log"))
-
-        def ports():
-            with open(ports_file) as f:
-                return json.load(f)
-        doc = wait_until("SNMP responder", self.proc, ports, 60)
-        self.ports, self.control = doc["ports"], doc["control"]
+        processes = processes or -(-count // RESPONDER_AGENTS_PER_PROCESS)
+        processes = max(1, min(processes, count))
+        self.procs, self.controls, self.ports = [], [], []
+        shares = [count // processes + (1 if k < count % processes else 0) for k in range(processes)]
+        files, first = [], 0
+        for k, share in enumerate(shares):
+            ports_file = os.path.join(workdir, f"ports-{k}.json")
+            cmd = [sys.executable, os.path.join(BENCH_DIR, "responder.py"), "--count", str(share),
+                   "--first-index", str(first), "--ports-file", ports_file,
+                   "--parent-pid", str(os.getpid()), "--max-seconds", "7200"]
+            name = "SNMP responder" + (f" {k + 1}/{processes}" if processes > 1 else "")
+            self.procs.append(start_process(stack, name, cmd, os.path.join(workdir, f"responder-{k}.log")))
+            files.append(ports_file)
+            first += share
+        for proc, ports_file in zip(self.procs, files):
+            def ports(ports_file=ports_file):
+                with open(ports_file) as f:
+                    return json.load(f)
+            doc = wait_until(proc.bench_name, proc, ports, 120)
+            self.ports += doc["ports"]
+            self.controls.append(doc["control"])
+        self.proc = self.procs[0]
         for i in sorted({0, count - 1}):
             client = SnmpClient(f"127.0.0.1:{self.ports[i]}")
             try:
@@ -942,23 +1206,39 @@ class Responder:
     def devices(self):
         return [(f"dev-{i:04d}", community_agent(port)) for i, port in enumerate(self.ports)]
 
-    def stats(self, since):
-        """Per agent: its port, total requests, and the monotonic times of its
-        requests and polls since `since`."""
-        check_alive(self.proc)
-        self.dumps += 1
-        path = os.path.join(self.workdir, f"stats-{self.dumps}.json")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(30)
-            s.sendto(f"dump {since!r} {path}".encode(), ("127.0.0.1", self.control))
-            try:
-                s.recvfrom(100)
-            except OSError as e:
-                raise BenchError(f"the SNMP responder did not answer on its control port: {e}")
-        with open(path) as f:
-            agents = json.load(f)["agents"]
-        os.remove(path)
+    def cpu_s(self):
+        """CPU seconds of each responder process so far."""
+        return [proc_cpu_s(p.pid) for p in self.procs]
+
+    def stats(self, since, polls_only=False):
+        """Per agent (in index order): its port, total requests and retries,
+        and the monotonic times of its polls (and, unless polls_only, of its
+        requests) since `since`."""
+        agents = []
+        for proc, control in zip(self.procs, self.controls):
+            check_alive(proc)
+            self.dumps += 1
+            path = os.path.join(self.workdir, f"stats-{self.dumps}.json")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(60)
+                s.sendto(f"dump {since!r} {path}{' polls' if polls_only else ''}".encode(), ("127.0.0.1", control))
+                try:
+                    s.recvfrom(100)
+                except OSError as e:
+                    raise BenchError(f"{proc.bench_name} did not answer on its control port: {e}")
+            with open(path) as f:
+                agents += json.load(f)["agents"]
+            os.remove(path)
         return agents
+
+
+def udp_receive_errors():
+    """The host's UDP RcvbufErrors and InErrors so far (/proc/net/snmp):
+    datagrams dropped because a socket's receive buffer was full."""
+    with open("/proc/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    fields = dict(zip(lines[0][1:], map(int, lines[1][1:])))
+    return fields.get("RcvbufErrors", 0), fields.get("InErrors", 0)
 
 
 def wait_first_round(responder, since, timeout, procs):
@@ -968,7 +1248,7 @@ def wait_first_round(responder, since, timeout, procs):
     while True:
         for p in procs:
             check_alive(p)
-        agents = responder.stats(since)
+        agents = responder.stats(since, polls_only=True)
         firsts = [a["poll_times"][0] for a in agents if a["poll_times"]]
         if len(firsts) == len(agents):
             return max(firsts), 0
@@ -994,13 +1274,14 @@ def analyse_polls(agents, t0, t1, interval, rounds):
     """Polls (the agents' own record) in the window [t0, t1) of `rounds`
     intervals: per device, per interval, and the gaps between polls."""
     per_device, per_bin, gaps = [], [], []
-    missed = doubled = requests = polls = 0
+    missed = doubled = requests = polls = retries = 0
     for a in agents:
         times = sorted(a["poll_times"])
         window = [t for t in times if t0 <= t < t1]
         polls += len(window)
         per_device.append(len(window))
         requests += sum(1 for t in a["request_times"] if t0 <= t < t1)
+        retries += sum(1 for t in a.get("retry_times", ()) if t0 <= t < t1)
         bins = [0] * rounds
         for t in window:
             bins[min(rounds - 1, int((t - t0) / interval))] += 1
@@ -1016,7 +1297,7 @@ def analyse_polls(agents, t0, t1, interval, rounds):
             doubled += 1
     gaps.sort()
     return {
-        "devices": len(agents), "polls": polls, "requests": requests,
+        "devices": len(agents), "polls": polls, "requests": requests, "retries": retries,
         "per_device": (min(per_device), max(per_device)) if per_device else (0, 0),
         "per_interval": (min(per_bin), max(per_bin)) if per_bin else (0, 0),
         "bins_empty": sum(1 for b in per_bin if b == 0), "bins_multi": sum(1 for b in per_bin if b > 1),
@@ -1029,8 +1310,9 @@ def analyse_polls(agents, t0, t1, interval, rounds):
 def scale_window(args, responder, since, members):
     """The measurement window of sections 7 and 9: `args.scale_rounds`
     intervals after the first full round. members: {name: (process, port or
-    None)}. Returns per member the CPU seconds and polls of the window, and
-    the poll analysis."""
+    None)}. Returns per member the CPU seconds and polls of the window, the
+    poll analysis, the responder processes' CPU seconds and the host's UDP
+    receive errors over the window."""
     interval = args.scale_interval_ms / 1000
 
     def snapshot():
@@ -1039,20 +1321,30 @@ def scale_window(args, responder, since, members):
             text = self_metrics(port) if port else ""
             snap[name] = {"cpu": proc_cpu_s(proc.pid), "polls": metric_sum(text, "promsnmp_replica_polls_total"),
                           "errors": metric_sum(text, "promsnmp_snmp_poll_errors_total"),
-                          "snmp_requests": metric_sum(text, "promsnmp_snmp_requests_total")}
+                          "snmp_requests": metric_sum(text, "promsnmp_snmp_requests_total"),
+                          "poll_seconds": metric_sum(text, "promsnmp_snmp_poll_duration_seconds_sum"),
+                          "timed_polls": metric_sum(text, "promsnmp_snmp_poll_duration_seconds_count")}
         return snap
 
-    procs = [p for p, _ in members.values()] + [responder.proc]
+    procs = [p for p, _ in members.values()] + responder.procs
     t0 = time.monotonic()
     before = snapshot()
+    resp0, udp0 = responder.cpu_s(), udp_receive_errors()
     seconds = args.scale_rounds * interval
     log(f"   window: {args.scale_rounds} intervals ({seconds:.0f} s)")
-    sleep_watching(seconds, procs)
+    rss = {name: [] for name in members}  # VmRSS at the end of each interval
+    for k in range(args.scale_rounds):
+        sleep_watching(t0 + (k + 1) * interval - time.monotonic(), procs)
+        for name, (proc, _) in members.items():
+            rss[name].append(vm_status(proc.pid)["VmRSS"])
     t1 = time.monotonic()
+    resp1, udp1 = responder.cpu_s(), udp_receive_errors()
     after = snapshot()
     analysis = analyse_polls(responder.stats(since), t0, t1, interval, args.scale_rounds)
     delta = {name: {k: after[name][k] - before[name][k] for k in before[name]} for name in members}
-    return {"seconds": t1 - t0, "delta": delta, "polls": analysis}
+    return {"seconds": t1 - t0, "delta": delta, "polls": analysis, "rss": rss,
+            "responder_cpu": [b - a for a, b in zip(resp0, resp1)],
+            "udp_errors": tuple(b - a for a, b in zip(udp0, udp1))}
 
 
 def measure_scale_single(stack, args, binary, workdir, responder):
@@ -1067,21 +1359,20 @@ def measure_scale_single(stack, args, binary, workdir, responder):
     self_metrics(port)
     idle = vm_status(proc.pid)
     log(f"   promsnmp idle, empty inventory: VmRSS {idle['VmRSS']:.1f} MiB; posting {responder.count} devices")
-    responder_cpu0 = proc_cpu_s(responder.proc.pid)
     t_post = time.monotonic()
     post_inventory(port, responder.devices())
-    first, never = wait_first_round(responder, t_post, 2 * interval + 60, [proc, responder.proc])
-    log(f"   first round complete {first - t_post:.1f} s after the POST")
-    resp_cpu_w0 = proc_cpu_s(responder.proc.pid)
+    log(f"   posted in {time.monotonic() - t_post:.1f} s; VmRSS {vm_status(proc.pid)['VmRSS']:.1f} MiB")
+    first, never = wait_first_round(responder, t_post, 2 * interval + 60, [proc] + responder.procs)
+    after_first = vm_status(proc.pid)
+    log(f"   first round complete {first - t_post:.1f} s after the POST; VmRSS {after_first['VmRSS']:.1f} MiB")
     window = scale_window(args, responder, t_post, {"promsnmp": (proc, port)})
-    resp_cpu_w1 = proc_cpu_s(responder.proc.pid)
     mem = vm_status(proc.pid)
+    log(f"   after the window: VmRSS {mem['VmRSS']:.1f} MiB, VmHWM {mem['VmHWM']:.1f} MiB "
+        f"({(mem['VmRSS'] - idle['VmRSS']) * 1024 / responder.count:.1f} KiB per device)")
     rounds, problems = log_summary(os.path.join(wd, "promsnmp.log"))
     sub.close()
     return {"idle": idle, "mem": mem, "first_round_s": first - t_post, "never": never,
-            "window": window, "rounds": rounds, "problems": problems,
-            "responder_cpu": (resp_cpu_w1 - resp_cpu_w0) / window["seconds"],
-            "responder_setup_cpu": resp_cpu_w0 - responder_cpu0}
+            "window": window, "rounds": rounds, "problems": problems, "after_first": after_first}
 
 
 def redis_ping(port):
@@ -1253,7 +1544,7 @@ def measure_scale_fleet(args, fleet, responder):
     t_post = time.monotonic()
     post_inventory(fleet.ports[0], responder.devices())
     fleet.wait_devices(responder.count, 60)
-    first, never = wait_first_round(responder, t_post, 2 * interval + 60, fleet.procs() + [responder.proc])
+    first, never = wait_first_round(responder, t_post, 2 * interval + 60, fleet.procs() + responder.procs)
     log(f"   first round complete {first - t_post:.1f} s after the POST")
     members = {name: (proc, port) for name, proc, port in fleet.replicas}
     members["redis-server"] = (fleet.redis, None)
@@ -1293,15 +1584,13 @@ def reqs(r):
     return f"{r['req']:g}" if lo == hi else f"{r['req']:g} ({lo}–{hi})"
 
 
-def machine_info(snmp_exporter_version, sections):
+def machine_info(snmp_exporter_version, sections, binary=None):
     cpu = ""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
             m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
             cpu = m.group(1) if m else ""
-    git = ["git", "-C", REPO, "-c", f"safe.directory={REPO}"]
-    commit = run(git + ["rev-parse", "--short", "HEAD"], check=False).strip() or "unknown"
-    dirty = run(git + ["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], check=False).strip()
+    commit, dirty = BUILD_GIT or git_state()
     with open(os.path.join(REPO, "Cargo.toml")) as f:
         version = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M).group(1)
     with open(os.path.join(REPO, "README.md")) as f:
@@ -1310,9 +1599,9 @@ def machine_info(snmp_exporter_version, sections):
         m = re.search(pattern, run(cmd, check=False))
         return m.group(1) if m else "?"
     others = []
-    if sections & (CORE_SECTIONS | {8}):
+    if sections & NETNS_SECTIONS:
         others.append("agent net-snmp " + version_of([program("snmpd"), "-v"], r"NET-SNMP version:\s*(\S+)"))
-    if sections & CORE_SECTIONS:
+    if sections & (CORE_SECTIONS | {10}):
         others.append(f"snmp_exporter {snmp_exporter_version or exporter_version()}")
     if sections & {8, 9}:
         others.append("redis-server " + version_of([program("redis-server"), "--version"], r"v=(\S+)"))
@@ -1324,10 +1613,34 @@ def machine_info(snmp_exporter_version, sections):
         "nproc": run(["nproc"], check=False).strip() or str(os.cpu_count()),
         "cpu": cpu,
         "kernel": platform.release(),
-        "promsnmp": f"{version} (git {commit}{', uncommitted changes in src/' if dirty else ''})",
+        "promsnmp": (f"binary `{binary}` (--binary)" if binary else
+                     f"{version} (git {commit}{dirty})"),
         "others": ", ".join(others),
         "promsnmp_settings": ", ".join(f"`{k}` {v}" for k, v in defaults) or "see README.md",
     }
+
+
+BUILD_GIT = None  # (commit, note on uncommitted sources) when the binary was built
+
+
+def git_state():
+    """The repository's HEAD (short), and a note if src/ or Cargo.* differ from it."""
+    git = ["git", "-C", REPO, "-c", f"safe.directory={REPO}"]
+    commit = run(git + ["rev-parse", "--short", "HEAD"], check=False).strip() or "unknown"
+    dirty = run(git + ["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], check=False).strip()
+    return commit, ", uncommitted changes in src/" if dirty else ""
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine has been busy (/proc/stat: user, nice,
+    system, irq, softirq, steal), and those of this process and its waited-for
+    children (everything the harness started and stopped)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = (fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]) / CLK_TCK
+    own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return busy, own
 
 
 def command_line():
@@ -1371,28 +1684,51 @@ def main():
                     help="sections 7-9: COLLECTION_INTERVAL in ms (default 30000)")
     ap.add_argument("--scale-rounds", type=int, default=3,
                     help="sections 7 and 9: intervals measured after the first full round (default 3)")
+    ap.add_argument("--responder-processes", type=int, default=0,
+                    help="sections 7 and 9: processes serving the synthetic devices (default 0: one "
+                         f"per {RESPONDER_AGENTS_PER_PROCESS} devices)")
     ap.add_argument("--rate", type=int, default=500, help="section 8: fixed request rate per second (default 500)")
     ap.add_argument("--rate-seconds", type=int, default=15, help="section 8: fixed-rate run length (default 15)")
     ap.add_argument("--loadgen-connections", type=int, default=32,
                     help="section 8: keep-alive connections of the load generator (default 32)")
     ap.add_argument("--loadgen-max-seconds", type=int, default=5,
                     help="section 8: the generator's closed-loop (max rate) run (default 5)")
+    ap.add_argument("--reference-modules", default=os.path.join(os.path.dirname(REPO), "shared", "snmp_exporter"),
+                    metavar="DIR", help="section 10: the directory holding snmp_exporter's generated snmp.yml "
+                                        "(current layout; read there, never copied; default "
+                                        "../shared/snmp_exporter relative to the repository root)")
+    ap.add_argument("--binary", metavar="PATH",
+                    help="run this promsnmp binary instead of building the repository's (to compare "
+                         "versions; the report names it)")
+    ap.add_argument("--promsnmp-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for every promsnmp started (repeatable; for "
+                         "experiments, e.g. MALLOC_ARENA_MAX=2; the report names it)")
     ap.add_argument("--output", default=os.path.join(REPO, "BENCHMARKS.md"), help="report file")
     args = ap.parse_args()
+    for item in args.promsnmp_env:
+        name, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            ap.error(f"--promsnmp-env {item!r}: expected NAME=VALUE")
+        PROMSNMP_EXTRA_ENV[name] = value
+    if args.binary and not (os.path.isfile(args.binary) and os.access(args.binary, os.X_OK)):
+        ap.error(f"--binary {args.binary}: not an executable file")
     if not (1 <= args.runs <= 1000 and 0 <= args.warmup <= 100 and 1 <= args.wrk_seconds <= 600
             and 1 <= args.wrk_repeats <= 20):
         ap.error("--runs 1-1000, --warmup 0-100, --wrk-seconds 1-600, --wrk-repeats 1-20")
-    if not (1 <= args.scale_devices <= 5000 and 1000 <= args.scale_interval_ms <= 600000
-            and 1 <= args.scale_rounds <= 100):
-        ap.error("--scale-devices 1-5000, --scale-interval-ms 1000-600000, --scale-rounds 1-100")
+    if not (1 <= args.scale_devices <= 20000 and 1000 <= args.scale_interval_ms <= 600000
+            and 1 <= args.scale_rounds <= 100 and 0 <= args.responder_processes <= 16):
+        ap.error("--scale-devices 1-20000, --scale-interval-ms 1000-600000, --scale-rounds 1-100, "
+                 "--responder-processes 0-16")
     if not (1 <= args.rate <= 20000 and 1 <= args.rate_seconds <= 600 and 1 <= args.loadgen_connections <= 512
             and 1 <= args.loadgen_max_seconds <= 600):
         ap.error("--rate 1-20000, --rate-seconds 1-600, --loadgen-connections 1-512, --loadgen-max-seconds 1-600")
-    if os.geteuid() != 0 and args.sections & (CORE_SECTIONS | {8}):
+    if os.geteuid() != 0 and args.sections & NETNS_SECTIONS:
         raise BenchError("root needed for `ip netns`: run `sudo python3 bench/run.py`")
     for n in sorted(args.sections):
         for name in SECTION_PROGRAMS[n]:
             program(name)
+    if 10 in args.sections:
+        reference_modules_file(args.reference_modules)
 
     # SIGTERM/SIGHUP end the run like Ctrl-C does: through the finally below.
     def on_signal(signum, _frame):
@@ -1401,8 +1737,15 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
 
     started = time.monotonic()
-    binary = build_promsnmp()
-    if args.sections & (CORE_SECTIONS | {8}):
+    busy0 = machine_busy_s()
+    global BUILD_GIT
+    before_build = git_state()
+    binary = args.binary or build_promsnmp()
+    after_build = git_state()
+    # The sources the binary was built from (someone may commit meanwhile).
+    BUILD_GIT = (before_build[0], "; the sources changed during the build" if before_build != after_build
+                 else ", uncommitted changes in src/" if before_build[1] else "")
+    if args.sections & NETNS_SECTIONS:
         remove_stale_namespaces()
     workdir = tempfile.mkdtemp(prefix="promsnmp-bench-")
     ok = False
@@ -1422,7 +1765,12 @@ def main():
         else:
             log(f"logs kept in {workdir}")
     elapsed = time.monotonic() - started
-    report += f"\nThe whole run (build included) took {elapsed:.0f} s.\n"
+    busy1 = machine_busy_s()
+    others = max(0.0, (busy1[0] - busy0[0]) - (busy1[1] - busy0[1]))
+    report += (f"\nThe whole run (build included) took {elapsed:.0f} s. Other processes on the machine "
+               f"(neither the harness nor anything it started) kept {others * 100 / elapsed:.0f} % of one "
+               f"core busy on average meanwhile (`/proc/stat` busy time minus the harness' own and its "
+               f"children's).\n")
     print(report)
     with open(args.output, "w") as f:
         f.write(report)
@@ -1440,11 +1788,17 @@ def measure(stack, args, binary, workdir):
     if sections & CORE_SECTIONS:
         core = measure_core(stack, args, binary, workdir, timings)
     results = {}
+    if 10 in sections:
+        t = time.monotonic()
+        log("10. modules: promsnmp's one poll against snmp_exporter's one scrape per module")
+        results[10] = measure_modules(stack, args, binary, workdir, core)
+        timings[10] = time.monotonic() - t
     responder = None
     if sections & {7, 9}:
         t = time.monotonic()
         log(f"starting the SNMP responder ({args.scale_devices} agents)")
-        responder = Responder(stack, os.path.join(workdir, "responder"), args.scale_devices)
+        responder = Responder(stack, os.path.join(workdir, "responder"), args.scale_devices,
+                              args.responder_processes)
         timings["responder"] = time.monotonic() - t
     if 7 in sections:
         t = time.monotonic()
@@ -1476,8 +1830,9 @@ def measure(stack, args, binary, workdir):
         results[9] = measure_scale_fleet(args, fleet, responder)
         timings[9] = time.monotonic() - t
     if responder:
-        check_alive(responder.proc)
-    info = machine_info(core["exporter_version"] if core else None, sections)
+        for p in responder.procs:
+            check_alive(p)
+    info = machine_info(core["exporter_version"] if core else None, sections, args.binary)
     return render(args, info, core, results, timings)
 
 
@@ -1501,30 +1856,35 @@ def measure_core(stack, args, binary, workdir, timings):
                ("few-relay", community_agent(few_relay.port)), ("many", community_agent(many_relay.port))]
     post_inventory(p_port, devices)
     wait_background_polls(p_port, len(devices))
-    exporter, e_port = start_snmp_exporter(stack, os.path.join(workdir, "snmp_exporter"))
+    plan = DefaultPlan()
+    exporter, e_port = start_snmp_exporter(stack, os.path.join(workdir, "snmp_exporter"), snmp_exporter_config(plan))
 
     # Interface counts (the floor client walks every column) and the largest
     # number of rows one GETBULK returns.
     dev = {}
     for name, addr in (("few", few_addr), ("many", many_addr)):
-        maxrep = probe_max_repetitions(addr)
-        interfaces = agent_floor(addr, maxrep).scrape()
-        dev[name] = {"addr": addr, "interfaces": interfaces, "maxrep": maxrep,
+        maxvb = probe_max_varbinds(addr)
+        interfaces = agent_floor(addr, maxvb, plan).scrape()
+        dev[name] = {"addr": addr, "interfaces": interfaces, "maxvb": maxvb,
                      "pid": (host_snmpd if name == "few" else ns_snmpd).pid}
     log(f"interfaces: few={dev['few']['interfaces']} many={dev['many']['interfaces']}; "
-        f"rows per GETBULK: {dev['many']['maxrep']}")
+        f"varbinds per GETBULK answer at most: {dev['many']['maxvb']}")
     # Both exporters must return every interface, with the if_mib labels.
     for name in ("few", "many"):
         d = dev[name]
         for what, port, path in (("promsnmp", p_port, f"/snmp?target={d['addr']}&live=true"),
                                  ("snmp_exporter", e_port, f"/snmp?target={d['addr']}&module=if_bench")):
-            series = series_labels(http_ok(port, path).decode(), "ifHCInOctets")
+            text = http_ok(port, path).decode()
+            d.setdefault("samples", {})[what] = len(device_samples(text))
+            series = series_labels(text, "ifHCInOctets")
             if len(series) != d["interfaces"] or any(
                     not {"ifIndex", "ifName", "ifDescr", "ifAlias"} <= set(s) for s in series):
                 raise BenchError(f"{what} returned {len(series)} ifHCInOctets series for {name} "
                                  f"(expected {d['interfaces']} with ifIndex/ifName/ifDescr/ifAlias)")
     timings["setup"] = time.monotonic() - t
-    out = {"dev": dev, "devices": devices, "many_relay": many_relay, "exporter_version": exporter_version()}
+    out = {"dev": dev, "devices": devices, "many_relay": many_relay, "exporter_version": exporter_version(),
+           "plan": plan,
+           "host_ports": (few_port, few_v3_port, few_v3e_port)}
 
     # 1 (and 3): live scrapes of the same device, and the agent's floor, interleaved.
     if sections & {1, 3}:
@@ -1535,7 +1895,7 @@ def measure_core(stack, args, binary, workdir, timings):
             d = dev[name]
             live[name] = compare(d["addr"], d["pid"], [promsnmp_live(p_port, d["addr"]),
                                              snmp_exporter_walk(e_port, d["addr"]),
-                                             agent_floor(d["addr"], d["maxrep"])],
+                                             agent_floor(d["addr"], d["maxvb"], plan)],
                                  d["interfaces"], R, W)
         out["live"] = live
         timings[1] = timings[3] = time.monotonic() - t
@@ -1551,7 +1911,7 @@ def measure_core(stack, args, binary, workdir, timings):
                 relay.delay_ms = delay
                 try:
                     res = compare(addr, d["pid"], [promsnmp_live(p_port, addr), snmp_exporter_walk(e_port, addr),
-                                         agent_floor(addr, d["maxrep"])], d["interfaces"], R, W)
+                                         agent_floor(addr, d["maxvb"], plan)], d["interfaces"], R, W)
                 finally:
                     relay.delay_ms = 0
                 latency.append((name, delay, res))
@@ -1631,9 +1991,13 @@ def render(args, info, core, results, timings):
     out += [f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with",
             "", "```sh", f"sudo {command_line()}        # or, as root: {command_line()}", "```", "",
             f"Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}. "
-            f"promsnmp {info['promsnmp']} (`cargo build --release`), {info['others']}. "
+            f"promsnmp {info['promsnmp']}" + ("" if args.binary else " (`cargo build --release`)")
+            + f", {info['others']}. "
             f"promsnmp runs with its default settings ({info['promsnmp_settings']}) unless a "
-            f"section says otherwise. Sections run: {', '.join(map(str, sorted(sections)))}.", ""]
+            f"section says otherwise"
+            + (" and with " + ", ".join(f"`{k}={v}`" for k, v in PROMSNMP_EXTRA_ENV.items()) + " in its environment"
+               if PROMSNMP_EXTRA_ENV else "")
+            + f". Sections run: {', '.join(map(str, sorted(sections)))}.", ""]
     if core:
         out += render_core(args, core, timings)
     if 7 in results:
@@ -1642,6 +2006,8 @@ def render(args, info, core, results, timings):
         out += render_fleet_cached(args, results[8], timings)
     if 9 in results:
         out += render_scale_fleet(args, results[9], timings)
+    if 10 in results:  # measured right after sections 1-6 (the same agents), reported last
+        out += render_modules(args, results[10], timings)
     return "\n".join(out)
 
 
@@ -1658,16 +2024,22 @@ def render_core(args, core, timings):
            f"after {W} warm-ups; contenders of one table row are run in turn (order rotating) "
            f"in the same loop, so each ratio compares like with like. SNMP requests are the "
            f"agent's own `snmpInPkts` counter (read with `snmpget` after every scrape, minus "
-           f"that `snmpget`); agent CPU is snmpd's own CPU time per scrape. snmp_exporter uses the "
-           f"hand-written module `if_bench`: the same "
-           f"13 IF-MIB columns plus sysUpTime, v2c, max_repetitions 50, labels "
-           f"ifIndex/ifName/ifDescr/ifAlias as in `if_mib`. Setting these up took "
+           f"that `snmpget`); agent CPU is snmpd's own CPU time per scrape. promsnmp polls its "
+           f"default modules `system` and `if_mib` (src/modules/builtin.yml): "
+           f"{core['plan'].describe()}. snmp_exporter uses the module `if_bench` the harness writes "
+           f"from the same file: those two modules' metrics as written (the same names, types and "
+           f"labels) in one module, walking the system group and the {len(core['plan'].if_columns)} "
+           f"IF-MIB columns, v2c, max_repetitions 50. Setting these up took "
            f"{timings.get('setup', 0):.0f} s.", ""]
     live = core.get("live")
     if 1 in sections:
+        samples = "; ".join(f"{label[n]}: promsnmp {dev[n]['samples']['promsnmp']}, snmp_exporter "
+                            f"{dev[n]['samples']['snmp_exporter']}" for n in ("few", "many"))
         out += ["## 1. Live scrape, same device", "",
                 "promsnmp `GET /snmp?target=<ip:port>&live=true` (cache bypassed) against "
-                "snmp_exporter `GET /snmp?target=<ip:port>&module=if_bench`.", ""]
+                "snmp_exporter `GET /snmp?target=<ip:port>&module=if_bench`. Samples each serves "
+                "from the modules (without `snmp_scrape_*` and promsnmp's `interface_utilization` "
+                f"histogram): {samples}.", ""]
         rows = []
         for name in ("few", "many"):
             p, e = live[name]["promsnmp"], live[name]["snmp_exporter"]
@@ -1696,10 +2068,12 @@ def render_core(args, core, timings):
     if 3 in sections:
         out += ["## 3. The agent's floor", "",
                 "The fewest requests the agent accepts for the same data: the harness' own SNMP "
-                "v2c client sends sysUpTime as non-repeater plus the 13 columns in one GETBULK "
-                "and continues, back to back, with every column not yet past its end. The "
-                "max-repetitions asked for is the largest number of rows snmpd returns for 13 "
-                "columns (net-snmp caps a response at `maxGetbulkResponses` = 100 varbinds by default). "
+                f"v2c client sends {core['plan'].describe()} in one GETBULK, the scalars as "
+                "non-repeaters, and continues, back to back, with every column not yet past its end. "
+                "Each request asks for as many rows as snmpd returns for the columns it carries: "
+                "(the most varbinds one answer holds − non-repeaters) / columns; net-snmp caps an answer "
+                "at `maxGetbulkResponses` = 100 varbinds by default (the *varbinds per answer* column, "
+                "measured). "
                 "Measured in the same loop as section 1. The floor client sends one request at a "
                 "time; promsnmp continues a long table with several sessions at once, so its wall "
                 "time can be below the floor's. What the agent itself spends is its CPU time "
@@ -1707,9 +2081,9 @@ def render_core(args, core, timings):
         rows = []
         for name in ("few", "many"):
             p, f = live[name]["promsnmp"], live[name]["agent floor"]
-            rows.append([label[name], dev[name]["maxrep"], reqs(f), ms(f["ms"]), ms(f["cpu"]), reqs(p),
+            rows.append([label[name], dev[name]["maxvb"], reqs(f), ms(f["ms"]), ms(f["cpu"]), reqs(p),
                          ms(p["ms"]), ms(p["cpu"]), ratio(p["ms"], f["ms"]), ratio(p["cpu"], f["cpu"])])
-        out += [table(["device", "max-repetitions", "floor SNMP requests", "floor ms (one at a time)",
+        out += [table(["device", "varbinds per answer", "floor SNMP requests", "floor ms (one at a time)",
                        "floor agent CPU ms", "promsnmp SNMP requests", "promsnmp ms", "promsnmp agent CPU ms",
                        "ratio promsnmp / floor, ms", "ratio promsnmp / floor, agent CPU"], rows), ""]
         if 1 not in sections:
@@ -1757,24 +2131,123 @@ def render_core(args, core, timings):
     return out
 
 
-RESPONDER_TEXT = (
-    "The devices are synthetic agents served by `bench/responder.py`: one Python process "
-    "(standard library, one thread, epoll) bound to one UDP port per device on 127.0.0.1, "
-    "answering SNMP v2c GET, GETNEXT and GETBULK (BER code shared with the harness). Each agent "
-    "has sysName `dev-0000`, `dev-0001`, …, an advancing sysUpTime, 4 interfaces (ifDescr, "
-    "ifSpeed, ifName, ifHighSpeed, ifAlias and the 8 ifHC* Counter64 columns, growing at a fixed "
-    "rate) and snmpInPkts; a GETBULK answer is capped at 100 varbinds as net-snmp's is, so one "
-    "promsnmp poll is one request. The responder records the time of every request and of every "
-    "poll (a request whose first varbind is sysUpTime) per agent; the poll figures below come "
-    "from that record, not from promsnmp. The devices are posted with `POST /promsnmp/inventory` "
-    "(community agents, timeout 2 s, 1 retry). The window starts once every device has been "
-    "polled after the POST and lasts the number of intervals shown. A device *missed an "
-    "interval* if two of its polls (or its last poll and the end of the window) are more than "
-    "1.5 intervals apart; it was *polled twice in one interval* if two polls are less than half "
-    "an interval apart. *Polls per device per interval* splits the window into intervals from "
-    "its start; a device polled slightly more or less often than every interval can show 0 or 2 "
-    "in one of them. CPU is the process' utime + stime (`/proc/<pid>/stat`, every thread) over "
-    "the window, per poll counted by `promsnmp_replica_polls_total`.")
+def render_modules(args, r, timings):
+    modules = r["modules"]
+    names = ", ".join(f"`{m}`" for m in modules)
+    label = {"few": "snmpd on 127.0.0.1", "many": "namespace, 201 interfaces, via relay"}
+    out = ["## 10. Modules: one poll against one scrape per module", "",
+           f"A net-snmp host polled with five modules of snmp_exporter's generated `snmp.yml` ({names}; "
+           "the current file from the reference directory, `--reference-modules`, read there). promsnmp "
+           "runs with `PROMSNMP_MODULES_FILE` set to that file (its `if_mib` then replaces the built-in one: "
+           "every IF-MIB column) and holds the device with `\"modules\": [five]`; one "
+           f"`GET /snmp?target=<ip:port>&live=true&module={','.join(modules)}` polls all five at once: one "
+           "walk of the union of their OIDs. snmp_exporter 0.21 reads the same five modules converted to "
+           "its layout (each module carrying `version: 2` and `auth: {community: public}`, written to the "
+           "work directory) and takes one module per scrape, so a set is five scrapes, one after the other, "
+           "each walking its module's subtrees. The agents are the `snmpd` of sections 1-4 (HOST-RESOURCES "
+           "and UCD included). Times and agent CPU of a set are summed over its scrapes; each figure is the "
+           "median over the runs, promsnmp and the snmp_exporter set taken in turn (order rotating). SNMP "
+           "requests are the agent's `snmpInPkts` as in section 1. The +20 ms row adds 20 ms to every "
+           "round trip through the relay of section 2 and is measured with fewer runs.", ""]
+    rows = []
+    for row in r["rows"]:
+        p, e = row["res"]["sets"]["promsnmp"], row["res"]["sets"]["snmp_exporter"]
+        rows.append([label[row["device"]], "" if row["delay"] is None else f"+{row['delay']} ms",
+                     f"{row['warmup']} + {row['runs']}", ms(p["ms"]), ms(e["ms"]), ratio(p["ms"], e["ms"]),
+                     reqs(p), reqs(e), ratio(p["req"], e["req"]), ms(p["cpu"]), ms(e["cpu"]),
+                     ratio(p["cpu"], e["cpu"])])
+    out += [table(["device", "added RTT", "warm-ups + runs", "promsnmp ms (1 scrape, 5 modules)",
+                   "snmp_exporter ms (5 scrapes)", "ratio ms", "promsnmp SNMP requests",
+                   "snmp_exporter SNMP requests", "ratio requests", "agent CPU ms, promsnmp",
+                   "agent CPU ms, snmp_exporter", "agent CPU ratio"], rows), ""]
+    out += ["Requests per module: snmp_exporter's scrape of each module alone; promsnmp's live scrape of "
+            "that module alone (`&module=<one>&auth=public_v2` for another address of the same agent, one "
+            "outside its inventory, which `PROMSNMP_SCRAPE_UNLISTED_TARGETS=true` polls with exactly the "
+            "named module; a device of the inventory would be polled with all its modules); their sums; "
+            "and promsnmp's one poll of all five (the de-duplication: the modules' OIDs packed into the "
+            "same GETBULKs, each subtree walked once). snmp_exporter's milliseconds per module are from "
+            "the runs above; promsnmp's per module are the median of 3 scrapes (1 at +20 ms) taken after "
+            "them.", ""]
+    rows = []
+    for row in r["rows"]:
+        dev = label[row["device"]] + ("" if row["delay"] is None else f", +{row['delay']} ms")
+        pm, alone = row["res"]["per_module"], row["promsnmp_alone"]
+        for m in modules:
+            rows.append([dev, f"`{m}`", ms(pm[m]["ms"]), f"{pm[m]['req']:g}", ms(alone[m]["ms"]),
+                         f"{alone[m]['req']:g}"])
+        p = row["res"]["sets"]["promsnmp"]
+        e_sum = sum(pm[m]["req"] for m in modules)
+        p_sum = sum(a["req"] for a in alone.values())
+        rows.append([dev, "sum of the five", ms(sum(pm[m]["ms"] for m in modules)), f"{e_sum:g}",
+                     ms(sum(a["ms"] for a in alone.values())), f"{p_sum:g}"])
+        rows.append([dev, "promsnmp, one poll of all five", "", "", ms(p["ms"]),
+                     f"{p['req']:g} ({ratio(p['req'], p_sum)} of its own sum, "
+                     f"{ratio(p['req'], e_sum)} of snmp_exporter's)"])
+    out += [table(["device", "module", "snmp_exporter ms", "snmp_exporter SNMP requests", "promsnmp ms",
+                   "promsnmp SNMP requests"], rows), ""]
+    counts = "; ".join(f"{label[row['device']]}: promsnmp {row['res']['samples'].get('promsnmp')}, "
+                       f"snmp_exporter {row['res']['samples'].get('snmp_exporter')}"
+                       for row in r["rows"] if row["delay"] in (None, 0))
+    out += [f"Samples served from the modules (without either exporter's own `snmp_scrape_*` series and "
+            f"promsnmp's `interface_utilization` histogram), last run: {counts}. Resident memory after the "
+            f"runs: promsnmp (the reference file loaded: {r['idle']['VmRSS']:.1f} MiB idle before the POST; "
+            f"2 devices) {r['mem']['promsnmp']['VmRSS']:.1f} MiB, "
+            f"snmp_exporter (5 modules) {r['mem']['snmp_exporter']['VmRSS']:.1f} MiB. Warnings and errors in "
+            f"promsnmp's log: {problems_text(r['problems'])}.", ""]
+    out += took(timings, 10, " (starting its promsnmp and snmp_exporter included)")
+    return out
+
+
+def responder_text(devices, processes):
+    """How the scale sections' devices are made and the polls counted."""
+    return (
+        "The devices are synthetic agents served by `bench/responder.py`: "
+        + ("one Python process" if processes == 1 else
+           f"{processes} Python processes, each serving a contiguous share of the devices")
+        + " (standard library, one thread, epoll) bound to one UDP port per device on 127.0.0.1, "
+        "answering SNMP v2c GET, GETNEXT and GETBULK (BER code shared with the harness) with what "
+        "promsnmp's default modules `system` and `if_mib` walk. Each agent has the system group "
+        "(sysDescr, sysObjectID 1.3.6.1.4.1.8072.3.2.10, an advancing sysUpTime, sysContact, sysName "
+        "`dev-0000`, `dev-0001`, …, sysLocation, sysServices 72, sysORLastChange; no sysORTable rows), "
+        "4 interfaces with the IF-MIB columns of `if_mib` (ifDescr, ifType 6, ifMtu 1500, ifSpeed, "
+        "ifPhysAddress unique per agent and interface, ifAdminStatus and ifOperStatus 1, "
+        "ifLastChange, the discard and error Counter32s growing slowly, ifInUnknownProtos 0, "
+        "ifName, the 8 ifHC* Counter64s growing at a fixed rate, ifHighSpeed, ifAlias) and "
+        "snmpInPkts; a GETBULK answer is capped at 100 varbinds as net-snmp's is. The responder "
+        "records the time of every request, every retry (a request identical to the agent's "
+        "previous one, sent again within 5 s) and every poll: a GET or GETBULK whose first varbind "
+        "lies in the system group and is not a retry (promsnmp's first request of a poll carries "
+        "the system scalars, or sysUpTime.0, as non-repeaters), or any request after 5 s without "
+        "one. The poll figures below come from that record, not from promsnmp. The devices are "
+        "posted with `POST /promsnmp/inventory` (community agents, timeout 2 s, 1 retry, no "
+        "`modules`: the defaults). The window starts once every device has been "
+        "polled after the POST and lasts the number of intervals shown. A device *missed an "
+        "interval* if two of its polls (or its last poll and the end of the window) are more than "
+        "1.5 intervals apart; it was *polled twice in one interval* if two polls are less than half "
+        "an interval apart. *Polls per device per interval* splits the window into intervals from "
+        "its start; a device polled slightly more or less often than every interval can show 0 or 2 "
+        "in one of them. CPU is the process' utime + stime (`/proc/<pid>/stat`, every thread) over "
+        "the window, per poll counted by `promsnmp_replica_polls_total`. Whether the responders keep "
+        "up: their CPU (each process is one thread, so a process near 100 % of a core would be the "
+        "bottleneck), the retries they saw and the host's UDP receive-buffer drops "
+        "(`RcvbufErrors` in `/proc/net/snmp`) over the window.")
+
+
+def rss_target_mb(devices):
+    """The resident memory target: issue 5 (1,000 devices) and 10,000 devices."""
+    return 64 if devices <= 1000 else 128 if devices <= 10000 else None
+
+
+def responder_rows(w):
+    cpu = w["responder_cpu"]
+    rcvbuf, inerr = w["udp_errors"]
+    return [
+        ["retried requests (the agents' record)", w["polls"]["retries"], "0"],
+        ["the responders' CPU over the window, % of one core: all / busiest process "
+         f"({len(cpu)} process{'es' if len(cpu) > 1 else ''})",
+         f"{sum(cpu) * 100 / w['seconds']:.1f} / {max(cpu) * 100 / w['seconds']:.1f}", "busiest < 100"],
+        ["UDP datagrams dropped on the host over the window (RcvbufErrors / InErrors)", f"{rcvbuf} / {inerr}", "0 / 0"],
+    ]
 
 
 def poll_rows(a, never, interval, rounds, first_round_s):
@@ -1812,26 +2285,37 @@ def render_scale_single(args, r, timings):
     n = a["devices"]
     rss_dev = (r["mem"]["VmRSS"] - r["idle"]["VmRSS"]) * 1024 / n
     rounds = r["rounds"]
+    target = rss_target_mb(n)
+    target_text = f"≤ {target} MB" if target else ""
     out = [f"## 7. Scale: one replica, {n:,} devices", "",
            f"One promsnmp (standalone, `COLLECTION_INTERVAL={args.scale_interval_ms}`, otherwise "
-           f"defaults) polling {n} devices for {args.scale_rounds} intervals ({w['seconds']:.0f} s). "
-           + RESPONDER_TEXT + " Resident memory per device is (VmRSS after the window − VmRSS of "
-           "the same process idle with an empty inventory, before the POST) / devices. Target "
-           "(issue 5): every device polled every interval, resident memory ≤ 64 MB.", ""]
+           f"defaults: the modules `system` and `if_mib` for every device) polling {n} devices for "
+           f"{args.scale_rounds} intervals ({w['seconds']:.0f} s). "
+           + responder_text(n, len(w["responder_cpu"])) + " Resident memory per device is (VmRSS "
+           "after the window − VmRSS of the same process idle with an empty inventory, before the "
+           "POST) / devices. Targets: every device polled every interval; resident memory ≤ 64 MB "
+           "for 1,000 devices (issue 5), ≤ 128 MB for 10,000.", ""]
     rows = poll_rows(a, r["never"], interval, args.scale_rounds, r["first_round_s"])
+    rows += responder_rows(w)
     rows += [
         ["polls counted by promsnmp (`promsnmp_replica_polls_total`)", f"{d['polls']:.0f}", ""],
+        ["SNMP requests per poll counted by promsnmp (`promsnmp_snmp_requests_total`)",
+         f"{d['snmp_requests'] / d['polls']:.2f}" if d["polls"] else "n/a", ""],
         ["failed polls (`promsnmp_snmp_poll_errors_total`)", f"{d['errors']:.0f}", "0"],
+        ["mean poll duration, ms (`promsnmp_snmp_poll_duration_seconds`)",
+         f"{d['poll_seconds'] * 1000 / d['timed_polls']:.1f}" if d["timed_polls"] else "n/a", ""],
         ["collection rounds that polled (log), all run: count / largest ok / longest ms",
          f"{len(rounds)} / {max((x[0] for x in rounds), default=0)} / {max((x[2] for x in rounds), default=0)}", ""],
         ["warnings and errors in its log", problems_text(r["problems"]), "none"],
         ["CPU per poll, ms", f"{d['cpu'] * 1000 / d['polls']:.3f}" if d["polls"] else "n/a", ""],
         ["CPU over the window, % of one core", f"{d['cpu'] * 100 / w['seconds']:.2f}", ""],
         ["VmRSS idle, empty inventory, MiB", f"{r['idle']['VmRSS']:.1f}", ""],
-        [f"VmRSS after the window, {n} devices, MiB", f"{r['mem']['VmRSS']:.1f}", "≤ 64 MB"],
-        ["VmHWM (peak), MiB", f"{r['mem']['VmHWM']:.1f}", "≤ 64 MB"],
+        ["VmRSS after the first round, MiB", f"{r['after_first']['VmRSS']:.1f}", ""],
+        ["VmRSS at the end of each interval of the window, MiB",
+         " / ".join(f"{x:.1f}" for x in w["rss"]["promsnmp"]), ""],
+        [f"VmRSS after the window, {n} devices, MiB", f"{r['mem']['VmRSS']:.1f}", target_text],
+        ["VmHWM (peak), MiB", f"{r['mem']['VmHWM']:.1f}", target_text],
         ["resident memory per device, KiB", f"{rss_dev:.1f}", ""],
-        ["the responder's CPU over the window, % of one core", f"{r['responder_cpu'] * 100:.1f}", ""],
     ]
     out += [table(["measure", "value", "target"], rows), ""]
     out += took(timings, 7)
@@ -1916,9 +2400,10 @@ def render_scale_fleet(args, r, timings):
            + ("; the namespace device is replaced" if after8 else "") + "), measured "
            + ("the same way" if 7 in args.sections else "as section 7 describes") + f" for "
            f"{args.scale_rounds} intervals ({w['seconds']:.0f} s). "
-           + ("" if 7 in args.sections else RESPONDER_TEXT + " ")
+           + ("" if 7 in args.sections else responder_text(n, len(w["responder_cpu"])) + " ")
            + "In a fleet each device should be polled exactly once per interval across all replicas.", ""]
     rows = poll_rows(a, r["never"], interval, args.scale_rounds, r["first_round_s"])
+    rows += responder_rows(w)
     out += [table(["measure (whole fleet)", "value", "target"], rows), ""]
     rows = []
     total_cpu = total_polls = 0.0
