@@ -185,7 +185,7 @@ struct Walked {
     filtered_views: Option<Vec<View>>,
 }
 
-/// Requests a v3 poll sends alone before it considers helper sessions.
+/// Requests a poll sends alone, at most, before it considers helper sessions.
 const MAX_SOLO_REQUESTS: usize = 16;
 
 /// Runs the plan (after the filters' first walk, when a module has filters).
@@ -257,9 +257,10 @@ async fn walk(
     let target = session.params().target.clone();
     let mut state = WalkState::new(request, limits);
     session.advance(&mut state, 1).await?;
-    if session.params().version == SnmpVersion::V3 {
-        // A v3 session costs an engine discovery and key derivation: walk
-        // on alone while what is left looks like a request or two.
+    // Another session costs a socket and its buffer (on v3 also an engine
+    // discovery and key derivation): walk on alone while what is left looks
+    // like a request or two; split only a long table.
+    if session.params().version != SnmpVersion::V1 {
         for _ in 0..MAX_SOLO_REQUESTS {
             if state.is_complete()
                 || state.estimated_remaining() > 2 * state.largest_answer().max(1)

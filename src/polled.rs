@@ -126,7 +126,7 @@ impl PolledDevice {
                             .entry(name)
                             .or_insert_with_key(|n| Arc::from(n.as_str()))
                             .clone(),
-                        value: value.into_boxed_str(),
+                        value: Arc::from(value),
                     })
                     .collect();
                 Arc::from(list)

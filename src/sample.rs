@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, Weak};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Label {
     pub name: Arc<str>,
-    pub value: Box<str>,
+    /// Shared: a row's labels copied into a series' own set cost no allocation.
+    pub value: Arc<str>,
 }
 
 /// A series' labels, sorted by name; shared by the series of one table row.

@@ -96,9 +96,15 @@ pub fn decode_module(
             decoder.varbind(oid, value);
         }
     }
+    // Kept for a whole interval, for thousands of devices: no spare capacity.
+    let mut families = decoder.families;
+    families.shrink_to_fit();
+    for family in &mut families {
+        family.series.shrink_to_fit();
+    }
     ModuleSample {
         module: module.name.clone(),
-        families: decoder.families,
+        families,
     }
 }
 
@@ -364,7 +370,7 @@ impl Decoder<'_> {
             .into_iter()
             .map(|(name, value)| Label {
                 name,
-                value: value.into_boxed_str(),
+                value: Arc::from(value),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -398,7 +404,7 @@ fn with_label(labels: &Labels, name: &Arc<str>, value: String) -> Labels {
         at,
         Label {
             name: name.clone(),
-            value: value.into_boxed_str(),
+            value: Arc::from(value),
         },
     );
     Arc::from(list)
