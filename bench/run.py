@@ -773,7 +773,7 @@ def wait_background_polls(port, n_devices, timeout=20):
     while time.monotonic() < deadline:
         text = http_ok(port, "/actuator/prometheus").decode()
         polled = {m.group(1) for m in
-                  re.finditer(r'^promsnmp_snmp_poll_duration_seconds_count\{[^}]*device="([^"]*)"', text, re.M)}
+                  re.finditer(r'^promsnmp_snmp_requests_total\{[^}]*device="([^"]*)"', text, re.M)}
         if len(polled) >= n_devices:
             time.sleep(1)
             return

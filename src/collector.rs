@@ -28,6 +28,21 @@ pub enum CollectError {
     Store(#[from] StoreError),
 }
 
+/// Gives free heap pages back to the system (glibc only).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim takes no pointers; it only releases free pages
+        // of glibc's own heap.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// How often devices are checked for a due poll: a quarter of the collection
 /// interval, at most 5 s.
 pub fn check_period(interval: Duration) -> Duration {
@@ -137,8 +152,10 @@ impl Collector {
 
     async fn poll_and_record(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
         let resolved = self.modules.current().resolve(device.modules.as_deref());
+        let previous = self.store.previous_poll(&device.id);
         let in_flight = InFlight::start(&self.telemetry);
-        let result = poll_device(device, &resolved, self.settings).await;
+        let result = poll_device(device, &resolved, self.settings, previous.as_deref()).await;
+        drop(previous);
         drop(in_flight);
         self.telemetry.replica_polls.inc();
         match result {
@@ -241,12 +258,16 @@ impl Collector {
                 return (0, 0);
             }
         };
-        let results: Vec<Option<bool>> = futures_util::stream::iter(inventory.devices.iter().cloned())
-            .map(|device| async move {
+        // Each poll holds the snapshot (not a copy of its device).
+        let results: Vec<Option<bool>> = futures_util::stream::iter(0..inventory.devices.len())
+            .map(|i| {
+                let inventory = inventory.clone();
+                async move {
+                let device = &inventory.devices[i];
                 if !self.store.claim_round(&device.id, round).await {
                     return None;
                 }
-                Some(match tokio::time::timeout(poll_deadline, self.poll(&device)).await {
+                Some(match tokio::time::timeout(poll_deadline, self.poll(device)).await {
                     Ok(Ok(_)) => true,
                     Err(_) => {
                         tracing::warn!(device = %device.sys_name, deadline_ms = poll_deadline.as_millis() as u64, "background poll abandoned: it took longer than the collection interval");
@@ -257,6 +278,7 @@ impl Collector {
                         false
                     }
                 })
+                }
             })
             .buffer_unordered(self.poll_concurrency)
             .collect()
@@ -288,6 +310,9 @@ impl Collector {
                 continue;
             }
             self.telemetry.collection_rounds.inc();
+            // glibc keeps freed pages; a round frees and allocates the same
+            // sizes for every device. Off the async threads: it walks the heap.
+            let _ = tokio::task::spawn_blocking(release_free_memory).await;
             tracing::info!(
                 ok,
                 failed,

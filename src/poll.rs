@@ -4,12 +4,14 @@
 //! [`Sample`]. Also the system group read that discovery uses.
 //! Knows nothing of scheduling, caching, HTTP or storage.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::inventory::{Device, SnmpVersion};
 use crate::modules::decode::{decode_module, Skipped, Varbinds, View};
 use crate::modules::plan::{plan, session_limits, SYS_UPTIME_INSTANCE};
 use crate::modules::{Resolved, WalkPlan};
+use crate::polled::PolledDevice;
 use crate::sample::{ModuleSample, Sample};
 use crate::snmp::{
     AgentParams, Session, SnmpError, SnmpValue, WalkLimits, WalkRequest, WalkState,
@@ -107,11 +109,13 @@ pub struct PollSettings {
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_RETRIES: u32 = 10;
 
-/// Polls `device` once for the modules of `resolved`.
+/// Polls `device` once for the modules of `resolved`; `previous` is its
+/// last poll, whose unchanged label sets the new sample shares.
 pub async fn poll_device(
     device: &Device,
     resolved: &Resolved,
     settings: PollSettings,
+    previous: Option<&PolledDevice>,
 ) -> Result<(Sample, PollStats, Skipped), (PollError, PollStats)> {
     let started = Instant::now();
     let name = device.sys_name.clone();
@@ -162,7 +166,15 @@ pub async fn poll_device(
         .modules
         .iter()
         .zip(views.iter())
-        .map(|(module, view)| decode_module(module, view, &walked.all, &mut skipped))
+        .map(|(module, view)| {
+            let before = previous.and_then(|p| {
+                p.sample
+                    .modules
+                    .iter()
+                    .find(|m| Arc::ptr_eq(&m.module, &module.name) || m.module == module.name)
+            });
+            decode_module(module, view, &walked.all, before, &mut skipped)
+        })
         .collect();
     Ok((
         Sample {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sample::{intern_meta, Family, Kind, Label, Labels, ModuleSample, Sample, Series};
+use crate::sample::{intern_meta, FamilyMeta, Kind, Label, Labels, ModuleSample, Sample, Series};
 use crate::utilization::{interfaces, DeviceHistory, UtilizationHistogram};
 
 /// The first line of a cached poll in Redis: bump it when the shape changes.
@@ -40,14 +40,11 @@ impl PolledDevice {
         let utilization = interfaces(&sample)
             .into_iter()
             .filter_map(|(if_index, iface)| {
-                history
-                    .interfaces
-                    .get(&if_index)
-                    .map(|h| InterfaceUtilization {
-                        if_index,
-                        labels: iface.labels,
-                        histogram: h.histogram.clone(),
-                    })
+                history.interface(if_index).map(|h| InterfaceUtilization {
+                    if_index,
+                    labels: iface.labels,
+                    histogram: h.histogram.clone(),
+                })
             })
             .collect();
         PolledDevice {
@@ -66,14 +63,12 @@ impl PolledDevice {
             .map(|m| WireModule {
                 module: m.module.to_string(),
                 families: m
-                    .families
-                    .iter()
-                    .map(|f| WireFamily {
-                        name: f.meta.name.to_string(),
-                        help: f.meta.help.to_string(),
-                        counter: f.meta.kind == Kind::Counter,
-                        series: f
-                            .series
+                    .families()
+                    .map(|(meta, series)| WireFamily {
+                        name: meta.name.to_string(),
+                        help: meta.help.to_string(),
+                        counter: meta.kind == Kind::Counter,
+                        series: series
                             .iter()
                             .map(|s| (tables.index(&s.labels), WireNumber(s.value)))
                             .collect(),
@@ -139,7 +134,8 @@ impl PolledDevice {
         };
         let mut modules = Vec::with_capacity(wire.modules.len());
         for m in wire.modules {
-            let mut families = Vec::with_capacity(m.families.len());
+            let mut families: Vec<(std::sync::Arc<FamilyMeta>, Vec<Series>)> =
+                Vec::with_capacity(m.families.len());
             for f in m.families {
                 let kind = if f.counter {
                     Kind::Counter
@@ -156,15 +152,9 @@ impl PolledDevice {
                         })
                     })
                     .collect::<Result<Vec<_>, WireError>>()?;
-                families.push(Family {
-                    meta: intern_meta(&f.name, &f.help, kind),
-                    series,
-                });
+                families.push((intern_meta(&f.name, &f.help, kind), series));
             }
-            modules.push(ModuleSample {
-                module: Arc::from(m.module),
-                families,
-            });
+            modules.push(ModuleSample::new(Arc::from(m.module), families));
         }
         let utilization = wire
             .utilization
@@ -334,19 +324,19 @@ mod tests {
                 polled_at_ms: 1,
                 poll_duration_seconds: 0.123_456_789_012_345_6,
                 sys_uptime_ticks: Some(42),
-                modules: vec![ModuleSample {
-                    module: Arc::from("if_mib"),
-                    families: vec![
-                        Family {
-                            meta: intern_meta("ifHCInOctets", "octets in", Kind::Counter),
-                            series: vec![Series {
+                modules: vec![ModuleSample::new(
+                    Arc::from("if_mib"),
+                    vec![
+                        (
+                            intern_meta("ifHCInOctets", "octets in", Kind::Counter),
+                            vec![Series {
                                 labels: row.clone(),
                                 value: 18_446_744_073_709_551_615.0,
                             }],
-                        },
-                        Family {
-                            meta: intern_meta("odd", "values JSON lacks", Kind::Gauge),
-                            series: vec![
+                        ),
+                        (
+                            intern_meta("odd", "values JSON lacks", Kind::Gauge),
+                            vec![
                                 Series {
                                     labels: labels(&[]),
                                     value: f64::NAN,
@@ -360,9 +350,9 @@ mod tests {
                                     value: 1.0 / 3.0,
                                 },
                             ],
-                        },
+                        ),
                     ],
-                }],
+                )],
             },
             utilization: vec![InterfaceUtilization {
                 if_index: 1,
@@ -379,28 +369,26 @@ mod tests {
         assert!(text.starts_with(POLL_FORMAT));
         let back = PolledDevice::from_wire(&text).unwrap();
         // NaN != NaN: compare the rest, then the NaN itself.
-        let odd = &back.sample.modules[0].families[1].series;
+        let family = |p: &PolledDevice, i: usize| {
+            let (meta, series) = p.sample.modules[0].families().nth(i).unwrap();
+            (meta.clone(), series.to_vec())
+        };
+        let odd = family(&back, 1).1;
         assert!(odd[0].value.is_nan());
         assert_eq!(odd[1].value, f64::NEG_INFINITY);
         assert_eq!(odd[2].value.to_bits(), (1.0f64 / 3.0).to_bits());
         assert_eq!(back.utilization, polled.utilization);
-        assert_eq!(
-            back.sample.modules[0].families[0],
-            polled.sample.modules[0].families[0]
-        );
+        assert_eq!(family(&back, 0), family(&polled, 0));
         assert_eq!(
             back.sample.poll_duration_seconds.to_bits(),
             polled.sample.poll_duration_seconds.to_bits()
         );
         // One row's series share one label set after the trip too.
         assert!(Arc::ptr_eq(
-            &back.sample.modules[0].families[0].series[0].labels,
+            &family(&back, 0).1[0].labels,
             &back.utilization[0].labels
         ));
-        assert!(Arc::ptr_eq(
-            &back.sample.modules[0].families[0].meta,
-            &polled.sample.modules[0].families[0].meta
-        ));
+        assert!(Arc::ptr_eq(&family(&back, 0).0, &family(&polled, 0).0));
     }
 
     #[test]

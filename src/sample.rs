@@ -52,18 +52,87 @@ pub struct Series {
     pub value: f64,
 }
 
-/// The series of one metric name, from one module.
+/// The series of one metric name, from one module: a range of the module's series.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Family {
-    pub meta: Arc<FamilyMeta>,
-    pub series: Vec<Series>,
+struct Family {
+    meta: Arc<FamilyMeta>,
+    start: u32,
+    len: u32,
 }
 
-/// What one module gave.
+/// What one module gave: its families, whose series lie side by side in one
+/// vector (one allocation per module, not one per family).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleSample {
     pub module: Arc<str>,
-    pub families: Vec<Family>,
+    families: Vec<Family>,
+    series: Vec<Series>,
+}
+
+impl ModuleSample {
+    /// A module's families, in order, each with its series.
+    pub fn new(module: Arc<str>, families: Vec<(Arc<FamilyMeta>, Vec<Series>)>) -> ModuleSample {
+        let total = families.iter().map(|(_, s)| s.len()).sum();
+        let mut out = ModuleSample {
+            module,
+            families: Vec::with_capacity(families.len()),
+            series: Vec::with_capacity(total),
+        };
+        for (meta, series) in families {
+            out.push_family(meta, series);
+        }
+        out
+    }
+
+    /// `series` tagged with the position of their family in `metas`, in
+    /// any order (kept within a family).
+    pub fn from_tagged(
+        module: Arc<str>,
+        metas: Vec<Arc<FamilyMeta>>,
+        mut series: Vec<(u32, Series)>,
+    ) -> ModuleSample {
+        series.sort_by_key(|(family, _)| *family);
+        let mut families = Vec::with_capacity(metas.len());
+        let mut flat = Vec::with_capacity(series.len());
+        let mut tagged = series.into_iter().peekable();
+        for (position, meta) in metas.into_iter().enumerate() {
+            let start = flat.len();
+            while let Some((_, one)) = tagged.next_if(|(family, _)| *family as usize == position) {
+                flat.push(one);
+            }
+            families.push(Family {
+                meta,
+                start: start as u32,
+                len: (flat.len() - start) as u32,
+            });
+        }
+        ModuleSample {
+            module,
+            families,
+            series: flat,
+        }
+    }
+
+    fn push_family(&mut self, meta: Arc<FamilyMeta>, series: Vec<Series>) {
+        self.families.push(Family {
+            meta,
+            start: self.series.len() as u32,
+            len: series.len() as u32,
+        });
+        self.series.extend(series);
+    }
+
+    /// Each family with its series, in order.
+    pub fn families(&self) -> impl Iterator<Item = (&Arc<FamilyMeta>, &[Series])> + '_ {
+        self.families.iter().map(|f| {
+            let start = f.start as usize;
+            (&f.meta, &self.series[start..start + f.len as usize])
+        })
+    }
+
+    pub fn family_count(&self) -> usize {
+        self.families.len()
+    }
 }
 
 /// The result of one successful poll of one device.
@@ -87,29 +156,18 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Every family named `name`, across modules.
-    pub fn families_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Family> + 'a {
+    /// The series of the first family named `name` (modules in order).
+    pub fn family(&self, name: &str) -> Option<&[Series]> {
         self.modules
             .iter()
-            .flat_map(|m| m.families.iter())
-            .filter(move |f| &*f.meta.name == name)
-    }
-
-    /// The first family named `name` (modules in order).
-    pub fn family(&self, name: &str) -> Option<&Family> {
-        self.modules
-            .iter()
-            .flat_map(|m| m.families.iter())
-            .find(|f| &*f.meta.name == name)
+            .flat_map(|m| m.families())
+            .find(|(meta, _)| &*meta.name == name)
+            .map(|(_, series)| series)
     }
 
     /// Number of series across modules.
     pub fn series_count(&self) -> usize {
-        self.modules
-            .iter()
-            .flat_map(|m| m.families.iter())
-            .map(|f| f.series.len())
-            .sum()
+        self.modules.iter().map(|m| m.series.len()).sum()
     }
 }
 

@@ -104,6 +104,12 @@ pub trait Store: Send + Sync + 'static {
         max_age: Duration,
     ) -> Result<Option<CachedPoll>, StoreError>;
 
+    /// The last poll of `device_id` this replica holds, however old, without
+    /// asking anyone (the next poll shares its unchanged label sets).
+    fn previous_poll(&self, _device_id: &str) -> Option<Arc<PolledDevice>> {
+        None
+    }
+
     /// Feeds `sample` into the device's history, caches the result and returns it.
     async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError>;
 
@@ -262,6 +268,11 @@ impl Store for MemoryStore {
             .get(device_id)
             .filter(|e| e.stored_at.elapsed() < max_age)
             .cloned())
+    }
+
+    fn previous_poll(&self, device_id: &str) -> Option<Arc<PolledDevice>> {
+        let cache = self.cache.lock().expect("cache lock");
+        cache.get(device_id).map(|e| e.polled.clone())
     }
 
     async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {

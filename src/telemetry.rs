@@ -26,7 +26,10 @@ pub struct Telemetry {
     pub discovery_seeds: IntGauge,
     snmp_requests: IntCounterVec,
     snmp_poll_errors: IntCounterVec,
-    snmp_poll_duration: HistogramVec,
+    /// One histogram for every poll: per device, the last poll's duration is
+    /// `snmp_scrape_duration_seconds` on `/snmp` (ten thousand devices ×
+    /// buckets would be too many series and too much memory here).
+    snmp_poll_duration: prometheus::Histogram,
     pub scrape_duration: HistogramVec,
     pub http_requests: IntCounterVec,
     pub polls_in_flight: IntGauge,
@@ -162,13 +165,20 @@ impl Telemetry {
                 "Polls that failed, by device.",
                 &["device"],
             ),
-            snmp_poll_duration: histogram_vec(
-                &registry,
-                "promsnmp_snmp_poll_duration_seconds",
-                "Time one poll of a device took.",
-                &["device"],
-                DURATION_BUCKETS.to_vec(),
-            ),
+            snmp_poll_duration: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "promsnmp_snmp_poll_duration_seconds",
+                        "Time one poll of a device took (every device; a device's last poll: snmp_scrape_duration_seconds on /snmp).",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             scrape_duration: histogram_vec(
                 &registry,
                 "promsnmp_scrape_duration_seconds",
@@ -354,6 +364,8 @@ impl Telemetry {
     }
 
     pub fn record_poll(&self, device: &str, stats: PollStats, ok: bool) {
+        self.snmp_poll_duration
+            .observe(stats.duration.as_secs_f64());
         {
             let mut seen = self.devices_with_series.lock().expect("device names");
             if !seen.contains(device) {
@@ -367,9 +379,6 @@ impl Telemetry {
         self.snmp_requests
             .with_label_values(&[device])
             .inc_by(stats.requests);
-        self.snmp_poll_duration
-            .with_label_values(&[device])
-            .observe(stats.duration.as_secs_f64());
         if !ok {
             self.snmp_poll_errors.with_label_values(&[device]).inc();
         }
@@ -385,7 +394,6 @@ impl Telemetry {
             if !keep {
                 let _ = self.snmp_requests.remove_label_values(&[device]);
                 let _ = self.snmp_poll_errors.remove_label_values(&[device]);
-                let _ = self.snmp_poll_duration.remove_label_values(&[device]);
             }
             keep
         });

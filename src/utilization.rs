@@ -31,9 +31,10 @@ pub struct UtilizationHistogram {
     pub count: u64,
     /// Native histogram: observations `<= NATIVE_ZERO_THRESHOLD`.
     pub zero_count: u64,
-    /// Native histogram: bucket index -> count, bucket `i` covering
-    /// `(2^((i-1)/2^schema), 2^(i/2^schema)]`.
-    pub native_buckets: BTreeMap<i32, u64>,
+    /// Native histogram: (bucket index, count), sorted by index, bucket `i`
+    /// covering `(2^((i-1)/2^schema), 2^(i/2^schema)]`. A few buckets per
+    /// interface: a sorted vector is smaller than a map.
+    pub native_buckets: Vec<(i32, u64)>,
 }
 
 impl UtilizationHistogram {
@@ -52,10 +53,14 @@ impl UtilizationHistogram {
         if value_percent <= NATIVE_ZERO_THRESHOLD {
             self.zero_count += 1;
         } else {
-            *self
+            let index = native_bucket_index(value_percent, NATIVE_SCHEMA);
+            match self
                 .native_buckets
-                .entry(native_bucket_index(value_percent, NATIVE_SCHEMA))
-                .or_default() += 1;
+                .binary_search_by_key(&index, |(i, _)| *i)
+            {
+                Ok(at) => self.native_buckets[at].1 += 1,
+                Err(at) => self.native_buckets.insert(at, (index, 1)),
+            }
         }
     }
 
@@ -111,8 +116,8 @@ pub struct DeviceHistory {
     /// Wall-clock time of the previous poll (ms), for agents without sysUpTime.
     #[serde(default)]
     pub last_polled_at_ms: Option<i64>,
-    /// Keyed by ifIndex.
-    pub interfaces: BTreeMap<u32, InterfaceHistory>,
+    /// By ifIndex, sorted.
+    pub interfaces: Vec<(u32, InterfaceHistory)>,
 }
 
 /// What a sample says about one interface.
@@ -131,7 +136,7 @@ pub fn interfaces(sample: &Sample) -> BTreeMap<u32, InterfaceCounters> {
     let by_index = |names: &[&str]| -> BTreeMap<u32, (Labels, f64)> {
         let family = names.iter().find_map(|n| sample.family(n));
         let mut values = BTreeMap::new();
-        for series in family.map(|f| f.series.as_slice()).unwrap_or_default() {
+        for series in family.unwrap_or_default() {
             let index = label_value(&series.labels, "ifIndex").and_then(|v| v.parse::<u32>().ok());
             if let Some(index) = index {
                 values.insert(index, (series.labels.clone(), series.value));
@@ -168,6 +173,26 @@ pub fn interfaces(sample: &Sample) -> BTreeMap<u32, InterfaceCounters> {
 }
 
 impl DeviceHistory {
+    /// The history of interface `if_index`.
+    pub fn interface(&self, if_index: u32) -> Option<&InterfaceHistory> {
+        self.interfaces
+            .binary_search_by_key(&if_index, |(i, _)| *i)
+            .ok()
+            .map(|at| &self.interfaces[at].1)
+    }
+
+    fn interface_mut(&mut self, if_index: u32) -> &mut InterfaceHistory {
+        let at = match self.interfaces.binary_search_by_key(&if_index, |(i, _)| *i) {
+            Ok(at) => at,
+            Err(at) => {
+                self.interfaces
+                    .insert(at, (if_index, InterfaceHistory::default()));
+                at
+            }
+        };
+        &mut self.interfaces[at].1
+    }
+
     /// Feeds one new poll into the history: observes one utilisation value per
     /// interface whose counters moved forward since the previous poll. A counter
     /// that went backwards (wrap or reset) or an agent restart (sysUpTime went
@@ -192,7 +217,7 @@ impl DeviceHistory {
         self.last_polled_at_ms = Some(sample.polled_at_ms);
         let polled = interfaces(sample);
         for (index, iface) in &polled {
-            let history = self.interfaces.entry(*index).or_default();
+            let history = self.interface_mut(*index);
             // Back after missing polls: its deltas span more than one interval.
             let was_missed = std::mem::take(&mut history.missed_polls) > 0;
             let delta = |now: Option<f64>, last: Option<f64>| match (now, last) {
@@ -228,14 +253,15 @@ impl DeviceHistory {
             }
         }
         self.interfaces
-            .retain(|_, h| h.missed_polls < FORGET_INTERFACE_AFTER_POLLS);
+            .retain(|(_, h)| h.missed_polls < FORGET_INTERFACE_AFTER_POLLS);
+        self.interfaces.shrink_to_fit();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{Family, Kind, Label, ModuleSample, Series};
+    use crate::sample::{Kind, Label, ModuleSample, Series};
     use std::sync::Arc;
 
     fn labels(index: u32) -> Labels {
@@ -254,12 +280,14 @@ mod tests {
     pub(crate) fn sample_with(uptime: Option<u32>, families: &[(&str, f64)]) -> Sample {
         let families = families
             .iter()
-            .map(|(name, value)| Family {
-                meta: crate::sample::intern_meta(name, "", Kind::Counter),
-                series: vec![Series {
-                    labels: labels(1),
-                    value: *value,
-                }],
+            .map(|(name, value)| {
+                (
+                    crate::sample::intern_meta(name, "", Kind::Counter),
+                    vec![Series {
+                        labels: labels(1),
+                        value: *value,
+                    }],
+                )
             })
             .collect();
         Sample {
@@ -269,10 +297,7 @@ mod tests {
             polled_at_ms: 0,
             poll_duration_seconds: 0.0,
             sys_uptime_ticks: uptime,
-            modules: vec![ModuleSample {
-                module: Arc::from("if_mib"),
-                families,
-            }],
+            modules: vec![ModuleSample::new(Arc::from("if_mib"), families)],
         }
     }
 
@@ -292,12 +317,13 @@ mod tests {
         let mut h = DeviceHistory::default();
         h.record(&sample(100, 0.0, 0.0));
         assert_eq!(
-            h.interfaces[&1].histogram.count, 0,
+            h.interface(1).unwrap().histogram.count,
+            0,
             "first poll is only a baseline"
         );
         // 10 s later, 1 Mb/s link: 625_000 octets = 5 Mb in 10 s = 50 %.
         h.record(&sample(1100, 625_000.0, 1000.0));
-        let hist = &h.interfaces[&1].histogram;
+        let hist = &h.interface(1).unwrap().histogram;
         assert_eq!(hist.count, 1);
         assert!((hist.sum - 50.0).abs() < 1e-9, "sum {}", hist.sum);
         assert_eq!(hist.cumulative_counts()[3], 0, "le=25 must not hold 50 %");
@@ -320,7 +346,7 @@ mod tests {
         };
         h.record(&s(100, 0.0));
         h.record(&s(1100, 625_000.0));
-        assert!((h.interfaces[&1].histogram.sum - 50.0).abs() < 1e-9);
+        assert!((h.interface(1).unwrap().histogram.sum - 50.0).abs() < 1e-9);
         // Without sysUpTime, the wall clock times the deltas.
         let mut h = DeviceHistory::default();
         let mut first = sample_with(None, &[("ifHCInOctets", 0.0), ("ifHighSpeed", 1.0)]);
@@ -329,12 +355,12 @@ mod tests {
         second.polled_at_ms = 11_000;
         h.record(&first);
         h.record(&second);
-        assert!((h.interfaces[&1].histogram.sum - 50.0).abs() < 1e-9);
+        assert!((h.interface(1).unwrap().histogram.sum - 50.0).abs() < 1e-9);
         // No speed: no observation.
         let mut h = DeviceHistory::default();
         h.record(&sample_with(Some(100), &[("ifHCInOctets", 0.0)]));
         h.record(&sample_with(Some(200), &[("ifHCInOctets", 10.0)]));
-        assert_eq!(h.interfaces[&1].histogram.count, 0);
+        assert_eq!(h.interface(1).unwrap().histogram.count, 0);
     }
 
     #[test]
@@ -342,12 +368,12 @@ mod tests {
         let mut h = DeviceHistory::default();
         h.record(&sample(100, 1_000_000.0, 0.0));
         h.record(&sample(200, 10.0, 0.0)); // counter went back
-        assert_eq!(h.interfaces[&1].histogram.count, 0);
+        assert_eq!(h.interface(1).unwrap().histogram.count, 0);
         h.record(&sample(50, 20.0, 0.0)); // agent restarted
-        assert_eq!(h.interfaces[&1].histogram.count, 0);
+        assert_eq!(h.interface(1).unwrap().histogram.count, 0);
         h.record(&sample(150, 30.0, 0.0)); // normal again
-        assert_eq!(h.interfaces[&1].histogram.count, 1);
-        assert!(h.interfaces[&1].histogram.sum >= 0.0);
+        assert_eq!(h.interface(1).unwrap().histogram.count, 1);
+        assert!(h.interface(1).unwrap().histogram.sum >= 0.0);
     }
 
     #[test]
@@ -359,19 +385,22 @@ mod tests {
         empty.modules.clear();
         h.record(&empty);
         assert_eq!(
-            h.interfaces[&1].histogram.count, 1,
+            h.interface(1).unwrap().histogram.count,
+            1,
             "kept through a poll without the interface"
         );
         h.record(&sample(1250, 650_000.0, 0.0));
         assert_eq!(
-            h.interfaces[&1].histogram.count, 1,
+            h.interface(1).unwrap().histogram.count,
+            1,
             "back after a gap: baseline only"
         );
         let mut moved = sample(1300, 700_000.0, 0.0);
         moved.target = "127.0.0.2:161".into();
         h.record(&moved);
         assert_eq!(
-            h.interfaces[&1].histogram.count, 0,
+            h.interface(1).unwrap().histogram.count,
+            0,
             "another agent starts afresh"
         );
     }

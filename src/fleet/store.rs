@@ -953,6 +953,11 @@ impl Store for RedisStore {
         }
     }
 
+    fn previous_poll(&self, device_id: &str) -> Option<Arc<PolledDevice>> {
+        let polls = self.local_polls.lock().expect("polls lock");
+        polls.get(device_id).map(|p| p.polled.clone())
+    }
+
     async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
         if self.is_redis_up() {
             for _ in 0..CAS_ATTEMPTS {

@@ -17,7 +17,7 @@ use super::datetime;
 use super::definition::{covered, Metric, Module, Oid};
 use super::file::MetricType;
 use super::value;
-use crate::sample::{Family, FamilyMeta, Label, Labels, ModuleSample, Series};
+use crate::sample::{FamilyMeta, Label, Labels, ModuleSample, Series};
 use crate::snmp::SnmpValue;
 
 /// Every varbind of one poll, by OID.
@@ -67,18 +67,24 @@ fn dotted(oid: &[u64]) -> String {
     oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
-/// Decodes what `module` sees of `varbinds`.
+/// Decodes what `module` sees of `varbinds`. `previous` is this module's
+/// sample of the device's previous poll: label sets that did not change are
+/// taken from it instead of allocated again (a device's labels rarely change,
+/// and thousands of devices' polls replace each other all the time).
 pub fn decode_module(
     module: &Module,
     view: &View,
     varbinds: &Varbinds,
+    previous: Option<&ModuleSample>,
     skipped: &mut Skipped,
 ) -> ModuleSample {
     let mut decoder = Decoder {
+        pool: LabelPool::from_sample(previous),
         module,
         view,
         varbinds,
         families: Vec::new(),
+        series: Vec::new(),
         positions: HashMap::new(),
         seen: HashSet::new(),
         rows: HashMap::new(),
@@ -96,23 +102,18 @@ pub fn decode_module(
             decoder.varbind(oid, value);
         }
     }
-    // Kept for a whole interval, for thousands of devices: no spare capacity.
-    let mut families = decoder.families;
-    families.shrink_to_fit();
-    for family in &mut families {
-        family.series.shrink_to_fit();
-    }
-    ModuleSample {
-        module: module.name.clone(),
-        families,
-    }
+    ModuleSample::from_tagged(module.name.clone(), decoder.families, decoder.series)
 }
 
 struct Decoder<'a> {
+    pool: LabelPool,
     module: &'a Module,
     view: &'a View,
     varbinds: &'a Varbinds,
-    families: Vec<Family>,
+    /// The families in order of first appearance.
+    families: Vec<Arc<FamilyMeta>>,
+    /// Series tagged with their family's position.
+    series: Vec<(u32, Series)>,
     /// Family description (by address) → position in `families`.
     positions: HashMap<usize, usize>,
     /// (family position, labels) already emitted: a second one is dropped.
@@ -139,12 +140,9 @@ impl Decoder<'_> {
             Some(p) => *p,
             None => {
                 // One family per name: a second metric of the same name joins it.
-                let by_name = self.families.iter().position(|f| f.meta.name == meta.name);
+                let by_name = self.families.iter().position(|f| f.name == meta.name);
                 let p = by_name.unwrap_or_else(|| {
-                    self.families.push(Family {
-                        meta: meta.clone(),
-                        series: Vec::new(),
-                    });
+                    self.families.push(meta.clone());
                     self.families.len() - 1
                 });
                 self.positions.insert(key, p);
@@ -152,9 +150,8 @@ impl Decoder<'_> {
             }
         };
         if self.seen.insert((position, labels.clone())) {
-            self.families[position]
-                .series
-                .push(Series { labels, value });
+            self.series
+                .push((position as u32, Series { labels, value }));
         }
     }
 
@@ -203,17 +200,17 @@ impl Decoder<'_> {
                     return; // the enum is an index label already
                 }
                 let state = enum_text(&metric.enum_values, number as i64);
-                let labels = with_label(&labels, &metric.name, state);
+                let labels = self.with_label(&labels, &metric.name, state);
                 self.emit(&metric.family, labels, 1.0);
             }
             MetricType::EnumAsStateSet => {
                 let current = number as i64;
                 let state = enum_text(&metric.enum_values, current);
-                let labels_now = with_label(&labels, &metric.name, state);
+                let labels_now = self.with_label(&labels, &metric.name, state);
                 self.emit(&metric.family, labels_now, 1.0);
                 for (k, name) in &metric.enum_values {
                     if *k != current {
-                        let other = with_label(&labels, &metric.name, name.clone());
+                        let other = self.with_label(&labels, &metric.name, name.clone());
                         self.emit(&metric.family, other, 0.0);
                     }
                 }
@@ -234,7 +231,7 @@ impl Decoder<'_> {
                     };
                     // Most significant bit of the first octet is bit 0.
                     let set = bit < octets.len() * 8 && octets[bit / 8] & (0x80 >> (bit % 8)) != 0;
-                    let labels = with_label(&labels, &metric.name, name.clone());
+                    let labels = self.with_label(&labels, &metric.name, name.clone());
                     self.emit(&metric.family, labels, if set { 1.0 } else { 0.0 });
                 }
             }
@@ -257,7 +254,7 @@ impl Decoder<'_> {
                 if labels.iter().any(|l| l.name == metric.name) {
                     self.emit(&metric.family, labels, scaled(1.0));
                 } else {
-                    let labels = with_label(&labels, &metric.name, text);
+                    let labels = self.with_label(&labels, &metric.name, text);
                     self.emit(&metric.family, labels, scaled(1.0));
                 }
             }
@@ -366,17 +363,109 @@ impl Decoder<'_> {
                 None => set(&mut labels, &lookup.label, String::new()),
             }
         }
-        let mut list: Vec<Label> = labels
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        let pairs: Vec<(Arc<str>, Text)> = labels
+            .into_iter()
+            .map(|(name, value)| (name, Text::New(value)))
+            .collect();
+        let labels = self.pool.labels(pairs);
+        self.rows.insert(key, labels.clone());
+        labels
+    }
+
+    /// `labels` plus `name="value"`, sorted.
+    fn with_label(&self, labels: &Labels, name: &Arc<str>, value: String) -> Labels {
+        let mut pairs: Vec<(Arc<str>, Text)> = Vec::with_capacity(labels.len() + 1);
+        pairs.extend(
+            labels
+                .iter()
+                .filter(|l| l.name != *name)
+                .map(|l| (l.name.clone(), Text::Shared(l.value.clone()))),
+        );
+        let at = pairs.partition_point(|(n, _)| n < name);
+        pairs.insert(at, (name.clone(), Text::New(value)));
+        self.pool.labels(pairs)
+    }
+}
+
+/// A label value being built: one a label set has already, or new text.
+enum Text {
+    Shared(Arc<str>),
+    New(String),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Shared(s) => s,
+            Text::New(s) => s,
+        }
+    }
+
+    fn into_shared(self) -> Arc<str> {
+        match self {
+            Text::Shared(s) => s,
+            Text::New(s) => Arc::from(s),
+        }
+    }
+}
+
+/// The label sets of a module's previous sample, by content.
+struct LabelPool {
+    by_hash: HashMap<u64, Vec<Labels>>,
+}
+
+fn pairs_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (name, value) in pairs {
+        name.hash(&mut h);
+        value.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl LabelPool {
+    fn from_sample(previous: Option<&ModuleSample>) -> LabelPool {
+        let mut by_hash: HashMap<u64, Vec<Labels>> = HashMap::new();
+        for (_, series) in previous.into_iter().flat_map(|m| m.families()) {
+            for s in series {
+                let hash = pairs_hash(s.labels.iter().map(|l| (&*l.name, &*l.value)));
+                let same = by_hash.entry(hash).or_default();
+                if !same.iter().any(|known| Arc::ptr_eq(known, &s.labels)) {
+                    same.push(s.labels.clone());
+                }
+            }
+        }
+        LabelPool { by_hash }
+    }
+
+    /// The label set of `pairs` (sorted by name): the previous sample's
+    /// when it had this one, else a new one.
+    fn labels(&self, pairs: Vec<(Arc<str>, Text)>) -> Labels {
+        if !self.by_hash.is_empty() {
+            let hash = pairs_hash(pairs.iter().map(|(n, v)| (&**n, v.as_str())));
+            let found = self.by_hash.get(&hash).and_then(|candidates| {
+                candidates.iter().find(|known| {
+                    known.len() == pairs.len()
+                        && known
+                            .iter()
+                            .zip(&pairs)
+                            .all(|(l, (n, v))| *l.name == **n && *l.value == *v.as_str())
+                })
+            });
+            if let Some(known) = found {
+                return known.clone();
+            }
+        }
+        let list: Vec<Label> = pairs
             .into_iter()
             .map(|(name, value)| Label {
                 name,
-                value: Arc::from(value),
+                value: value.into_shared(),
             })
             .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        let labels: Labels = Arc::from(list);
-        self.rows.insert(key, labels.clone());
-        labels
+        Arc::from(list)
     }
 }
 
@@ -393,21 +482,6 @@ fn label_text(v: &SnmpValue, read_as: MetricType, hint: Option<&str>) -> String 
 
 fn enum_text(values: &BTreeMap<i64, String>, v: i64) -> String {
     values.get(&v).cloned().unwrap_or_else(|| v.to_string())
-}
-
-/// `labels` plus `name="value"`, sorted.
-fn with_label(labels: &Labels, name: &Arc<str>, value: String) -> Labels {
-    let mut list: Vec<Label> = Vec::with_capacity(labels.len() + 1);
-    list.extend(labels.iter().filter(|l| l.name != *name).cloned());
-    let at = list.partition_point(|l| l.name < *name);
-    list.insert(
-        at,
-        Label {
-            name: name.clone(),
-            value: Arc::from(value),
-        },
-    );
-    Arc::from(list)
 }
 
 fn kind(v: &SnmpValue) -> &'static str {
@@ -452,16 +526,15 @@ mod tests {
     /// `name{a="x",b="y"} value` per series, sorted.
     fn lines(sample: &ModuleSample) -> Vec<String> {
         let mut out: Vec<String> = sample
-            .families
-            .iter()
-            .flat_map(|f| {
-                f.series.iter().map(move |s| {
+            .families()
+            .flat_map(|(meta, series)| {
+                series.iter().map(move |s| {
                     let labels: Vec<String> = s
                         .labels
                         .iter()
                         .map(|l| format!("{}=\"{}\"", l.name, l.value))
                         .collect();
-                    format!("{}{{{}}} {}", f.meta.name, labels.join(","), s.value)
+                    format!("{}{{{}}} {}", meta.name, labels.join(","), s.value)
                 })
             })
             .collect();
@@ -471,7 +544,7 @@ mod tests {
 
     fn decode(m: &Module, vb: &Varbinds) -> (Vec<String>, Skipped) {
         let mut skipped = Skipped::default();
-        let sample = decode_module(m, &View::of(m), vb, &mut skipped);
+        let sample = decode_module(m, &View::of(m), vb, None, &mut skipped);
         (lines(&sample), skipped)
     }
 
@@ -543,30 +616,12 @@ mod tests {
         assert_eq!(skipped.count, 0);
         // The rows share one label set across metrics.
         let mut s = Skipped::default();
-        let sample = decode_module(&m, &View::of(&m), &vb, &mut s);
-        let oper = &sample
-            .families
-            .iter()
-            .find(|f| &*f.meta.name == "ifOperStatus")
-            .unwrap()
-            .series[1];
-        let errors = &sample
-            .families
-            .iter()
-            .find(|f| &*f.meta.name == "ifInErrors")
-            .unwrap()
-            .series[0];
+        let sample = decode_module(&m, &View::of(&m), &vb, None, &mut s);
+        let family = |name: &str| sample.families().find(|(m, _)| &*m.name == name).unwrap();
+        let oper = &family("ifOperStatus").1[1];
+        let errors = &family("ifInErrors").1[0];
         assert!(Arc::ptr_eq(&oper.labels, &errors.labels));
-        assert_eq!(
-            sample
-                .families
-                .iter()
-                .find(|f| &*f.meta.name == "ifInErrors")
-                .unwrap()
-                .meta
-                .kind,
-            crate::sample::Kind::Counter
-        );
+        assert_eq!(family("ifInErrors").0.kind, crate::sample::Kind::Counter);
     }
 
     #[test]
@@ -851,7 +906,7 @@ mod tests {
             ("1.3.6.1.2.1.2.2.1.2.3", os(b"c")),
         ]);
         let mut skipped = Skipped::default();
-        let got = lines(&decode_module(&m, &view, &vb, &mut skipped));
+        let got = lines(&decode_module(&m, &view, &vb, None, &mut skipped));
         assert_eq!(
             got,
             [

@@ -128,15 +128,15 @@ impl<'a> Exposition<'a> {
                 {
                     continue;
                 }
-                for family in &module.families {
-                    if family.series.is_empty() {
+                for (meta, family_series) in module.families() {
+                    if family_series.is_empty() {
                         continue;
                     }
-                    let f = *positions.entry(&family.meta.name).or_insert_with(|| {
+                    let f = *positions.entry(&meta.name).or_insert_with(|| {
                         families.push(FamilyOut {
-                            name: &family.meta.name,
-                            help: &family.meta.help,
-                            kind: match family.meta.kind {
+                            name: &meta.name,
+                            help: &meta.help,
+                            kind: match meta.kind {
                                 Kind::Counter => FamilyKind::Counter,
                                 Kind::Gauge => FamilyKind::Gauge,
                             },
@@ -153,7 +153,7 @@ impl<'a> Exposition<'a> {
                     } else {
                         out.series.iter().position(|s| s.device == d)
                     };
-                    for series in &family.series {
+                    for series in family_series {
                         if let Some(start) = start {
                             let repeated = out.series[start..]
                                 .iter()
@@ -177,9 +177,9 @@ impl<'a> Exposition<'a> {
                 options
                     .modules
                     .is_none_or(|only| only.iter().any(|n| **n == *m.module))
-                    && m.families.iter().any(|f| {
+                    && m.families().any(|(meta, _)| {
                         matches!(
-                            &*f.meta.name,
+                            &*meta.name,
                             "ifHCInOctets" | "ifHCOutOctets" | "ifInOctets" | "ifOutOctets"
                         )
                     })
@@ -243,7 +243,9 @@ pub(crate) mod fixtures {
     use std::sync::Arc;
 
     use crate::polled::{InterfaceUtilization, PolledDevice};
-    use crate::sample::{intern_meta, Family, Kind, Label, Labels, ModuleSample, Sample, Series};
+    use crate::sample::{
+        intern_meta, FamilyMeta, Kind, Label, Labels, ModuleSample, Sample, Series,
+    };
     use crate::utilization::UtilizationHistogram;
 
     pub fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -290,30 +292,35 @@ pub(crate) mod fixtures {
         ])
     }
 
-    fn family(name: &str, help: &str, kind: Kind, series: Vec<(Labels, f64)>) -> Family {
-        Family {
-            meta: intern_meta(name, help, kind),
-            series: series
+    fn family(
+        name: &str,
+        help: &str,
+        kind: Kind,
+        series: Vec<(Labels, f64)>,
+    ) -> (Arc<FamilyMeta>, Vec<Series>) {
+        (
+            intern_meta(name, help, kind),
+            series
                 .into_iter()
                 .map(|(labels, value)| Series { labels, value })
                 .collect(),
-        }
+        )
     }
 
     pub fn device(name: &str) -> PolledDevice {
         let (eth0, weird) = (eth0(), weird());
-        let system = ModuleSample {
-            module: Arc::from("system"),
-            families: vec![family(
+        let system = ModuleSample::new(
+            Arc::from("system"),
+            vec![family(
                 "sysUpTime",
                 "The time since the agent started.",
                 Kind::Gauge,
                 vec![(labels(&[]), 4242.0)],
             )],
-        };
-        let if_mib = ModuleSample {
-            module: Arc::from("if_mib"),
-            families: vec![
+        );
+        let if_mib = ModuleSample::new(
+            Arc::from("if_mib"),
+            vec![
                 family("ifSpeed", "Speed.", Kind::Gauge, vec![(eth0.clone(), 1e9)]),
                 family(
                     "ifHighSpeed",
@@ -338,7 +345,7 @@ pub(crate) mod fixtures {
                 ),
                 family("ifEmpty", "No series.", Kind::Gauge, vec![]),
             ],
-        };
+        );
         PolledDevice {
             sample: Sample {
                 device_id: format!("id-{name}"),
@@ -380,7 +387,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use crate::sample::{intern_meta, Family, ModuleSample, Series};
+    use crate::sample::{intern_meta, ModuleSample, Series};
     use std::sync::Arc;
 
     #[test]
@@ -400,11 +407,11 @@ mod tests {
         // A vendor module repeating ifHCInOctets for eth0 and adding ifIndex 3:
         // one series per label set, the first module's value kept.
         let mut vendor = d1.clone();
-        vendor.sample.modules.push(ModuleSample {
-            module: Arc::from("vendor"),
-            families: vec![Family {
-                meta: intern_meta("ifHCInOctets", "other help", crate::sample::Kind::Counter),
-                series: vec![
+        vendor.sample.modules.push(ModuleSample::new(
+            Arc::from("vendor"),
+            vec![(
+                intern_meta("ifHCInOctets", "other help", crate::sample::Kind::Counter),
+                vec![
                     Series {
                         labels: eth0(),
                         value: 5.0,
@@ -414,8 +421,8 @@ mod tests {
                         value: 7.0,
                     },
                 ],
-            }],
-        });
+            )],
+        ));
         let e = Exposition::new(&[&vendor], RenderOptions::default());
         let octets = e
             .families

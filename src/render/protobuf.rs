@@ -117,7 +117,7 @@ fn native_spans(histogram: &UtilizationHistogram) -> (Vec<proto::BucketSpan>, Ve
     let mut deltas = Vec::with_capacity(histogram.native_buckets.len());
     let mut previous: Option<i32> = None;
     let mut previous_count = 0i64;
-    for (&index, &count) in &histogram.native_buckets {
+    for &(index, count) in &histogram.native_buckets {
         match (previous, spans.last_mut()) {
             (Some(p), Some(span)) if i64::from(index) == i64::from(p) + 1 => {
                 span.length = Some(span.length.unwrap_or(0) + 1);
@@ -246,7 +246,11 @@ mod tests {
         assert!(full.negative_span.is_empty() && full.negative_delta.is_empty());
         assert_eq!(
             expand(&full.positive_span, &full.positive_delta),
-            source.native_buckets
+            source
+                .native_buckets
+                .iter()
+                .copied()
+                .collect::<BTreeMap<i32, u64>>()
         );
         let bounds: Vec<f64> = full.bucket.iter().map(|b| b.upper_bound.unwrap()).collect();
         assert_eq!(bounds, UTILIZATION_BUCKETS_PERCENT);
@@ -280,7 +284,7 @@ mod tests {
     #[test]
     fn native_spans_with_gaps_and_negative_indexes() {
         let h = UtilizationHistogram {
-            native_buckets: BTreeMap::from([
+            native_buckets: Vec::from([
                 (-7, 3),
                 (-6, 1),
                 (-5, 9),
@@ -298,11 +302,17 @@ mod tests {
             .collect();
         assert_eq!(offsets, [(-7, 3), (2, 1), (1, 2), (38, 1)]);
         assert_eq!(deltas, [3, -2, 8, -7, 3, 0, -4]);
-        assert_eq!(expand(&spans, &deltas), h.native_buckets);
+        assert_eq!(
+            expand(&spans, &deltas),
+            h.native_buckets.iter().copied().collect()
+        );
 
         let h = histogram(&[0.37, 1.0, 1.0, 2.5, 99.9, 100.0, 0.0]);
         let (spans, deltas) = native_spans(&h);
-        assert_eq!(expand(&spans, &deltas), h.native_buckets);
+        assert_eq!(
+            expand(&spans, &deltas),
+            h.native_buckets.iter().copied().collect()
+        );
         assert_eq!(
             native_spans(&UtilizationHistogram::default()),
             (vec![], vec![])
