@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sample::{intern_meta, FamilyMeta, Kind, Label, Labels, ModuleSample, Sample, Series};
+use crate::sample::{
+    intern_meta, FamilyMeta, Kind, Label, LabelSet, Labels, ModuleSample, Sample, Series,
+};
 use crate::utilization::{interfaces, DeviceHistory, UtilizationHistogram};
 
 /// The first line of a cached poll in Redis: bump it when the shape changes.
-pub const POLL_FORMAT: &str = "promsnmp-poll/2\n";
+pub const POLL_FORMAT: &str = "promsnmp-poll/3\n";
 /// The first line of a device history in Redis.
 pub const HISTORY_FORMAT: &str = "promsnmp-history/2\n";
 
@@ -110,23 +112,29 @@ impl PolledDevice {
         let wire: Wire =
             serde_json::from_str(json).map_err(|e| WireError::Invalid(e.to_string()))?;
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        let sets: Vec<Labels> = wire
-            .labels
-            .into_iter()
-            .map(|set| {
-                let list: Vec<Label> = set
-                    .into_iter()
-                    .map(|(name, value)| Label {
-                        name: names
-                            .entry(name)
-                            .or_insert_with_key(|n| Arc::from(n.as_str()))
-                            .clone(),
-                        value: Arc::from(value),
-                    })
-                    .collect();
-                Arc::from(list)
-            })
-            .collect();
+        let mut label = |name: String, value: String| Label {
+            name: names
+                .entry(name)
+                .or_insert_with_key(|n| Arc::from(n.as_str()))
+                .clone(),
+            value: Arc::from(value),
+        };
+        let mut sets: Vec<Labels> = Vec::with_capacity(wire.labels.len());
+        for set in wire.labels {
+            let labels = match set {
+                WireLabels::Row(list) => {
+                    LabelSet::row(list.into_iter().map(|(n, v)| label(n, v)).collect())
+                }
+                // Bases come first: the writer numbers a base before its extensions.
+                WireLabels::Extended { base, extra } => {
+                    let base = sets
+                        .get(base as usize)
+                        .ok_or_else(|| WireError::Invalid(format!("label set {base} missing")))?;
+                    LabelSet::extended(base, label(extra.0, extra.1))
+                }
+            };
+            sets.push(labels);
+        }
         let set = |i: u32| -> Result<Labels, WireError> {
             sets.get(i as usize)
                 .cloned()
@@ -192,29 +200,44 @@ pub enum WireError {
     Invalid(String),
 }
 
-/// Label sets numbered by first use (series of one row share one).
+/// Label sets numbered by first use (series of one row share one; a set
+/// extending a row's refers to it).
 #[derive(Default)]
 struct LabelTable {
     by_address: HashMap<usize, u32>,
-    sets: Vec<Vec<(String, String)>>,
+    sets: Vec<WireLabels>,
 }
 
 impl LabelTable {
     fn index(&mut self, labels: &Labels) -> u32 {
-        let address = labels.as_ptr() as usize;
+        let address = Arc::as_ptr(labels) as usize;
         if let Some(i) = self.by_address.get(&address) {
             return *i;
         }
+        let wire = match &**labels {
+            LabelSet::Extended { base, extra } => WireLabels::Extended {
+                base: self.index(base),
+                extra: (extra.name.to_string(), extra.value.to_string()),
+            },
+            LabelSet::Row(row) => WireLabels::Row(
+                row.iter()
+                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .collect(),
+            ),
+        };
         let i = self.sets.len() as u32;
-        self.sets.push(
-            labels
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.to_string()))
-                .collect(),
-        );
+        self.sets.push(wire);
         self.by_address.insert(address, i);
         i
     }
+}
+
+/// One label set on the wire: a list, or a base set plus one label.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum WireLabels {
+    Row(Vec<(String, String)>),
+    Extended { base: u32, extra: (String, String) },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -226,7 +249,7 @@ struct Wire {
     poll_duration_seconds: f64,
     #[serde(default)]
     sys_uptime_ticks: Option<u32>,
-    labels: Vec<Vec<(String, String)>>,
+    labels: Vec<WireLabels>,
     modules: Vec<WireModule>,
     utilization: Vec<WireUtilization>,
 }
@@ -298,16 +321,15 @@ impl<'de> Deserialize<'de> for WireNumber {
 mod tests {
     use super::*;
 
+    fn label(name: &str, value: &str) -> Label {
+        Label {
+            name: Arc::from(name),
+            value: Arc::from(value),
+        }
+    }
+
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Arc::from(
-            pairs
-                .iter()
-                .map(|(n, v)| Label {
-                    name: Arc::from(*n),
-                    value: (*v).into(),
-                })
-                .collect::<Vec<_>>(),
-        )
+        LabelSet::row(pairs.iter().map(|(n, v)| label(n, v)).collect())
     }
 
     fn poll() -> PolledDevice {
@@ -332,6 +354,13 @@ mod tests {
                             vec![Series {
                                 labels: row.clone(),
                                 value: 18_446_744_073_709_551_615.0,
+                            }],
+                        ),
+                        (
+                            intern_meta("ifAlias", "alias", Kind::Gauge),
+                            vec![Series {
+                                labels: LabelSet::extended(&row, label("ifAlias", "uplink")),
+                                value: 1.0,
                             }],
                         ),
                         (
@@ -373,7 +402,7 @@ mod tests {
             let (meta, series) = p.sample.modules[0].families().nth(i).unwrap();
             (meta.clone(), series.to_vec())
         };
-        let odd = family(&back, 1).1;
+        let odd = family(&back, 2).1;
         assert!(odd[0].value.is_nan());
         assert_eq!(odd[1].value, f64::NEG_INFINITY);
         assert_eq!(odd[2].value.to_bits(), (1.0f64 / 3.0).to_bits());
@@ -389,6 +418,15 @@ mod tests {
             &back.utilization[0].labels
         ));
         assert!(Arc::ptr_eq(&family(&back, 0).0, &family(&polled, 0).0));
+        // A set extending the row's still points at it.
+        let alias = &family(&back, 1).1[0].labels;
+        assert_eq!(**alias, *family(&polled, 1).1[0].labels);
+        match &**alias {
+            LabelSet::Extended { base, .. } => {
+                assert!(Arc::ptr_eq(base, &back.utilization[0].labels))
+            }
+            LabelSet::Row(_) => panic!("the extended set came back flat"),
+        }
     }
 
     #[test]
@@ -398,7 +436,7 @@ mod tests {
             Err(WireError::OtherFormat)
         );
         assert_eq!(
-            PolledDevice::from_wire("promsnmp-poll/1\n{}"),
+            PolledDevice::from_wire("promsnmp-poll/2\n{}"),
             Err(WireError::OtherFormat)
         );
         assert!(matches!(

@@ -4,8 +4,9 @@
 //! the store keeps it; the renderers write it. Nothing here knows SNMP.
 //!
 //! Memory matters (ten thousand devices per replica): label names and family
-//! descriptions are shared (`Arc`), and the series of one table row share one
-//! label set.
+//! descriptions are shared (`Arc`), the series of one table row share one
+//! label set, and a series that adds one label of its own (a string, an enum,
+//! a bit) points at its row's set instead of copying it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -18,8 +19,129 @@ pub struct Label {
     pub value: Arc<str>,
 }
 
-/// A series' labels, sorted by name; shared by the series of one table row.
-pub type Labels = Arc<[Label]>;
+/// A series' labels, in name order.
+#[derive(Debug)]
+pub enum LabelSet {
+    /// A table row's labels (or none), sorted by name.
+    Row(Box<[Label]>),
+    /// A row's labels and one more (the metric's own: strings, enums, bits).
+    Extended { base: Labels, extra: Label },
+}
+
+/// A shared label set: the series of one table row hold one.
+pub type Labels = Arc<LabelSet>;
+
+/// The empty label set, for series that need none.
+pub static NO_LABELS: std::sync::LazyLock<LabelSet> =
+    std::sync::LazyLock::new(|| LabelSet::Row(Box::default()));
+
+impl LabelSet {
+    /// A set of `labels`, sorted by name here.
+    pub fn row(mut labels: Vec<Label>) -> Labels {
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        Arc::new(LabelSet::Row(labels.into_boxed_slice()))
+    }
+
+    /// `base` and `extra` (which replaces a label of the same name).
+    pub fn extended(base: &Labels, extra: Label) -> Labels {
+        match &**base {
+            LabelSet::Row(row) if !row.iter().any(|l| l.name == extra.name) => {
+                Arc::new(LabelSet::Extended {
+                    base: base.clone(),
+                    extra,
+                })
+            }
+            _ => {
+                let mut all: Vec<Label> = base
+                    .iter()
+                    .filter(|l| l.name != extra.name)
+                    .cloned()
+                    .collect();
+                all.push(extra);
+                LabelSet::row(all)
+            }
+        }
+    }
+
+    /// The labels in name order.
+    pub fn iter(&self) -> LabelIter<'_> {
+        match self {
+            LabelSet::Row(row) => LabelIter {
+                row: row.iter(),
+                extra: None,
+            },
+            LabelSet::Extended { base, extra } => match &**base {
+                LabelSet::Row(row) => LabelIter {
+                    row: row.iter(),
+                    extra: Some(extra),
+                },
+                // `extended` never nests.
+                LabelSet::Extended { .. } => unreachable!("extended sets have a row as base"),
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|l| &*l.name == name).map(|l| &*l.value)
+    }
+}
+
+impl PartialEq for LabelSet {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other) || self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for LabelSet {}
+
+impl std::hash::Hash for LabelSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for label in self.iter() {
+            label.hash(state);
+        }
+    }
+}
+
+/// The labels of a [`LabelSet`] in name order.
+pub struct LabelIter<'a> {
+    row: std::slice::Iter<'a, Label>,
+    extra: Option<&'a Label>,
+}
+
+impl<'a> Iterator for LabelIter<'a> {
+    type Item = &'a Label;
+
+    fn next(&mut self) -> Option<&'a Label> {
+        if let Some(extra) = self.extra {
+            let before_next = self
+                .row
+                .as_slice()
+                .first()
+                .is_none_or(|next| extra.name < next.name);
+            if before_next {
+                self.extra = None;
+                return Some(extra);
+            }
+        }
+        self.row.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.row.len() + usize::from(self.extra.is_some());
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for LabelIter<'_> {}
 
 /// How a family is typed in the exposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,11 +293,6 @@ impl Sample {
     }
 }
 
-/// The value of label `name` in `labels`.
-pub fn label_value<'a>(labels: &'a [Label], name: &str) -> Option<&'a str> {
-    labels.iter().find(|l| &*l.name == name).map(|l| &*l.value)
-}
-
 /// Family descriptions read back from the cache share one copy per process
 /// (a follower replica holds the results of thousands of devices).
 type MetaTable = HashMap<(Box<str>, Kind), Vec<Weak<FamilyMeta>>>;
@@ -212,6 +329,44 @@ pub fn intern_meta(name: &str, help: &str, kind: Kind) -> Arc<FamilyMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn label(name: &str, value: &str) -> Label {
+        Label {
+            name: Arc::from(name),
+            value: Arc::from(value),
+        }
+    }
+
+    #[test]
+    fn extended_sets_read_in_name_order_and_compare_by_content() {
+        let row = LabelSet::row(vec![label("ifName", "eth0"), label("ifIndex", "1")]);
+        let names = |s: &LabelSet| s.iter().map(|l| l.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&row), ["ifIndex", "ifName"]);
+        let first = LabelSet::extended(&row, label("ifAlias", "a"));
+        let middle = LabelSet::extended(&row, label("ifMtu", "x"));
+        let last = LabelSet::extended(&row, label("ifType", "6"));
+        assert_eq!(names(&first), ["ifAlias", "ifIndex", "ifName"]);
+        assert_eq!(names(&middle), ["ifIndex", "ifMtu", "ifName"]);
+        assert_eq!(names(&last), ["ifIndex", "ifName", "ifType"]);
+        assert_eq!(last.len(), 3);
+        assert_eq!(last.get("ifType"), Some("6"));
+        let flat = LabelSet::row(vec![
+            label("ifType", "6"),
+            label("ifIndex", "1"),
+            label("ifName", "eth0"),
+        ]);
+        assert_eq!(*last, *flat);
+        assert!(matches!(*last, LabelSet::Extended { .. }));
+        // The same name replaces the row's label; extending an extended set flattens.
+        let replaced = LabelSet::extended(&row, label("ifName", "eth9"));
+        assert_eq!(replaced.get("ifName"), Some("eth9"));
+        assert_eq!(replaced.len(), 2);
+        let twice = LabelSet::extended(&last, label("z", "1"));
+        assert_eq!(names(&twice), ["ifIndex", "ifName", "ifType", "z"]);
+        use std::hash::{BuildHasher, RandomState};
+        let h = RandomState::new();
+        assert_eq!(h.hash_one(&*last), h.hash_one(&*flat));
+    }
 
     #[test]
     fn metas_are_shared() {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::sample::{label_value, Labels, Sample};
+use crate::sample::{Labels, Sample};
 
 /// Upper bounds (percent) of the classic `interface_utilization` buckets; `+Inf` is implicit.
 pub const UTILIZATION_BUCKETS_PERCENT: [f64; 9] =
@@ -137,7 +137,10 @@ pub fn interfaces(sample: &Sample) -> BTreeMap<u32, InterfaceCounters> {
         let family = names.iter().find_map(|n| sample.family(n));
         let mut values = BTreeMap::new();
         for series in family.unwrap_or_default() {
-            let index = label_value(&series.labels, "ifIndex").and_then(|v| v.parse::<u32>().ok());
+            let index = series
+                .labels
+                .get("ifIndex")
+                .and_then(|v| v.parse::<u32>().ok());
             if let Some(index) = index {
                 values.insert(index, (series.labels.clone(), series.value));
             }
@@ -261,11 +264,11 @@ impl DeviceHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{Kind, Label, ModuleSample, Series};
+    use crate::sample::{Kind, Label, LabelSet, ModuleSample, Series};
     use std::sync::Arc;
 
     fn labels(index: u32) -> Labels {
-        Arc::from(vec![
+        LabelSet::row(vec![
             Label {
                 name: Arc::from("ifIndex"),
                 value: index.to_string().into(),

@@ -1107,7 +1107,7 @@ fn cached_polls_of_another_format_are_a_quiet_miss() {
     );
     let data = fleet.redis.cmd(&["HGET", key, "data"]);
     let (format, json) = data.split_once('\n').expect("a format line");
-    assert_eq!(format, "promsnmp-poll/2");
+    assert_eq!(format, "promsnmp-poll/3");
     let generation: u64 = fleet.redis.cmd(&["HGET", key, "gen"]).parse().unwrap();
     let now_us = || -> String {
         let t = fleet.redis.cmd(&["TIME"]);

@@ -23,7 +23,11 @@ fn host_modules_match_snmp_exporter() {
         ("PROMSNMP_MODULES_FILE", &path),
     ]);
     // The 0.21 layout is read, with a warning to regenerate.
-    assert!(p.log().contains("layout before snmp_exporter 0.23"), "{}", p.log());
+    assert!(
+        p.log().contains("layout before snmp_exporter 0.23"),
+        "{}",
+        p.log()
+    );
     let list: Vec<String> = modules.iter().map(|m| format!("\"{m}\"")).collect();
     let r = http_post_json(
         &p.addr(),

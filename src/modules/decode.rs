@@ -17,7 +17,7 @@ use super::datetime;
 use super::definition::{covered, Metric, Module, Oid};
 use super::file::MetricType;
 use super::value;
-use crate::sample::{FamilyMeta, Label, Labels, ModuleSample, Series};
+use crate::sample::{FamilyMeta, Label, LabelSet, Labels, ModuleSample, Series};
 use crate::snmp::SnmpValue;
 
 /// Every varbind of one poll, by OID.
@@ -88,7 +88,7 @@ pub fn decode_module(
         positions: HashMap::new(),
         seen: HashSet::new(),
         rows: HashMap::new(),
-        empty: Arc::from(Vec::new()),
+        empty: LabelSet::row(Vec::new()),
         skipped,
     };
     for subtree in &view.walk {
@@ -368,12 +368,22 @@ impl Decoder<'_> {
             .into_iter()
             .map(|(name, value)| (name, Text::New(value)))
             .collect();
-        let labels = self.pool.labels(pairs);
+        let labels = self.pool.find(&pairs).unwrap_or_else(|| {
+            LabelSet::row(
+                pairs
+                    .into_iter()
+                    .map(|(name, value)| Label {
+                        name,
+                        value: value.into_shared(),
+                    })
+                    .collect(),
+            )
+        });
         self.rows.insert(key, labels.clone());
         labels
     }
 
-    /// `labels` plus `name="value"`, sorted.
+    /// `labels` plus `name="value"` (replacing a label of that name).
     fn with_label(&self, labels: &Labels, name: &Arc<str>, value: String) -> Labels {
         let mut pairs: Vec<(Arc<str>, Text)> = Vec::with_capacity(labels.len() + 1);
         pairs.extend(
@@ -384,7 +394,17 @@ impl Decoder<'_> {
         );
         let at = pairs.partition_point(|(n, _)| n < name);
         pairs.insert(at, (name.clone(), Text::New(value)));
-        self.pool.labels(pairs)
+        if let Some(known) = self.pool.find(&pairs) {
+            return known;
+        }
+        let (name, value) = pairs.swap_remove(at);
+        LabelSet::extended(
+            labels,
+            Label {
+                name,
+                value: value.into_shared(),
+            },
+        )
     }
 }
 
@@ -440,32 +460,24 @@ impl LabelPool {
         LabelPool { by_hash }
     }
 
-    /// The label set of `pairs` (sorted by name): the previous sample's
-    /// when it had this one, else a new one.
-    fn labels(&self, pairs: Vec<(Arc<str>, Text)>) -> Labels {
-        if !self.by_hash.is_empty() {
-            let hash = pairs_hash(pairs.iter().map(|(n, v)| (&**n, v.as_str())));
-            let found = self.by_hash.get(&hash).and_then(|candidates| {
-                candidates.iter().find(|known| {
-                    known.len() == pairs.len()
-                        && known
-                            .iter()
-                            .zip(&pairs)
-                            .all(|(l, (n, v))| *l.name == **n && *l.value == *v.as_str())
-                })
-            });
-            if let Some(known) = found {
-                return known.clone();
-            }
+    /// The previous sample's label set of `pairs` (sorted by name), if it
+    /// had this one.
+    fn find(&self, pairs: &[(Arc<str>, Text)]) -> Option<Labels> {
+        if self.by_hash.is_empty() {
+            return None;
         }
-        let list: Vec<Label> = pairs
-            .into_iter()
-            .map(|(name, value)| Label {
-                name,
-                value: value.into_shared(),
+        let hash = pairs_hash(pairs.iter().map(|(n, v)| (&**n, v.as_str())));
+        let candidates = self.by_hash.get(&hash)?;
+        candidates
+            .iter()
+            .find(|known| {
+                known.len() == pairs.len()
+                    && known
+                        .iter()
+                        .zip(pairs)
+                        .all(|(l, (n, v))| *l.name == **n && *l.value == *v.as_str())
             })
-            .collect();
-        Arc::from(list)
+            .cloned()
     }
 }
 

@@ -172,8 +172,18 @@ fn octets_text(bytes: &[u8], value_type: Option<MetricType>, display_hint: Optio
     text
 }
 
-/// No OID has more sub-identifiers (RFC 3416); longer index lengths are cut.
+/// No OID has more sub-identifiers (RFC 3416): an index may not pad to more.
 const MAX_OID_LENGTH: usize = 128;
+
+/// The length an index or value of `stated` length reads: all of it when
+/// the sub-identifiers are there, and padding only up to an OID's length (a
+/// larger stated length comes from a broken agent; padding would only cost
+/// memory).
+fn readable_length(stated: u64, available: usize) -> usize {
+    usize::try_from(stated)
+        .unwrap_or(usize::MAX)
+        .min(available.max(MAX_OID_LENGTH))
+}
 
 /// `(text, sub-identifiers used, sub-identifiers left)` of one index of
 /// `index_type` at the start of `oids` (snmp_exporter's indexOidsAsString).
@@ -200,10 +210,7 @@ pub fn index_text(
         if index_type == MetricType::InetAddressMissingSize {
             return index_text(oids, MetricType::OctetString, 0, true, enum_values);
         }
-        let length = usize::try_from(sub[1])
-            .unwrap_or(MAX_OID_LENGTH)
-            .min(MAX_OID_LENGTH)
-            + 2;
+        let length = readable_length(sub[1], rest.len()) + 2;
         return index_text(oids, MetricType::OctetString, length, false, enum_values);
     }
     match index_type {
@@ -221,16 +228,12 @@ pub fn index_text(
             let mut length = if implied {
                 oids.len()
             } else {
-                fixed_size.min(MAX_OID_LENGTH)
+                readable_length(fixed_size as u64, oids.len())
             };
             let mut rest: Vec<u64> = oids.to_vec();
             if length == 0 {
                 let (head, tail) = split(&rest, 1);
-                // A length beyond any OID's comes from a broken agent: no
-                // padding to it (it would only cost memory).
-                length = usize::try_from(head[0])
-                    .unwrap_or(MAX_OID_LENGTH)
-                    .min(MAX_OID_LENGTH);
+                length = readable_length(head[0], tail.len());
                 used = head;
                 rest = tail;
             }
@@ -587,6 +590,17 @@ mod tests {
             128,
             "no huge padding"
         );
+    }
+
+    #[test]
+    fn long_strings_are_read_whole() {
+        let long = "x".repeat(300);
+        let value = SnmpValue::OctetString(long.clone().into_bytes());
+        assert_eq!(text(&value, Some(DisplayString), None), long);
+        let mut index = vec![300];
+        index.extend(long.bytes().map(u64::from));
+        let (got, used, left) = index_text(&index, DisplayString, 0, false, None);
+        assert_eq!((got, used.len(), left.len()), (long, 301, 0));
     }
 }
 

@@ -17,7 +17,7 @@ pub mod text;
 use std::collections::HashMap;
 
 use crate::polled::PolledDevice;
-use crate::sample::{Kind, Label};
+use crate::sample::{Kind, LabelSet, NO_LABELS};
 use crate::utilization::UtilizationHistogram;
 
 /// An exposition format.
@@ -89,7 +89,7 @@ pub enum FamilyKind {
 pub struct SeriesOut<'a> {
     /// Position of the device in the rendered list.
     pub device: usize,
-    pub labels: &'a [Label],
+    pub labels: &'a LabelSet,
     pub value: ValueOut<'a>,
 }
 
@@ -157,7 +157,7 @@ impl<'a> Exposition<'a> {
                         if let Some(start) = start {
                             let repeated = out.series[start..]
                                 .iter()
-                                .any(|s| s.device == d && s.labels == &series.labels[..]);
+                                .any(|s| s.device == d && *s.labels == *series.labels);
                             if repeated {
                                 continue;
                             }
@@ -202,7 +202,7 @@ impl<'a> Exposition<'a> {
             .enumerate()
             .map(|(d, device)| SeriesOut {
                 device: d,
-                labels: &[],
+                labels: &NO_LABELS,
                 value: ValueOut::Number(device.sample.poll_duration_seconds),
             })
             .collect();
@@ -244,19 +244,19 @@ pub(crate) mod fixtures {
 
     use crate::polled::{InterfaceUtilization, PolledDevice};
     use crate::sample::{
-        intern_meta, FamilyMeta, Kind, Label, Labels, ModuleSample, Sample, Series,
+        intern_meta, FamilyMeta, Kind, Label, LabelSet, Labels, ModuleSample, Sample, Series,
     };
     use crate::utilization::UtilizationHistogram;
 
     pub fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Arc::from(
+        LabelSet::row(
             pairs
                 .iter()
                 .map(|(n, v)| Label {
                     name: Arc::from(*n),
                     value: (*v).into(),
                 })
-                .collect::<Vec<_>>(),
+                .collect(),
         )
     }
 

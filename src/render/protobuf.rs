@@ -4,7 +4,7 @@
 use super::{Exposition, FamilyKind, RenderOptions, ValueOut};
 use crate::polled::PolledDevice;
 use crate::proto;
-use crate::sample::Label;
+use crate::sample::LabelSet;
 use crate::utilization::{
     UtilizationHistogram, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD, UTILIZATION_BUCKETS_PERCENT,
 };
@@ -69,7 +69,7 @@ pub fn write(
 }
 
 /// The device's pairs and the series' labels, sorted by name as client_golang sends them.
-fn merged_pairs(device: &[proto::LabelPair], labels: &[Label]) -> Vec<proto::LabelPair> {
+fn merged_pairs(device: &[proto::LabelPair], labels: &LabelSet) -> Vec<proto::LabelPair> {
     let mut pairs: Vec<proto::LabelPair> = Vec::with_capacity(device.len() + labels.len());
     pairs.extend(device.iter().cloned());
     pairs.extend(labels.iter().map(|l| proto::LabelPair {

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use super::{Exposition, FamilyKind, FamilyOut, RenderOptions, SeriesOut, ValueOut};
 use crate::polled::PolledDevice;
-use crate::sample::Label;
+use crate::sample::LabelSet;
 use crate::utilization::{UtilizationHistogram, UTILIZATION_BUCKETS_PERCENT};
 
 /// Writes `exposition` (of `devices`) as text; OpenMetrics when `openmetrics`.
@@ -74,7 +74,7 @@ impl LabelBlocks<'_> {
         if series.labels.is_empty() {
             return prefix;
         }
-        let key = (series.device, series.labels.as_ptr() as usize);
+        let key = (series.device, std::ptr::from_ref(series.labels) as usize);
         self.cache.entry(key).or_insert_with(|| {
             let mut block = String::with_capacity(prefix.len() + series.labels.len() * 24);
             block.push_str(prefix);
@@ -84,8 +84,8 @@ impl LabelBlocks<'_> {
     }
 }
 
-fn write_labels(block: &mut String, labels: &[Label], mut comma: bool) {
-    for label in labels {
+fn write_labels(block: &mut String, labels: &LabelSet, mut comma: bool) {
+    for label in labels.iter() {
         if comma {
             block.push(',');
         }
