@@ -14,6 +14,7 @@
 mod deploy;
 mod dns;
 mod parity;
+pub mod snmpsim;
 #[allow(unused_imports)]
 pub use deploy::*;
 #[allow(unused_imports)]
