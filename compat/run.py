@@ -698,6 +698,7 @@ class Transform:
         out = Exposition()
         out.types = dict(expo.types)
         for (name, labels), (value, raw) in expo.series.items():
+            touched = name in self.values or name in self.datetime
             if name in self.unchecked:
                 out.unchecked += 1
                 continue
@@ -712,6 +713,7 @@ class Transform:
                 v = lab.get(label)
                 if v is not None and re.fullmatch(r"-?[0-9]+", v) and int(v) in enum:
                     lab[label] = enum[int(v)]
+                    touched = True
             if name in self.values:
                 scale, offset = self.values[name]
                 if scale != 0:
@@ -720,6 +722,8 @@ class Transform:
                 raw = None
             key = (name, tuple(sorted((k, v) for k, v in lab.items() if v != "")))
             out.series[key] = (value, raw)
+            if touched:
+                out.transformed += 1
         return out
 
 
@@ -926,7 +930,8 @@ class Exposition:
         self.series = {}
         self.types = {}
         self.duplicates = []  # keys seen twice (after dropping empty label values)
-        self.unchecked = 0
+        self.unchecked = 0    # series left out (a key 0.21 has no counterpart for)
+        self.transformed = 0  # series a newer key applies to (Transform.apply)
 
 
 def _parse_sample(line):
@@ -1428,6 +1433,7 @@ def run_pair(ctx, s, module, agent):
     if transform is not None and not transform.empty():
         before, after = transform.apply(before), transform.apply(after)
         r["unchecked"] = before.unchecked
+        r["transformed"] = before.transformed
         ours.series = {k: v for k, v in ours.series.items() if k[0] not in transform.unchecked}
     tolerance = 0.05 if agent.kind == "snmpd" else 1e-9
     c = compare(before, ours, after, tolerance)
@@ -1606,8 +1612,9 @@ def render(args, info, sets, agents, results):
               "`writecache` at its value)"
             + ("" if args.no_host else ", and this host's net-snmp `snmpd` (HOST-RESOURCES, UCD, IF-MIB)")
             + ". snmpsim runs pysnmp with a GETBULK answer limit of "
-            f"{args.agent_max_varbinds} varbinds (`--agent-max-varbinds`; pysnmp's own 64 leaves a request for more "
-            "columns unanswered)." + (f" Left out as large (`--large` adds them): {', '.join(info['large'])}." if info["large"] else ""),
+            f"{args.agent_max_varbinds} varbinds (`--agent-max-varbinds`): pysnmp's own limit, 64, leaves a "
+            "request for more columns unanswered, which promsnmp's polls of devices with many modules ask for and "
+            "snmp_exporter's one-column walks do not (compat/README.md)." + (f" Left out as large (`--large` adds them): {', '.join(info['large'])}." if info["large"] else ""),
             "",
             "Modules: the 22 of snmp_exporter's `snmp-v0.21.yml`, and every module of the current `snmp.yml`. "
             "A (module, agent) pair is compared when the agent has an OID under one of the module's metrics "
@@ -1688,10 +1695,12 @@ def render_newer(sets, results):
         for module, keys in sorted(s.dropped.items()):
             rs = [r for r in results if r["set"] == s.key and r["module"] == module]
             checked = sum(r["comparison"].matched for r in rs if r.get("comparison"))
+            changed = sum(r.get("transformed", 0) for r in rs if r.get("comparison"))
             how = "; ".join(f"{k}: {NEWER_KEYS.get(k, 'see datetime_pattern' if k == 'type ParseDateAndTime' else 'not checked')}"
                             for k in sorted(keys))
             rows.append([module, ", ".join(f"{k} ×{n}" for k, n in sorted(keys.items())), how,
-                         f"{len(rs)} agents, {checked:,} series matched" if rs else "no agent has data: not exercised"])
+                         (f"{len(rs)} agent{'s' if len(rs) != 1 else ''}: {checked:,} series matched, "
+                          f"{changed:,} of them under these keys") if rs else "no agent has data: not exercised"])
         out += [table(["module", "keys 0.21 lacks", "how promsnmp's series are checked", "exercised"], rows), ""]
         used = {k for keys in s.dropped.values() for k in keys}
         not_checked = sorted(k for k in NEWER_KEYS if k in UNCHECKABLE_KEYS and k in used)
@@ -1911,7 +1920,7 @@ def main():
             workdir = tempfile.mkdtemp(prefix="promsnmp-compat-")
             stack.callback(shutil.rmtree, workdir, True)
         t = time.monotonic()
-        log(f"preparing {len(names)} recordings" + (f" (left out as large: {', '.join(large)})"
+        log(f"preparing {len(names)} recording{'s' if len(names) != 1 else ''}" + (f" (left out as large: {', '.join(large)})"
                                                     if large and not args.large else ""))
         prepared, agents = prepare(args, available, names, workdir)
         timings["prepare"] = time.monotonic() - t

@@ -950,8 +950,19 @@ fn a_failing_file_write_is_reported_until_it_succeeds() {
     );
 
     // A directory where the file goes: every replacement of the file fails.
-    std::fs::remove_file(&file).expect("remove the file");
-    std::fs::create_dir(&file).expect("a directory in its place");
+    // The leader may write the file again between the two steps: retry.
+    let mut attempts = 0;
+    loop {
+        let _ = std::fs::remove_file(&file);
+        match std::fs::create_dir(&file) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("a directory in the file's place: {e}"),
+        }
+    }
     let errors_before = self_metric(
         &leader_addr,
         "promsnmp_inventory_file_writes_total{result=\"error\"}",
