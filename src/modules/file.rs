@@ -401,7 +401,7 @@ impl<'de> Deserialize<'de> for MetricType {
 pub struct IndexType(pub MetricType);
 
 impl IndexType {
-    const ALLOWED: [MetricType; 13] = [
+    pub(crate) const ALLOWED: [MetricType; 13] = [
         MetricType::Integer32,
         MetricType::Integer,
         MetricType::Gauge,
