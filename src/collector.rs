@@ -158,6 +158,13 @@ impl Collector {
         drop(previous);
         drop(in_flight);
         self.telemetry.replica_polls.inc();
+        let stats = match &result {
+            Ok((_, stats, _)) | Err((_, stats)) => *stats,
+        };
+        if let Some(cap) = stats.learned_answer_cap {
+            self.telemetry.answer_caps_learned.inc();
+            tracing::warn!(device = %device.sys_name, varbinds_per_request = cap, "the agent left a large GETBULK request unanswered and answered a smaller one: its polls ask for at most this many varbinds per request (for the next hour)");
+        }
         match result {
             Ok((sample, stats, skipped)) => {
                 self.telemetry.record_poll(&device.sys_name, stats, true);

@@ -89,6 +89,9 @@ pub async fn read_system(session: &mut Session) -> Result<SystemInfo, SnmpError>
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PollStats {
     pub requests: u64,
+    /// The agent left a larger GETBULK unanswered and answered this many
+    /// varbinds per request (news of this poll; later polls start there).
+    pub learned_answer_cap: Option<u32>,
     pub varbinds: u64,
     pub duration: Duration,
 }
@@ -150,6 +153,7 @@ pub async fn poll_device(
     )
     .await;
     stats.requests += session.requests_sent;
+    stats.learned_answer_cap = stats.learned_answer_cap.or(session.learned_answer_cap);
     stats.duration = started.elapsed();
     let walked = match walked {
         Ok(w) => w,
@@ -274,8 +278,11 @@ async fn walk(
     // like a request or two; split only a long table.
     if session.params().version != SnmpVersion::V1 {
         for _ in 0..MAX_SOLO_REQUESTS {
+            // Until the agent answered, the walk stays on this session: its
+            // next request is the smaller try after an unanswered one.
             if state.is_complete()
-                || state.estimated_remaining() > 2 * state.largest_answer().max(1)
+                || (state.answered()
+                    && state.estimated_remaining() > 2 * state.largest_answer().max(1))
             {
                 break;
             }
@@ -289,13 +296,28 @@ async fn walk(
             async move {
                 let mut helper = Session::new(params);
                 let result = helper.advance(&mut part, MAX_REQUESTS_PER_WALK).await;
-                (positions, part, result, helper.requests_sent)
+                (
+                    positions,
+                    part,
+                    result,
+                    helper.requests_sent,
+                    helper.learned_answer_cap,
+                )
             }
         });
-        for (positions, part, result, requests) in futures_util::future::join_all(walks).await {
+        let mut failed = None;
+        for (positions, part, result, requests, cap) in futures_util::future::join_all(walks).await
+        {
             stats.requests += requests;
-            result?;
-            state.merge(&positions, part, &target)?;
+            stats.learned_answer_cap = stats.learned_answer_cap.or(cap);
+            match result {
+                Ok(()) if failed.is_none() => state.merge(&positions, part, &target)?,
+                Ok(()) => {}
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     session.advance(&mut state, MAX_REQUESTS_PER_WALK).await?;

@@ -330,6 +330,36 @@ type AgentEngineIds = std::collections::HashSet<(String, Vec<u8>)>;
 static STALE_ENGINE_IDS: std::sync::LazyLock<std::sync::Mutex<AgentEngineIds>> =
     std::sync::LazyLock::new(Default::default);
 
+/// Varbinds per GETBULK an agent answered after a larger request of it went
+/// unanswered, and when that was learned: later walks start there instead of
+/// paying the timeout again. Forgotten after [`ANSWER_CAP_MEMORY`] (the
+/// agent or the network in between may have changed); bounded in size.
+type AgentAnswerCaps = std::collections::HashMap<String, (u32, Instant)>;
+static ANSWER_CAPS: std::sync::LazyLock<std::sync::Mutex<AgentAnswerCaps>> =
+    std::sync::LazyLock::new(Default::default);
+const ANSWER_CAP_MEMORY: Duration = Duration::from_secs(3600);
+const MAX_REMEMBERED_AGENTS: usize = 10_000;
+
+fn remembered_answer_cap(target: &str) -> Option<u32> {
+    let caps = ANSWER_CAPS.lock().expect("answer caps");
+    caps.get(target)
+        .filter(|(_, at)| at.elapsed() < ANSWER_CAP_MEMORY)
+        .map(|(cap, _)| *cap)
+}
+
+/// Remembers `cap` for `target`; `Some(cap)` when that is news.
+fn remember_answer_cap(target: &str, cap: u32) -> Option<u32> {
+    let mut caps = ANSWER_CAPS.lock().expect("answer caps");
+    if caps.len() >= MAX_REMEMBERED_AGENTS && !caps.contains_key(target) {
+        caps.retain(|_, (_, at)| at.elapsed() < ANSWER_CAP_MEMORY);
+        if caps.len() >= MAX_REMEMBERED_AGENTS {
+            caps.clear();
+        }
+    }
+    let before = caps.insert(target.to_string(), (cap, Instant::now()));
+    (before.map(|(c, _)| c) != Some(cap)).then_some(cap)
+}
+
 /// One SNMP session to one agent. Not shared between tasks.
 pub struct Session {
     /// The stored engineId was refused once: discover it for the rest of the session.
@@ -340,6 +370,9 @@ pub struct Session {
     pub requests_sent: u64,
     /// Time spent waiting for answers.
     pub request_time: Duration,
+    /// Set when this session found the agent answers only smaller GETBULK
+    /// requests: the varbinds it now asks for at most (remembered per agent).
+    pub learned_answer_cap: Option<u32>,
 }
 
 impl Session {
@@ -360,6 +393,7 @@ impl Session {
             requests_sent: 0,
             stored_engine_id_failed: stale,
             request_time: Duration::ZERO,
+            learned_answer_cap: None,
         }
     }
 
@@ -473,13 +507,21 @@ impl Session {
         &mut self,
         kind: RequestKind<'_>,
     ) -> Result<Vec<(Vec<u64>, SnmpValue)>, SnmpError> {
+        self.request_with(kind, self.params.retries + 1).await
+    }
+
+    /// [`Session::request`] with `attempts` tries instead of the agent's.
+    async fn request_with(
+        &mut self,
+        kind: RequestKind<'_>,
+        attempts: u32,
+    ) -> Result<Vec<(Vec<u64>, SnmpValue)>, SnmpError> {
         let oids: Vec<Oid<'static>> = kind
             .oids()
             .iter()
             .map(|o| vec_to_oid(o))
             .collect::<Result<_, _>>()?;
         let oid_refs: Vec<&Oid<'static>> = oids.iter().collect();
-        let attempts = self.params.retries + 1;
         let mut auth_updates = 0;
         let mut attempt = 0;
         loop {
@@ -656,44 +698,72 @@ impl Session {
         if self.params.version == SnmpVersion::V1 {
             return self.advance_v1(state, max_requests).await;
         }
+        if !state.answered && state.timeout_shrinks == 0 {
+            if let Some(cap) = remembered_answer_cap(&self.params.target) {
+                state.limit_request(cap);
+            }
+        }
         for _ in 0..max_requests {
             let active: Vec<usize> = (0..state.columns.len())
                 .filter(|i| !state.done[*i])
                 .collect();
+            let cap = state.varbinds_per_request as usize;
             let nexts: Vec<usize> = (0..state.nexts.len())
                 .filter(|i| !state.nexts[*i].answered)
-                .take(NEXTS_PER_REQUEST)
+                .take(NEXTS_PER_REQUEST.min(cap))
                 .collect();
             if active.is_empty() && nexts.is_empty() {
                 return Ok(());
             }
+            let budget = cap.saturating_sub(nexts.len()).max(1);
             // Some agents cap the varbinds of a GETBULK answer so hard that a
             // request for many columns comes back empty: then ask for fewer.
             let batch: Vec<usize> = active
                 .iter()
                 .copied()
-                .take(state.columns_per_request)
+                .take(state.columns_per_request.min(budget))
                 .collect();
-            let budget = MAX_VARBINDS_PER_REQUEST
-                .saturating_sub(nexts.len() as u32)
-                .max(1);
             let per_column = if batch.is_empty() {
                 0
             } else {
-                (budget / batch.len() as u32).clamp(1, self.params.max_repetitions.max(1))
+                (budget / batch.len()).clamp(1, self.params.max_repetitions.max(1) as usize) as u32
             };
             let request_oids: Vec<Vec<u64>> = nexts
                 .iter()
                 .map(|&n| state.nexts[n].ask.clone())
                 .chain(batch.iter().map(|&c| state.last[c].clone()))
                 .collect();
-            let mut resp = self
-                .request(RequestKind::GetBulk(
-                    &request_oids,
-                    nexts.len() as u32,
-                    per_column.max(1),
-                ))
-                .await?;
+            let asked = nexts.len() + batch.len() * per_column as usize;
+            // After an unanswered request nothing has answered yet: one try
+            // of the smaller one tells a dead agent from a dropped answer.
+            let probing = state.timeout_shrinks > 0 && !state.answered;
+            let attempts = if probing { 1 } else { self.params.retries + 1 };
+            let kind = RequestKind::GetBulk(&request_oids, nexts.len() as u32, per_column.max(1));
+            let mut resp = match self.request_with(kind, attempts).await {
+                Ok(resp) => resp,
+                Err(SnmpError::Timeout { .. }) if asked > 1 && state.may_shrink_after_timeout() => {
+                    // Answers this large may be lost on the way (a firewall
+                    // dropping IP fragments) or ignored by the agent.
+                    state.shrink_after_timeout(asked);
+                    continue;
+                }
+                Err(SnmpError::Timeout { timeout_ms, .. }) if probing => {
+                    return Err(SnmpError::Timeout {
+                        target: self.params.target.clone(),
+                        timeout_ms,
+                        attempts: self.params.retries + 2,
+                    })
+                }
+                Err(e) => return Err(e),
+            };
+            if state.timeout_shrinks > 0 {
+                if let Some(cap) =
+                    remember_answer_cap(&self.params.target, state.varbinds_per_request)
+                {
+                    self.learned_answer_cap = Some(cap);
+                }
+            }
+            state.answered = true;
             if resp.is_empty() {
                 if batch.len() > 1 {
                     state.columns_per_request = batch.len() / 2;
@@ -716,6 +786,12 @@ impl Session {
                 if state.nexts[n].accepts(&oid) && !value.is_exception() {
                     state.push(oid, value, &self.params.target)?;
                 }
+            }
+            if rows.is_empty() && batch.len() > 1 {
+                // Only the non-repeaters came back (pysnmp answers so when
+                // the columns exceed its limit): fewer columns next time.
+                state.columns_per_request = batch.len() / 2;
+                continue;
             }
             if batch.is_empty() {
                 continue;
@@ -851,7 +927,21 @@ pub struct WalkState {
     base: usize,
     /// The most varbinds one answer carried (what the agent sends at most).
     largest_answer: usize,
+    /// Varbinds asked for in one GETBULK at most (columns × repetitions
+    /// plus scalars); lowered when a larger request goes unanswered.
+    varbinds_per_request: u32,
+    /// The agent answered a request of this walk.
+    answered: bool,
+    /// Times a request went unanswered and the next one was made smaller.
+    timeout_shrinks: u32,
 }
+
+/// A walk's first smaller request after an unanswered one asks for no more
+/// than this: an answer that fits one Ethernet frame (as a one-column walk
+/// at max_repetitions 25, what snmp_exporter sends, does).
+const SAFE_VARBINDS_PER_REQUEST: u32 = 24;
+/// Unanswered requests a walk answers by asking for less, at most.
+const MAX_TIMEOUT_SHRINKS: u32 = 3;
 
 impl WalkState {
     pub fn new(request: &WalkRequest, limits: WalkLimits) -> WalkState {
@@ -889,7 +979,37 @@ impl WalkState {
             rows: vec![0; request.columns.len()],
             largest_answer: 0,
             base: 0,
+            varbinds_per_request: MAX_VARBINDS_PER_REQUEST,
+            answered: false,
+            timeout_shrinks: 0,
         }
+    }
+
+    /// Asks for at most `varbinds` per request from now on.
+    fn limit_request(&mut self, varbinds: u32) {
+        self.varbinds_per_request = self.varbinds_per_request.min(varbinds).max(1);
+        self.columns_per_request = self
+            .columns_per_request
+            .min(self.varbinds_per_request as usize)
+            .max(1);
+    }
+
+    /// Whether an unanswered request is met by a smaller one: a few times,
+    /// and once only before the agent answered anything (a dead agent costs
+    /// one more try, not a series of them).
+    fn may_shrink_after_timeout(&self) -> bool {
+        self.timeout_shrinks < MAX_TIMEOUT_SHRINKS && (self.answered || self.timeout_shrinks == 0)
+    }
+
+    /// A request for `asked` varbinds went unanswered: ask for a quarter,
+    /// and the first time no more than fits one frame.
+    fn shrink_after_timeout(&mut self, asked: usize) {
+        let mut smaller = (asked / 4).max(1) as u32;
+        if self.timeout_shrinks == 0 {
+            smaller = smaller.min(SAFE_VARBINDS_PER_REQUEST);
+        }
+        self.limit_request(smaller);
+        self.timeout_shrinks += 1;
     }
 
     /// A guess at the varbinds still to come: each unfinished column as many
@@ -899,6 +1019,11 @@ impl WalkState {
             .filter(|c| !self.done[*c])
             .map(|c| self.rows[c].max(1))
             .sum()
+    }
+
+    /// The agent answered a request of this walk.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// The most varbinds one answer carried so far.
@@ -987,6 +1112,9 @@ impl WalkState {
                     rows: positions.iter().map(|c| self.rows[*c]).collect(),
                     largest_answer: self.largest_answer,
                     base: self.base + self.out.len(),
+                    varbinds_per_request: self.varbinds_per_request,
+                    answered: self.answered,
+                    timeout_shrinks: self.timeout_shrinks,
                 };
                 (positions.to_vec(), part)
             })
@@ -1000,6 +1128,9 @@ impl WalkState {
         part: WalkState,
         target: &str,
     ) -> Result<(), SnmpError> {
+        self.varbinds_per_request = self.varbinds_per_request.min(part.varbinds_per_request);
+        self.timeout_shrinks = self.timeout_shrinks.max(part.timeout_shrinks);
+        self.answered |= part.answered;
         for (i, &c) in positions.iter().enumerate() {
             self.last[c] = part.last[i].clone();
             self.done[c] = part.done[i];
@@ -1041,6 +1172,58 @@ mod tests {
             allow_nonincreasing_oids: false,
             max_varbinds: 1000,
         }
+    }
+
+    #[test]
+    fn unanswered_requests_shrink_once_before_an_answer_and_a_few_times_after() {
+        let columns: Vec<Vec<u64>> = (1..=40).map(|c| vec![1, 3, c]).collect();
+        let request = WalkRequest {
+            columns,
+            ..Default::default()
+        };
+        let mut state = WalkState::new(&request, limits());
+        assert_eq!(state.varbinds_per_request, MAX_VARBINDS_PER_REQUEST);
+        assert!(state.may_shrink_after_timeout());
+        state.shrink_after_timeout(600);
+        assert_eq!(state.varbinds_per_request, SAFE_VARBINDS_PER_REQUEST);
+        assert_eq!(
+            state.columns_per_request,
+            SAFE_VARBINDS_PER_REQUEST as usize
+        );
+        // Nothing answered yet: a second silence means a dead agent.
+        assert!(!state.may_shrink_after_timeout());
+        state.answered = true;
+        state.shrink_after_timeout(24);
+        assert_eq!(
+            (state.varbinds_per_request, state.columns_per_request),
+            (6, 6)
+        );
+        assert!(state.may_shrink_after_timeout());
+        state.shrink_after_timeout(6);
+        assert_eq!(state.varbinds_per_request, 1);
+        assert!(!state.may_shrink_after_timeout(), "bounded");
+        // A part split off keeps the smaller size; merging keeps the smallest.
+        let (positions, mut part) = state.split_unfinished(2).remove(0);
+        assert_eq!(part.varbinds_per_request, 1);
+        assert!(part.answered);
+        state.varbinds_per_request = 5;
+        part.varbinds_per_request = 2;
+        state.merge(&positions, part, "t").unwrap();
+        assert_eq!(state.varbinds_per_request, 2);
+    }
+
+    #[test]
+    fn answer_caps_are_remembered_per_agent_and_news_only_once() {
+        let target = "192.0.2.1:161 (answer cap test)";
+        assert_eq!(remembered_answer_cap(target), None);
+        assert_eq!(remember_answer_cap(target, 24), Some(24));
+        assert_eq!(remember_answer_cap(target, 24), None, "not news");
+        assert_eq!(remembered_answer_cap(target), Some(24));
+        assert_eq!(remember_answer_cap(target, 6), Some(6));
+        assert_eq!(
+            remembered_answer_cap("192.0.2.2:161 (answer cap test)"),
+            None
+        );
     }
 
     #[test]

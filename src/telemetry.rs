@@ -57,6 +57,8 @@ pub struct Telemetry {
     pub inventory_file_behind: IntGauge,
     /// Values a module could not turn into series (wrong type on the wire…).
     pub decode_skipped: IntCounter,
+    /// Agents found to answer only smaller GETBULK requests.
+    pub answer_caps_learned: IntCounter,
     /// Modules and auths loaded, and the loaded configuration's fingerprint.
     modules_loaded: IntGauge,
     modules_info: IntGaugeVec,
@@ -294,6 +296,11 @@ impl Telemetry {
                 "promsnmp_decode_skipped_values_total",
                 "Polled values a module could not turn into series (a wrong type on the wire, a date that does not parse).",
             ),
+            answer_caps_learned: counter(
+                &registry,
+                "promsnmp_snmp_request_size_lowered_total",
+                "Times an agent left a large GETBULK unanswered but answered a smaller one, so its polls ask for fewer varbinds per request.",
+            ),
             modules_loaded: gauge(
                 &registry,
                 "promsnmp_modules_loaded",
@@ -484,6 +491,7 @@ mod tests {
             requests: 2,
             varbinds: 10,
             duration: std::time::Duration::from_millis(5),
+            ..Default::default()
         };
         t.record_poll("stays", stats, true);
         t.record_poll("leaves", stats, false);

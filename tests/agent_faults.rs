@@ -202,3 +202,90 @@ esac"#,
     // A gauge sent as a string reads 0, as snmp_exporter reads it.
     assert!(body.contains("typedGauge 0\n"), "{body}");
 }
+
+/// The series of a scrape: names and label sets of the modules' series.
+fn series_keys(body: &str) -> std::collections::BTreeSet<String> {
+    parse_text(body)
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("if") || name.starts_with("sys"))
+        .map(|(name, labels, _)| format!("{name}{labels:?}"))
+        .collect()
+}
+
+fn lowered_total(p: &Promsnmp) -> f64 {
+    self_metric(&p.addr(), "promsnmp_snmp_request_size_lowered_total")
+}
+
+#[test]
+fn answers_lost_for_their_size_are_asked_for_in_smaller_requests() {
+    // net-snmp answers a GETBULK for the default modules with hundreds of
+    // varbinds (~20 KB); on this path every answer over 1,400 bytes is lost.
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let path = LossyPath::start(snmpd.port, 1400);
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    let device = |name: &str, port: u16| {
+        format!(
+            r#"{{"sysName":"{name}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{port}}},"version":1,"timeout":1000,"retries":1,"readCommunity":"public"}}]}}"#
+        )
+    };
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/inventory",
+        &format!(
+            r#"{{"devices":[{},{}]}}"#,
+            device("direct", snmpd.port),
+            device("lossy", path.port)
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(lowered_total(&p), 0.0);
+
+    let direct = http_get(&p.addr(), "/snmp?target=direct&live=true");
+    assert_eq!(direct.status, 200, "{}", direct.text());
+    let lossy = http_get(&p.addr(), "/snmp?target=lossy&live=true");
+    assert_eq!(lossy.status, 200, "{}", lossy.text());
+    assert!(path.answers_dropped() > 0, "the path lost no answer");
+    let expected = series_keys(&direct.text());
+    assert!(
+        expected.iter().any(|k| k.starts_with("ifOperStatus")),
+        "{}",
+        direct.text()
+    );
+    assert_eq!(series_keys(&lossy.text()), expected);
+    assert_eq!(lowered_total(&p), 1.0);
+    assert!(
+        p.log().contains("left a large GETBULK request unanswered"),
+        "no log line for the smaller requests"
+    );
+
+    // The next poll starts with the size the agent answered: nothing lost.
+    let dropped = path.answers_dropped();
+    let again = http_get(&p.addr(), "/snmp?target=lossy&live=true");
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(series_keys(&again.text()), expected);
+    assert_eq!(path.answers_dropped(), dropped, "a large request again");
+    assert_eq!(lowered_total(&p), 1.0);
+}
+
+#[test]
+fn a_dead_agent_costs_one_more_try_not_a_series_of_smaller_ones() {
+    // Nothing answers on this path at all (every answer is "too long").
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let path = LossyPath::start(snmpd.port, 0);
+    let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/inventory",
+        &format!(
+            r#"{{"devices":[{{"sysName":"dead","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{}}},"version":1,"timeout":500,"retries":1,"readCommunity":"public"}}]}}]}}"#,
+            path.port
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http_get(&p.addr(), "/snmp?target=dead&live=true");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("(3 attempts)"), "{}", r.text());
+    // The agent's two attempts, then one of a smaller request.
+    assert_eq!(path.answers_dropped(), 3);
+    assert_eq!(lowered_total(&p), 0.0);
+}

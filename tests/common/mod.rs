@@ -839,6 +839,8 @@ fn cleanup_stale_netns() {
 struct UdpRelay {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Answers dropped for their length.
+    dropped: Arc<AtomicUsize>,
 }
 
 struct RelayPeer {
@@ -847,24 +849,38 @@ struct RelayPeer {
 }
 
 impl UdpRelay {
-    fn start(host: UdpSocket, ns_path: PathBuf, target: SocketAddr) -> io::Result<UdpRelay> {
+    /// Relays `host` to `target`, from inside the namespace at `ns_path`
+    /// when given; answers longer than `max_answer_bytes` are dropped.
+    fn start(
+        host: UdpSocket,
+        ns_path: Option<PathBuf>,
+        target: SocketAddr,
+        max_answer_bytes: usize,
+    ) -> io::Result<UdpRelay> {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<io::Result<()>>();
         let stop2 = stop.clone();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let dropped2 = dropped.clone();
         let thread = thread::Builder::new()
-            .name("netns-udp-relay".into())
+            .name("udp-relay".into())
             .spawn(move || {
-                let r = enter_netns(&ns_path).and_then(|_| host.set_nonblocking(true));
+                let r = match &ns_path {
+                    Some(path) => enter_netns(path),
+                    None => Ok(()),
+                }
+                .and_then(|_| host.set_nonblocking(true));
                 let ok = r.is_ok();
                 let _ = tx.send(r);
                 if ok {
-                    relay_loop(&host, target, &stop2);
+                    relay_loop(&host, target, max_answer_bytes, &dropped2, &stop2);
                 }
             })?;
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => Ok(UdpRelay {
                 stop,
                 thread: Some(thread),
+                dropped,
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -881,7 +897,42 @@ impl UdpRelay {
     }
 }
 
-fn relay_loop(host: &UdpSocket, target: SocketAddr, stop: &AtomicBool) {
+/// A network path to an agent on 127.0.0.1 that loses every answer longer
+/// than a limit, as a path whose firewall drops IP fragments loses every
+/// answer larger than one frame. Requests pass; the relay stops on drop.
+pub struct LossyPath {
+    _relay: UdpRelay,
+    pub port: u16,
+    answers_dropped: Arc<AtomicUsize>,
+}
+
+impl LossyPath {
+    pub fn start(agent_port: u16, max_answer_bytes: usize) -> LossyPath {
+        let host = UdpSocket::bind("127.0.0.1:0").expect("bind relay socket");
+        let port = host.local_addr().expect("relay addr").port();
+        let target = SocketAddr::from(([127, 0, 0, 1], agent_port));
+        let relay = UdpRelay::start(host, None, target, max_answer_bytes)
+            .unwrap_or_else(|e| panic!("cannot start the UDP relay to {target}: {e}"));
+        LossyPath {
+            answers_dropped: relay.dropped.clone(),
+            _relay: relay,
+            port,
+        }
+    }
+
+    /// Answers lost so far.
+    pub fn answers_dropped(&self) -> usize {
+        self.answers_dropped.load(Ordering::SeqCst)
+    }
+}
+
+fn relay_loop(
+    host: &UdpSocket,
+    target: SocketAddr,
+    max_answer_bytes: usize,
+    dropped: &AtomicUsize,
+    stop: &AtomicBool,
+) {
     let mut peers: HashMap<SocketAddr, RelayPeer> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::SeqCst) {
@@ -916,6 +967,9 @@ fn relay_loop(host: &UdpSocket, target: SocketAddr, stop: &AtomicBool) {
             if let Some(p) = peers.get_mut(key) {
                 for _ in 0..256 {
                     match p.sock.recv(&mut buf) {
+                        Ok(len) if len > max_answer_bytes => {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                        }
                         Ok(len) => {
                             p.last = now;
                             let _ = host.send_to(&buf[..len], key);
@@ -1053,7 +1107,7 @@ impl NetnsDevice {
         dev.port = host.local_addr().expect("relay addr").port();
         let target: SocketAddr = "127.0.0.1:161".parse().expect("addr");
         dev.relay = Some(
-            UdpRelay::start(host, path, target)
+            UdpRelay::start(host, Some(path), target, usize::MAX)
                 .unwrap_or_else(|e| panic!("cannot start UDP relay into {}: {e}", dev.ns)),
         );
 

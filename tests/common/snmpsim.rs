@@ -126,6 +126,12 @@ impl Snmpsim {
     /// Prepares `recordings` and starts snmpsim; waits (bounded 60 s) until
     /// the first one answers.
     pub fn start(recordings: &[&str]) -> Snmpsim {
+        Snmpsim::start_with_answer_limit(recordings, MAX_VARBINDS)
+    }
+
+    /// [`Snmpsim::start`] with pysnmp's GETBULK answer limit at
+    /// `max_varbinds` (pysnmp's own default is 64).
+    pub fn start_with_answer_limit(recordings: &[&str], max_varbinds: u32) -> Snmpsim {
         assert!(!recordings.is_empty(), "snmpsim needs a recording");
         let venv = snmpsim_venv();
         let source = snmpsim_data_dir(&venv).expect("snmpsim-data");
@@ -158,7 +164,7 @@ impl Snmpsim {
             let mut cmd = Command::new(venv.join("bin").join("python3"));
             cmd.arg("-c")
                 .arg(BOOT)
-                .arg(MAX_VARBINDS.to_string())
+                .arg(max_varbinds.to_string())
                 .arg(format!("--data-dir={}", data.display()))
                 .arg(format!(
                     "--cache-dir={}",
