@@ -28,21 +28,6 @@ pub enum CollectError {
     Store(#[from] StoreError),
 }
 
-/// Gives free heap pages back to the system (glibc only).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim takes no pointers; it only releases free pages
-        // of glibc's own heap.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
-
 /// How often devices are checked for a due poll: a quarter of the collection
 /// interval, at most 5 s.
 pub fn check_period(interval: Duration) -> Duration {
@@ -319,7 +304,7 @@ impl Collector {
             self.telemetry.collection_rounds.inc();
             // glibc keeps freed pages; a round frees and allocates the same
             // sizes for every device. Off the async threads: it walks the heap.
-            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+            let _ = tokio::task::spawn_blocking(crate::heap::release_free_memory).await;
             tracing::info!(
                 ok,
                 failed,

@@ -21,6 +21,7 @@
 //! - [`render`]      — polled devices → Prometheus text, OpenMetrics, protobuf (native histograms).
 //! - [`proto`]       — the protobuf messages of the Prometheus exposition format.
 //! - [`telemetry`]   — the exporter's own metrics.
+//! - [`heap`]        — gives freed heap pages back after polling rounds and module loads.
 //! - [`http`]        — endpoints, negotiation, rendered-body cache, the one place errors become responses.
 //! - [`app`]         — wiring, start-up, module reload and graceful shutdown.
 //!
@@ -37,6 +38,7 @@ pub mod config;
 pub mod crypto;
 pub mod discovery;
 pub mod fleet;
+pub mod heap;
 pub mod http;
 pub mod inventory;
 pub mod modules;

@@ -374,8 +374,10 @@ pub struct Modules {
 impl Modules {
     /// Loads `sources` (refusing a bad configuration: the caller stops).
     pub fn load(sources: ModuleSources) -> Result<Modules, ModuleLoadError> {
-        let set = ModuleSet::load(&sources)?;
-        Ok(Modules::with(sources, set))
+        let set = ModuleSet::load(&sources);
+        // Parsing a generated snmp.yml (2 MB) allocates ~45 MB it then frees.
+        crate::heap::release_free_memory();
+        Ok(Modules::with(sources, set?))
     }
 
     pub fn with(sources: ModuleSources, set: ModuleSet) -> Modules {
@@ -397,7 +399,9 @@ impl Modules {
     /// Reads the sources again. On success the new set is in force; on
     /// failure the old one stays and the error is kept for health.
     pub fn reload(&self) -> Result<Arc<ModuleSet>, ModuleLoadError> {
-        match ModuleSet::load(&self.sources) {
+        let loaded = ModuleSet::load(&self.sources);
+        crate::heap::release_free_memory();
+        match loaded {
             Ok(set) => {
                 let set = Arc::new(set);
                 *self.current.write().expect("modules lock") = set.clone();
