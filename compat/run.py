@@ -1613,8 +1613,8 @@ def render(args, info, sets, agents, results):
             + ("" if args.no_host else ", and this host's net-snmp `snmpd` (HOST-RESOURCES, UCD, IF-MIB)")
             + ". snmpsim runs pysnmp with a GETBULK answer limit of "
             f"{args.agent_max_varbinds} varbinds (`--agent-max-varbinds`): pysnmp's own limit, 64, leaves a "
-            "request for more columns unanswered, which promsnmp's polls of devices with many modules ask for and "
-            "snmp_exporter's one-column walks do not (compat/README.md)." + (f" Left out as large (`--large` adds them): {', '.join(info['large'])}." if info["large"] else ""),
+            "request for more columns unanswered, which promsnmp's polls of devices with many modules ask for "
+            "(it then asks for less, after a timeout) and snmp_exporter's one-column walks do not (compat/README.md)." + (f" Left out as large (`--large` adds them): {', '.join(info['large'])}." if info["large"] else ""),
             "",
             "Modules: the 22 of snmp_exporter's `snmp-v0.21.yml`, and every module of the current `snmp.yml`. "
             "A (module, agent) pair is compared when the agent has an OID under one of the module's metrics "
