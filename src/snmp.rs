@@ -1,7 +1,9 @@
 //! SNMP sessions over `snmp2` (async, tokio): v1, v2c and v3 (USM, every auth
 //! and privacy protocol snmp2 supports), with a timeout on every request and
 //! per-agent retries, GET of scalars, and column walks: many columns per
-//! GETBULK request on v2c/v3, GETNEXT on v1.
+//! GETBULK request on v2c/v3, GETNEXT on v1. A large GETBULK an agent (or
+//! the path to it) leaves unanswered is asked again smaller, and the size
+//! it answers is remembered per agent.
 //!
 //! Values come out as owned [`SnmpValue`]s; what they mean (IF-MIB, system
 //! group) is the collector's business.
