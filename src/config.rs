@@ -69,6 +69,9 @@ pub struct Config {
     pub modules: crate::modules::ModuleSources,
     /// `/snmp` may poll a target outside the inventory with a module file's auth.
     pub scrape_unlisted_targets: bool,
+    /// `PROMSNMP_ALLOWED_HOSTS`: the only `Host` names requests may use
+    /// (empty: any); also origins allowed to change state.
+    pub allowed_hosts: crate::hosts::AllowedHosts,
     /// Fleet mode (`REDIS_URL` set): lease, membership and Redis timeouts.
     pub fleet: FleetConfig,
 }
@@ -328,6 +331,17 @@ impl Config {
                 rules: get("PROMSNMP_MODULE_RULES").map(PathBuf::from),
             },
             scrape_unlisted_targets: parse_bool(&get, "PROMSNMP_SCRAPE_UNLISTED_TARGETS", false)?,
+            allowed_hosts: match get("PROMSNMP_ALLOWED_HOSTS") {
+                None => Default::default(),
+                Some(list) => {
+                    crate::hosts::AllowedHosts::parse(&list).map_err(|problem| ConfigError {
+                        variable: "PROMSNMP_ALLOWED_HOSTS",
+                        value: Some(list.clone()),
+                        problem,
+                        expected: "comma-separated host names or host:port",
+                    })?
+                }
+            },
         })
     }
 
@@ -468,6 +482,7 @@ mod tests {
             ("PROMSNMP_REPLICA_ID", "two words"),
             ("PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL", "10"),
             ("PROMSNMP_SCRAPE_UNLISTED_TARGETS", "sometimes"),
+            ("PROMSNMP_ALLOWED_HOSTS", "http://promsnmp.example/"),
         ] {
             let e = with(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var);

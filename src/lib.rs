@@ -4,6 +4,7 @@
 //! Modules, in the order data flows through them:
 //!
 //! - [`config`]      — environment variables, parsed and validated once.
+//! - [`hosts`]       — host names as requests name them; the allowed hosts.
 //! - [`crypto`]      — the AES-GCM envelope of the inventory file.
 //! - [`inventory`]   — devices, agents and discovery seeds (Java JSON shape), validation.
 //! - [`persistence`] — the inventory file: atomic load/save, write-through after changes.
@@ -39,6 +40,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod fleet;
 pub mod heap;
+pub mod hosts;
 pub mod http;
 pub mod inventory;
 pub mod modules;

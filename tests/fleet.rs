@@ -574,11 +574,14 @@ fn a_cache_miss_is_walked_once_across_replicas() {
             .map(|a| self_metric_sum(a, "promsnmp_replica_polls_total"))
             .sum()
     };
-    let r = http_get(&addrs[0], "/promsnmp/evictCache");
+    let r = http_request(&addrs[0], "POST", "/promsnmp/evictCache", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     for round in 0..3 {
         if round > 0 {
-            assert_eq!(http_get(&addrs[round], "/promsnmp/evictCache").status, 200);
+            assert_eq!(
+                http_request(&addrs[round], "POST", "/promsnmp/evictCache", &[], b"").status,
+                200
+            );
         }
         let polls_before = polls();
         let in_before = snmp_get_u64(&agent.addr(), "public", SNMP_IN_PKTS);
@@ -617,7 +620,10 @@ fn a_cache_miss_is_walked_once_across_replicas() {
     // A scrape that times out mid-walk releases the device at once (its lock
     // would otherwise hold off every poller for a minute).
     signal(agent.pid(), libc::SIGSTOP);
-    assert_eq!(http_get(&addrs[0], "/promsnmp/evictCache").status, 200);
+    assert_eq!(
+        http_request(&addrs[0], "POST", "/promsnmp/evictCache", &[], b"").status,
+        200
+    );
     let r = http_request(
         &addrs[0],
         "GET",

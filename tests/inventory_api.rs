@@ -638,7 +638,7 @@ fn bad_files_refuse_to_start() {
 
 #[test]
 fn bad_env_exits_before_binding() {
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 8] = [
         ("SERVER_PORT", "70000"),
         ("COLLECTION_INTERVAL", "abc"),
         ("DISCOVERY_CRON", "0 2 * * *"),
@@ -646,6 +646,7 @@ fn bad_env_exits_before_binding() {
         ("PROM_ENCRYPT_KEY", "short"),
         ("PROM_ENCRYPT_KEY", "Sup3rS3cr3t-NotValid!!"),
         ("DISCOVERY_ON_START", "maybe"),
+        ("PROMSNMP_ALLOWED_HOSTS", "https://promsnmp.example/"),
     ];
     for (var, value) in cases {
         let (status, out) = run_promsnmp_once(&[], &env_with(&[(var, value)]));

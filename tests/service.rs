@@ -81,7 +81,7 @@ fn concurrent_scrapes_share_one_poll() {
     let one_poll = self_metric(&p.addr(), series);
     assert!(one_poll >= 1.0);
     assert_eq!(
-        http_get(&p.addr(), "/promsnmp/evictCache").json()["evicted"],
+        http_request(&p.addr(), "POST", "/promsnmp/evictCache", &[], b"").json()["evicted"],
         1
     );
 

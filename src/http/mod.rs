@@ -4,6 +4,7 @@
 //! - [`scrape`]       — `/snmp`, `/metrics`, `/targets`.
 //! - [`admin`]        — `/promsnmp/...` (inventory, discovery, management) and `/-/reload`.
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
+//! - [`guard`]        — host, origin and body-type checks before dispatch (no cross-site writes).
 //! - [`error`]        — [`ApiError`], the one place errors become responses.
 //! - [`negotiation`]  — exposition format and gzip from the request headers.
 //! - [`render_cache`] — rendered bodies of each device's latest poll.
@@ -12,6 +13,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod negotiation;
 pub mod render_cache;
@@ -169,6 +171,10 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
     // either (a proxy's prefix rule for admin paths must not be sidestepped).
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let m = &req.method;
+    if let Err(e) = guard::check(req, &state.config.allowed_hosts) {
+        let plain = matches!(segments.as_slice(), ["snmp" | "metrics" | "targets"]);
+        return ("refused", e.into_response(plain));
+    }
     let get = m == Method::GET || m == Method::HEAD;
     let post = m == Method::POST;
     let delete = m == Method::DELETE;
@@ -219,10 +225,18 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                     b"Hello from promsnmp\n".to_vec(),
                 )),
             ),
-            ["promsnmp", "evictCache"] if get => (
+            ["promsnmp", "evictCache"] if post => (
                 "/promsnmp/evictCache",
                 false,
                 admin::evict_cache(state).await,
+            ),
+            ["promsnmp", "evictCache"] if get => (
+                "/promsnmp/evictCache",
+                false,
+                Err(ApiError::MethodMoved {
+                    method: m.clone(),
+                    hint: "evicting the cache changes state: use POST",
+                }),
             ),
             ["promsnmp", "authProtocols"] if get => (
                 "/promsnmp/authProtocols",
