@@ -68,8 +68,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Serving, and (in a fleet) able to read the fleet's inventory.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+            && self
+                .fleet
+                .as_ref()
+                .is_none_or(|fleet| fleet.inventory_error().is_none())
     }
 
     /// Builds a replica's state: loads the inventory file and creates the parts.

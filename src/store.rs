@@ -27,6 +27,10 @@ pub enum StoreError {
     /// A leader-only write carried an epoch that is no longer the leader's.
     #[error("refused: leadership epoch {0} is stale (another replica leads now)")]
     StaleEpoch(u64),
+    /// The fleet's inventory exists but this replica cannot read it (another
+    /// `PROM_ENCRYPT_KEY`, or not valid JSON).
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// The leadership epoch a leader-only write carries (the fencing token).

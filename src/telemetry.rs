@@ -55,6 +55,9 @@ pub struct Telemetry {
     /// 1 while this leader holds an inventory version it has not written to
     /// the file (the write failed or could not run before its deadline).
     pub inventory_file_behind: IntGauge,
+    /// 1 while the fleet's inventory in Redis cannot be read with this
+    /// replica's key (fleet mode only).
+    pub fleet_inventory_unreadable: IntGauge,
     /// Values a module could not turn into series (wrong type on the wire…).
     pub decode_skipped: IntCounter,
     /// Agents found to answer only smaller GETBULK requests.
@@ -286,6 +289,11 @@ impl Telemetry {
                 "1 while Redis answers this replica's heartbeats (fleet mode only).",
             )
             .expect("valid metric"),
+            fleet_inventory_unreadable: IntGauge::new(
+                "promsnmp_fleet_inventory_unreadable",
+                "1 while the fleet's inventory in Redis cannot be read with this replica's PROM_ENCRYPT_KEY (fleet mode only): the replica is not ready and polls nothing.",
+            )
+            .expect("valid metric"),
             inventory_file_behind: gauge(
                 &registry,
                 "promsnmp_inventory_file_behind",
@@ -433,6 +441,9 @@ impl Telemetry {
     pub fn register_fleet(&self) {
         // A second registration (a second fleet in one process) is harmless.
         let _ = self.registry.register(Box::new(self.redis_up.clone()));
+        let _ = self
+            .registry
+            .register(Box::new(self.fleet_inventory_unreadable.clone()));
     }
 
     pub fn render(&self) -> Vec<u8> {

@@ -94,6 +94,7 @@ fn every_alert_has_a_test() {
         "PromsnmpCacheHitRateLow",
         "PromsnmpHighMemory",
         "PromsnmpInventoryFileNotWritten",
+        "PromsnmpReplicaCannotReadInventory",
     ] {
         assert!(names.contains(required), "no alert {required}");
     }

@@ -1183,3 +1183,102 @@ fn cached_polls_of_another_format_are_a_quiet_miss() {
         "a miss, quietly: {log}"
     );
 }
+
+/// A replica started with another PROM_ENCRYPT_KEY cannot read the fleet's
+/// inventory: it says so at once (log, health, readiness 503 with the
+/// reason, self-metric), leaves the membership so the others poll its share,
+/// and never takes the lease.
+#[test]
+fn a_replica_with_another_key_is_not_ready_and_leaves_the_fleet() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(1, 60_000, &[]);
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let a = fleet.addrs()[0].clone();
+    import(&a, &many_devices(agent.port, 4));
+
+    let url = fleet.redis.url();
+    let lease = LEASE_MS.to_string();
+    let renew = RENEW_MS.to_string();
+    let dir = tempfile::Builder::new()
+        .prefix("psnmp-otherkey")
+        .tempdir()
+        .expect("tempdir");
+    let b = Promsnmp::spawn_in(
+        dir,
+        &[
+            ("REDIS_URL", &url),
+            ("PROM_ENCRYPT_KEY", "AnotherKey-16byt"),
+            ("PROMSNMP_BIND_ADDRESS", "127.0.0.1"),
+            ("COLLECTION_INTERVAL", "60000"),
+            ("PROMSNMP_LEASE_TTL_MS", &lease),
+            ("PROMSNMP_LEASE_RENEW_MS", &renew),
+            ("DISCOVERY_CRON", "-"),
+        ],
+    );
+    let addr = b.addr();
+    let readiness = wait_for(
+        "the other-key replica to report itself not ready",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let r = try_http_request(&addr, "GET", "/actuator/health/readiness", &[], &[]).ok()?;
+            (r.status == 503).then_some(r)
+        },
+    );
+    assert!(
+        readiness.text().contains("PROM_ENCRYPT_KEY"),
+        "{}",
+        readiness.text()
+    );
+    let h = health(&addr).expect("health");
+    assert_eq!(h["status"], "DOWN", "{h}");
+    assert_eq!(h["components"]["inventory"]["status"], "DOWN", "{h}");
+    assert!(
+        h["components"]["inventory"]["details"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be decrypted")),
+        "{h}"
+    );
+    assert!(
+        b.log().contains("cannot read the fleet's inventory"),
+        "{}",
+        b.log()
+    );
+    assert_eq!(
+        self_metric(&addr, "promsnmp_fleet_inventory_unreadable"),
+        1.0
+    );
+    // It is not counted as a member, and it stays out for several renewals.
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(RENEW_MS));
+        let members = health(&a).unwrap()["components"]["redis"]["details"]["members"].clone();
+        assert_eq!(
+            members.as_array().map(Vec::len),
+            Some(1),
+            "members {members}"
+        );
+        assert_eq!(role(&addr).as_deref(), Some("follower"));
+    }
+    // Its /snmp does not pretend: the devices are not in what it holds.
+    assert_ne!(
+        http_get(&addr, "/snmp?target=dev-00").status,
+        200,
+        "served a device it cannot know"
+    );
+    // The first replica polls every device, its own share and the rest.
+    wait_for(
+        "every device polled by the readable replica",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let polled = self_metric_sum(&a, "promsnmp_replica_polls_total");
+            (polled >= 4.0).then_some(())
+        },
+    );
+    assert!(
+        b.log().matches("cannot read the fleet's inventory").count() <= 2,
+        "logged every renewal:\n{}",
+        b.log()
+    );
+}

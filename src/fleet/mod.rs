@@ -41,7 +41,12 @@ pub struct FleetStatus {
     pub epoch_seen: u64,
     /// Why the last heartbeat failed, if it did.
     pub last_error: Option<String>,
+    /// When the unreadable fleet inventory was last reported in the log.
+    pub unreadable_logged: Option<Instant>,
 }
+
+/// How often a replica that cannot read the fleet's inventory says so again.
+const UNREADABLE_LOG_PERIOD: Duration = Duration::from_secs(60);
 
 /// This replica's leadership: valid until `deadline`.
 struct Leadership {
@@ -112,6 +117,12 @@ impl Fleet {
     /// Whether the last heartbeat reached Redis.
     pub fn is_redis_up(&self) -> bool {
         self.store.is_redis_up()
+    }
+
+    /// Why the fleet's inventory cannot be read with this replica's key,
+    /// while it cannot (the replica is then not ready).
+    pub fn inventory_error(&self) -> Option<String> {
+        self.store.unreadable_inventory()
     }
 
     /// Live members as of the last heartbeat.
@@ -216,6 +227,14 @@ impl Fleet {
     }
 
     async fn tick(&self, leadership: &mut Option<Leadership>) {
+        if self.store.unreadable_inventory().is_some() {
+            // No heartbeat and no lease until the fleet's inventory can be
+            // read here (it may be rewritten with this replica's key).
+            self.sync_inventory(leadership).await;
+            if self.store.unreadable_inventory().is_some() {
+                return;
+            }
+        }
         match self.store.heartbeat(self.config.lease_ttl).await {
             Ok(members) => {
                 let was_down = !self.store.is_redis_up();
@@ -378,7 +397,16 @@ impl Fleet {
                 self.step_down(leadership, "the lease was not renewed before its deadline");
             }
         }
-        match self.store.refresh().await {
+        let refreshed = self.store.refresh().await;
+        if let Err(StoreError::Unreadable(reason)) = &refreshed {
+            self.cannot_read_inventory(leadership, reason).await;
+            return;
+        }
+        if refreshed.is_ok() && self.telemetry.fleet_inventory_unreadable.get() == 1 {
+            self.telemetry.fleet_inventory_unreadable.set(0);
+            tracing::info!("the fleet's inventory can be read again: taking part in the fleet");
+        }
+        match refreshed {
             Ok(Refresh::Changed(snapshot)) => {
                 self.writer.observe(&snapshot);
                 tracing::info!(
@@ -401,6 +429,35 @@ impl Fleet {
         }
         if let Some(l) = leadership.as_mut() {
             self.write_through(l).await;
+        }
+    }
+
+    /// The fleet's inventory cannot be read with this replica's key: it
+    /// leaves the membership (its share of the devices goes to the others)
+    /// and any leadership, is not ready, and says so now and every
+    /// [`UNREADABLE_LOG_PERIOD`] while it lasts.
+    async fn cannot_read_inventory(&self, leadership: &mut Option<Leadership>, reason: &str) {
+        let first = self.telemetry.fleet_inventory_unreadable.get() == 0;
+        if leadership.is_some() {
+            self.step_down(leadership, "the fleet's inventory cannot be read here");
+        }
+        if first {
+            self.store.leave().await;
+        }
+        let due = {
+            let mut status = self.status.lock().expect("status lock");
+            let due = first
+                || status
+                    .unreadable_logged
+                    .is_none_or(|at| at.elapsed() >= UNREADABLE_LOG_PERIOD);
+            if due {
+                status.unreadable_logged = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.telemetry.fleet_inventory_unreadable.set(1);
+            tracing::error!(reason, "this replica cannot read the fleet's inventory: it is not ready, polls nothing and has left the fleet until it can (every replica needs the same PROM_ENCRYPT_KEY)");
         }
     }
 

@@ -177,6 +177,9 @@ pub struct RedisStore {
     /// Set after the first heartbeat attempt: until then this replica does
     /// not know whether to poll its share or everything.
     view_ready: AtomicBool,
+    /// Why the fleet's inventory cannot be read here (another key), while
+    /// it cannot: this replica then polls nothing and is not ready.
+    unreadable: Mutex<Option<String>>,
     /// The last heartbeat's verdict. While down, scrapes do not wait on Redis
     /// at all (each call would cost the Redis timeout); only `fleet` probes it.
     redis_up: AtomicBool,
@@ -242,6 +245,7 @@ impl RedisStore {
             local_claims: RoundClaims::default(),
             members: Mutex::new(Vec::new()),
             view_ready: AtomicBool::new(false),
+            unreadable: Mutex::new(None),
             redis_up: AtomicBool::new(false),
         }
     }
@@ -252,6 +256,12 @@ impl RedisStore {
 
     pub fn is_redis_up(&self) -> bool {
         self.redis_up.load(Ordering::Relaxed)
+    }
+
+    /// Why the fleet's inventory in Redis cannot be read with this replica's
+    /// key, as of the last read; `None` when it can (or there is none).
+    pub fn unreadable_inventory(&self) -> Option<String> {
+        self.unreadable.lock().expect("unreadable lock").clone()
     }
 
     /// The live members from a successful heartbeat.
@@ -408,15 +418,22 @@ impl RedisStore {
         let (Some(incarnation), Some(version), Some(data)) = (incarnation, version, data) else {
             return Ok(None);
         };
+        let read = self.decode_remote(&data);
+        *self.unreadable.lock().expect("unreadable lock") =
+            read.as_ref().err().map(|e| e.to_string());
+        Ok(Some((incarnation, version, read?)))
+    }
+
+    /// Decrypts and parses the inventory as Redis holds it.
+    fn decode_remote(&self, data: &str) -> Result<Inventory, StoreError> {
         let plaintext = self.cipher.decrypt(data.as_bytes()).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "the inventory in Redis cannot be decrypted with this replica's PROM_ENCRYPT_KEY ({e}); every replica must use the same key"
+            StoreError::Unreadable(format!(
+                "the fleet's inventory in Redis cannot be decrypted with this replica's PROM_ENCRYPT_KEY ({e}); every replica must use the same key"
             ))
         })?;
-        let inventory = Inventory::from_json(&plaintext).map_err(|e| {
-            StoreError::Unavailable(format!("the inventory in Redis is not valid: {e}"))
-        })?;
-        Ok(Some((incarnation, version, inventory)))
+        Inventory::from_json(&plaintext).map_err(|e| {
+            StoreError::Unreadable(format!("the fleet's inventory in Redis is not valid: {e}"))
+        })
     }
 
     /// Brings the local snapshot up to Redis's inventory. When Redis holds
@@ -431,6 +448,7 @@ impl RedisStore {
             )
             .await?;
         let (Some(incarnation), Some(version)) = (incarnation, version) else {
+            *self.unreadable.lock().expect("unreadable lock") = None;
             return Ok(Refresh::Missing);
         };
         {
@@ -858,6 +876,9 @@ impl Store for RedisStore {
     async fn claim_round(&self, device_id: &str, round: Duration) -> bool {
         if !self.view_ready.load(Ordering::Relaxed) {
             return false; // the next check, after the first heartbeat, decides
+        }
+        if self.unreadable.lock().expect("unreadable lock").is_some() {
+            return false; // what this replica holds is not the fleet's inventory
         }
         let members = self.members();
         if members.is_empty() {

@@ -45,7 +45,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Invalid(i) => ApiError::Invalid(i),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
-            StoreError::StaleEpoch(_) => ApiError::Unavailable(e.to_string()),
+            StoreError::StaleEpoch(_) | StoreError::Unreadable(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
 }

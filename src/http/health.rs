@@ -14,17 +14,24 @@ pub fn readiness(state: &Arc<AppState>) -> Response {
     if state.is_ready() {
         json_response(StatusCode::OK, &json!({"status": "UP"}))
     } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "OUT_OF_SERVICE"}),
-        )
+        let mut body = json!({"status": "OUT_OF_SERVICE"});
+        if let Some(reason) = state.fleet.as_ref().and_then(|f| f.inventory_error()) {
+            body["reason"] = json!(reason);
+        }
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
 }
 
 /// Spring-style health: overall status plus components.
 pub async fn health(state: &Arc<AppState>) -> Response {
     let ready = state.is_ready();
+    let unreadable = state.fleet.as_ref().and_then(|f| f.inventory_error());
     let (inventory, store_up) = match state.store.inventory().await {
+        // What this replica holds is not the fleet's inventory.
+        Ok(_) if unreadable.is_some() => (
+            json!({"status": "DOWN", "details": {"error": unreadable}}),
+            false,
+        ),
         Ok(s) => (
             json!({"status": "UP", "details": {"devices": s.inventory.devices.len(), "discoverySeeds": s.inventory.discovery_seeds.len(), "version": s.version, "file": state.config.inventory_file.display().to_string()}}),
             true,
