@@ -1,5 +1,7 @@
 -- Records a failed poll so replicas waiting for it share the error instead of
--- each walking an unreachable device again; releases the poll lock. An empty
+-- each walking an unreachable device again, and no replica serves the older
+-- cached result while the mark lives (poll_record.lua deletes it on the next
+-- success); releases the poll lock. An empty
 -- message only releases the lock (a poll abandoned without a result).
 -- KEYS[1] poll lock, KEYS[2] failure mark
 -- ARGV[1] replica id, ARGV[2] error message, ARGV[3] mark ttl (ms)

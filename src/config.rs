@@ -245,7 +245,7 @@ impl Config {
             collection_interval: Duration::from_millis(parse_num(
                 &get,
                 "COLLECTION_INTERVAL",
-                300_000,
+                30_000,
                 1_000,
                 86_400_000,
                 "milliseconds between polls, 1000-86400000",
@@ -455,7 +455,7 @@ mod tests {
     fn defaults() {
         let c = with(&[]).unwrap();
         assert_eq!(c.server_port, 8080);
-        assert_eq!(c.collection_interval, Duration::from_millis(300_000));
+        assert_eq!(c.collection_interval, Duration::from_millis(30_000));
         assert_eq!(c.cache_entry_count, 10_000);
         assert_eq!(c.discovery_timezone, chrono_tz::America::New_York);
         assert!(c.discovery_schedule.is_some());

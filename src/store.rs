@@ -94,14 +94,17 @@ pub trait Store: Send + Sync + 'static {
         ScrapeTurn::PollNow
     }
 
-    /// Records that polling `device_id` failed (so waiting replicas share it).
-    async fn record_failure(&self, _device_id: &str, _message: &str) {}
+    /// Records that polling `device_id` failed: from now until its next
+    /// successful poll no older result is served for it (`cached_poll` has
+    /// none), and in a fleet the replicas waiting for it share the error.
+    async fn record_failure(&self, device_id: &str, message: &str);
 
     /// A poll of `device_id` ended without a result (cancelled by a scrape
     /// timeout): lets the next poller in at once.
     async fn abandon_poll(&self, _device_id: &str) {}
 
-    /// The latest poll of `device_id` if it is younger than `max_age`.
+    /// The latest poll of `device_id` if it is younger than `max_age` and no
+    /// poll failed after it (a dead device is never served as alive).
     async fn cached_poll(
         &self,
         device_id: &str,
@@ -262,6 +265,12 @@ impl Store for MemoryStore {
         self.round_claims.claim(device_id, round)
     }
 
+    async fn record_failure(&self, device_id: &str, _message: &str) {
+        // The failure is the newest outcome: the older result goes (the
+        // collector keeps the error itself for the scrapes it answers).
+        self.cache.lock().expect("cache lock").remove(device_id);
+    }
+
     async fn cached_poll(
         &self,
         device_id: &str,
@@ -409,5 +418,21 @@ mod tests {
             store.cached_poll("c", longer).await.unwrap().is_some(),
             "a longer max age sees it"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failure_hides_the_older_result_until_the_next_success() {
+        let store = MemoryStore::new(Inventory::default(), Duration::from_secs(60), 10);
+        let max_age = Duration::from_secs(60);
+        store.record_poll(sample("a")).await.unwrap();
+        store.record_poll(sample("b")).await.unwrap();
+        store.record_failure("a", "no answer").await;
+        assert!(store.cached_poll("a", max_age).await.unwrap().is_none());
+        assert!(
+            store.cached_poll("b", max_age).await.unwrap().is_some(),
+            "per device"
+        );
+        store.record_poll(sample("a")).await.unwrap();
+        assert!(store.cached_poll("a", max_age).await.unwrap().is_some());
     }
 }

@@ -1282,3 +1282,52 @@ fn a_replica_with_another_key_is_not_ready_and_leaves_the_fleet() {
         b.log()
     );
 }
+
+/// A failed poll is shared like a result: after the replica that polls a
+/// device fails, no replica serves the device's older values.
+#[test]
+fn a_dead_device_is_served_as_down_by_every_replica() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(2, 1_000, &[("CACHE_EXP_MILLIS", "300000")]);
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let addrs = fleet.addrs();
+    let mut inventory = many_devices(agent.port, 1);
+    inventory["devices"][0]["agents"][0]["timeout"] = json!(300);
+    inventory["devices"][0]["agents"][0]["retries"] = json!(0);
+    import(&addrs[0], &inventory);
+    for addr in &addrs {
+        wait_for(
+            "the device served",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || (http_get(addr, "/snmp?target=dev-00").status == 200).then_some(()),
+        );
+    }
+    signal(agent.pid(), libc::SIGSTOP);
+    let errors = || -> f64 {
+        addrs
+            .iter()
+            .map(|a| self_metric_sum(a, "promsnmp_snmp_poll_errors_total"))
+            .sum()
+    };
+    wait_for(
+        "a failed background poll",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (errors() >= 1.0).then_some(()),
+    );
+    for addr in &addrs {
+        let r = http_get(addr, "/snmp?target=dev-00");
+        assert_eq!(r.status, 503, "{addr} served the old values: {}", r.text());
+    }
+    signal(agent.pid(), libc::SIGCONT);
+    for addr in &addrs {
+        wait_for(
+            "the device back",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || (http_get(addr, "/snmp?target=dev-00").status == 200).then_some(()),
+        );
+    }
+}

@@ -422,3 +422,62 @@ fn import_keeps_seeds_unless_given_and_refuses_empty_documents() {
         "keep-me"
     );
 }
+
+fn sigstop(pid: u32, stop: bool) {
+    let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: plain kill(2) on a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+/// Once a background poll of a device has failed, its scrape says so (503
+/// with the reason) instead of serving the older values from the cache, and
+/// `/metrics` leaves it out; the next successful poll brings it back.
+#[test]
+fn a_dead_device_is_not_served_from_the_cache() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("COLLECTION_INTERVAL", "1000"),
+        ("CACHE_EXP_MILLIS", "300000"),
+    ]);
+    add_device(&p, "dies", snmpd.port, 300);
+    let r = wait_for(
+        "the first poll",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let r = http_get(&p.addr(), "/snmp?target=dies");
+            (r.status == 200).then_some(r)
+        },
+    );
+    assert!(r.text().contains("ifOperStatus"), "{}", r.text());
+    let errors = |p: &Promsnmp| {
+        try_self_metric(
+            &p.addr(),
+            r#"promsnmp_snmp_poll_errors_total{device="dies"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+
+    sigstop(snmpd.pid(), true);
+    wait_for(
+        "a failed background poll",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (errors(&p) >= 1.0).then_some(()),
+    );
+    let r = http_get(&p.addr(), "/snmp?target=dies");
+    assert_eq!(r.status, 503, "the old values were served: {}", r.text());
+    assert!(r.text().contains("no answer"), "{}", r.text());
+    let all = http_get(&p.addr(), "/metrics");
+    assert_eq!(all.status, 200);
+    assert!(!all.text().contains("ifOperStatus"), "{}", all.text());
+
+    sigstop(snmpd.pid(), false);
+    wait_for(
+        "the device back after the agent resumed",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (http_get(&p.addr(), "/snmp?target=dies").status == 200).then_some(()),
+    );
+}

@@ -110,7 +110,9 @@ impl Default for Scripts {
     }
 }
 
-/// How long a failed poll is shared with replicas that wait for it.
+/// How long a failed poll is shared with replicas that wait for it, at
+/// least; the mark lives as long as a cached result could (cache ttl), so no
+/// replica serves the older result after it.
 const FAILURE_SHARE: Duration = Duration::from_secs(5);
 /// Pause between looks at another replica's poll in progress.
 const WAIT_STEP: Duration = Duration::from_millis(50);
@@ -506,7 +508,11 @@ impl RedisStore {
                 "poll_fail",
                 &self.scripts.poll_fail,
                 &[self.keys.lock(device_id), self.keys.failed(device_id)],
-                &[&self.replica_id, message, &millis(FAILURE_SHARE)],
+                &[
+                    &self.replica_id,
+                    message,
+                    &millis(self.cache_ttl.max(FAILURE_SHARE)),
+                ],
             )
             .await;
     }
@@ -934,6 +940,11 @@ impl Store for RedisStore {
     }
 
     async fn record_failure(&self, device_id: &str, message: &str) {
+        // This replica's own copy is older than the failure: never served.
+        self.local_polls
+            .lock()
+            .expect("polls lock")
+            .remove(device_id);
         if self.is_redis_up() {
             let message = if message.is_empty() {
                 "poll failed"
@@ -960,7 +971,11 @@ impl Store for RedisStore {
         }
         match self.cache_entry(device_id).await {
             Ok(entry) => {
-                let fresh = entry.polled.filter(|_| entry.age < max_age);
+                // A failure mark is newer than the cached result (a success
+                // deletes it, poll_record.lua): the device is down.
+                let fresh = entry
+                    .polled
+                    .filter(|_| entry.age < max_age && entry.failure.is_none());
                 self.telemetry.redis_cache_get(fresh.is_some());
                 Ok(fresh.map(|polled| CachedPoll {
                     polled,
