@@ -48,6 +48,8 @@ pub struct Collector {
     /// The last failed poll per device, so scrapes that waited for it share
     /// its error instead of each walking an unreachable device again.
     recent_failures: std::sync::Mutex<HashMap<String, (Instant, CollectError)>>,
+    /// Walks running at once, background and scrape-triggered together.
+    poll_slots: tokio::sync::Semaphore,
 }
 
 /// Keeps `promsnmp_polls_in_flight` right even when a poll is cancelled.
@@ -102,6 +104,7 @@ impl Collector {
             cache_expiry,
             device_locks: Default::default(),
             recent_failures: Default::default(),
+            poll_slots: tokio::sync::Semaphore::new(poll_concurrency.max(1)),
         }
     }
 
@@ -126,6 +129,12 @@ impl Collector {
     }
 
     async fn poll_locked(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
+        // Background and scrape-triggered polls share one bound.
+        let _slot = self
+            .poll_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut unfinished = Unfinished {
             store: Some(self.store.clone()),
             device_id: &device.id,
@@ -198,29 +207,33 @@ impl Collector {
         }
         let lock = self.device_lock(&device.id);
         let _guard = lock.lock().await;
-        if !live {
-            // Someone else may have polled while we waited for the lock.
-            if let Some(hit) = self
-                .store
-                .cached_poll(&device.id, self.cache_expiry)
-                .await?
-            {
-                if hit.stored_at >= started {
+        // A poll that ended after this scrape began answers it, live or not:
+        // concurrent scrapes share one walk, and a storm of live scrapes
+        // costs one walk per device at a time, not one per scrape.
+        if let Some(hit) = self
+            .store
+            .cached_poll(&device.id, self.cache_expiry)
+            .await?
+        {
+            if hit.stored_at >= started {
+                if !live {
                     self.telemetry.cache_hit();
-                    return Ok(hit.polled);
                 }
+                return Ok(hit.polled);
             }
-            let failed = self
-                .recent_failures
-                .lock()
-                .expect("failures")
-                .get(&device.id)
-                .cloned();
-            if let Some((at, error)) = failed {
-                if at >= started {
-                    return Err(error);
-                }
+        }
+        let failed = self
+            .recent_failures
+            .lock()
+            .expect("failures")
+            .get(&device.id)
+            .cloned();
+        if let Some((at, error)) = failed {
+            if at >= started {
+                return Err(error);
             }
+        }
+        if !live {
             self.telemetry.cache_miss();
             // In a fleet another replica may be walking it right now.
             match self.store.scrape_turn(&device.id, started).await {

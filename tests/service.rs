@@ -481,3 +481,58 @@ fn a_dead_device_is_not_served_from_the_cache() {
         || (http_get(&p.addr(), "/snmp?target=dies").status == 200).then_some(()),
     );
 }
+
+/// 200 concurrent `live=true` scrapes of 20 devices: each device is walked
+/// one at a time and a walk answers every scrape that was waiting for it,
+/// so the storm costs a few walks per device, not one per scrape.
+#[test]
+fn a_storm_of_live_scrapes_costs_few_walks() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("COLLECTION_INTERVAL", "600000"),
+        ("PROMSNMP_POLL_CONCURRENCY", "4"),
+    ]);
+    let devices: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"sysName":"storm-{i:02}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{}}},"version":1,"timeout":2000,"retries":0,"readCommunity":"public"}}]}}"#,
+                snmpd.port
+            )
+        })
+        .collect();
+    let r = http_post_json(
+        &p.addr(),
+        "/promsnmp/inventory",
+        &format!(r#"{{"devices":[{}]}}"#, devices.join(",")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The import's first round, then a quiet start.
+    wait_for(
+        "the first round",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || (self_metric(&p.addr(), "promsnmp_replica_polls_total") >= 20.0).then_some(()),
+    );
+    let before = self_metric(&p.addr(), "promsnmp_replica_polls_total");
+    let addr = p.addr();
+    let scrapes: Vec<_> = (0..200)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                http_get(
+                    &addr,
+                    &format!("/snmp?target=storm-{:02}&live=true", i % 20),
+                )
+                .status
+            })
+        })
+        .collect();
+    for s in scrapes {
+        assert_eq!(s.join().unwrap(), 200);
+    }
+    let walks = self_metric(&p.addr(), "promsnmp_replica_polls_total") - before;
+    println!("200 live scrapes of 20 devices: {walks} walks");
+    assert!(walks >= 20.0, "every device walked: {walks}");
+    assert!(walks <= 60.0, "{walks} walks for 200 scrapes of 20 devices");
+}
