@@ -31,6 +31,18 @@ use crate::telemetry::Telemetry;
 
 /// Finished jobs remembered for progress queries (running jobs are always kept).
 const JOBS_KEPT: usize = 200;
+/// Jobs running at once before the API refuses another (`429`); the
+/// scheduled run of the saved seeds is not refused.
+pub const MAX_API_JOBS: usize = 8;
+
+/// Why a discovery request was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInventory),
+    #[error("{running} discovery jobs are running (the API starts at most {MAX_API_JOBS} at once): retry when one has finished")]
+    Busy { running: usize },
+}
 /// Found devices are written to the inventory once this many are pending…
 const FLUSH_DEVICES: usize = 64;
 /// …or this long after the previous write, and always when the job ends.
@@ -281,8 +293,18 @@ impl Discovery {
     }
 
     /// Checks `seed` and starts a job in the background. The job id is the seed id.
-    pub fn submit(self: &Arc<Self>, seed: DiscoverySeed) -> Result<JobProgress, InvalidInventory> {
-        self.submit_fenced(seed, None)
+    pub fn submit(self: &Arc<Self>, seed: DiscoverySeed) -> Result<JobProgress, SubmitError> {
+        self.has_room()?;
+        Ok(self.submit_fenced(seed, None)?)
+    }
+
+    /// Whether the API may start another job now.
+    pub fn has_room(&self) -> Result<(), SubmitError> {
+        let running = self.running_jobs();
+        if running >= MAX_API_JOBS {
+            return Err(SubmitError::Busy { running });
+        }
+        Ok(())
     }
 
     /// [`Discovery::submit`] for a leader-only run carrying its epoch.

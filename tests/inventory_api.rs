@@ -883,3 +883,45 @@ fn doubled_slashes_do_not_reach_admin_paths() {
     }
     assert_eq!(http_get(&p.addr(), "/promsnmp/inventory").status, 200);
 }
+
+/// Discovery jobs started through the API are capped: with the cap of
+/// running jobs reached (each probing a silent agent), another request gets
+/// 429 with the reason and saves nothing.
+#[test]
+fn discovery_jobs_are_capped() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let p = Promsnmp::start(&env_with(&[]));
+    let seed = |i: usize| {
+        json!({
+            "id": format!("slow-{i}"),
+            "potentialTargets": ["127.0.0.1"],
+            "port": port,
+            "version": "v2c",
+            "agentType": "snmp-community",
+            "readCommunity": "public",
+            "timeout": 5000,
+            "retries": 1
+        })
+        .to_string()
+    };
+    for i in 0..8 {
+        let r = http_post_json(&p.addr(), "/promsnmp/discovery", &seed(i));
+        assert_eq!(r.status, 202, "job {i}: {}", r.text());
+    }
+    let r = http_post_json(&p.addr(), "/promsnmp/discovery?saveSeed=true", &seed(8));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.text().contains("retry when one has finished"),
+        "{}",
+        r.text()
+    );
+    let seeds = http_get(&p.addr(), "/promsnmp/discovery").json();
+    assert!(
+        !seeds.to_string().contains("slow-8"),
+        "the refused seed was saved: {seeds}"
+    );
+    // Saving a seed without running it is not a job.
+    let r = http_post_json(&p.addr(), SAVE_SEED, &seed(9));
+    assert_eq!(r.status, 201, "{}", r.text());
+}

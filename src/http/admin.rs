@@ -104,6 +104,10 @@ pub async fn submit_discovery(state: &Arc<AppState>, req: &Request) -> Result<Re
     }
     crate::discovery::parse_targets(&seed.potential_targets, state.discovery.max_addresses())
         .map_err(|e| InvalidInventory::new(e.field, e.message))?;
+    if schedule_now {
+        // Refused before anything is saved.
+        state.discovery.has_room()?;
+    }
     if save_seed {
         let saved = seed.clone();
         state

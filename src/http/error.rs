@@ -32,6 +32,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("request body larger than {MAX_BODY_BYTES} bytes")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -58,6 +60,15 @@ impl From<InvalidInventory> for ApiError {
     }
 }
 
+impl From<crate::discovery::SubmitError> for ApiError {
+    fn from(e: crate::discovery::SubmitError) -> Self {
+        match e {
+            crate::discovery::SubmitError::Invalid(i) => ApiError::Invalid(i),
+            busy => ApiError::TooManyRequests(busy.to_string()),
+        }
+    }
+}
+
 impl From<CollectError> for ApiError {
     fn from(e: CollectError) -> Self {
         match e {
@@ -77,6 +88,7 @@ impl ApiError {
             }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
