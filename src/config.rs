@@ -69,6 +69,8 @@ pub struct Config {
     pub modules: crate::modules::ModuleSources,
     /// `/snmp` may poll a target outside the inventory with a module file's auth.
     pub scrape_unlisted_targets: bool,
+    /// Largest request body of a write (the inventory import); reads carry none.
+    pub max_body_bytes: usize,
     /// `PROMSNMP_ALLOWED_HOSTS`: the only `Host` names requests may use
     /// (empty: any); also origins allowed to change state.
     pub allowed_hosts: crate::hosts::AllowedHosts,
@@ -331,6 +333,14 @@ impl Config {
                 rules: get("PROMSNMP_MODULE_RULES").map(PathBuf::from),
             },
             scrape_unlisted_targets: parse_bool(&get, "PROMSNMP_SCRAPE_UNLISTED_TARGETS", false)?,
+            max_body_bytes: parse_num(
+                &get,
+                "PROMSNMP_MAX_BODY_BYTES",
+                32 * 1024 * 1024,
+                1024,
+                1024 * 1024 * 1024,
+                "bytes, 1024-1073741824",
+            )? as usize,
             allowed_hosts: match get("PROMSNMP_ALLOWED_HOSTS") {
                 None => Default::default(),
                 Some(list) => {
@@ -483,6 +493,7 @@ mod tests {
             ("PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL", "10"),
             ("PROMSNMP_SCRAPE_UNLISTED_TARGETS", "sometimes"),
             ("PROMSNMP_ALLOWED_HOSTS", "http://promsnmp.example/"),
+            ("PROMSNMP_MAX_BODY_BYTES", "10"),
         ] {
             let e = with(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var);

@@ -9,9 +9,6 @@ use crate::collector::CollectError;
 use crate::inventory::InvalidInventory;
 use crate::store::StoreError;
 
-/// Largest request body accepted (an inventory of many thousand devices fits).
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
 pub type Response = warp::reply::Response;
 
 /// Everything a handler can fail with.
@@ -34,8 +31,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     TooManyRequests(String),
-    #[error("request body larger than {MAX_BODY_BYTES} bytes")]
-    PayloadTooLarge,
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -89,7 +86,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

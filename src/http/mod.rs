@@ -29,7 +29,7 @@ use warp::Filter;
 
 use crate::app::AppState;
 use error::{json_response, text};
-pub use error::{ApiError, Response, MAX_BODY_BYTES};
+pub use error::{ApiError, Response};
 pub use health::probe_health;
 
 /// A parsed request, independent of warp.
@@ -90,7 +90,18 @@ pub fn routes(
             let state = state.clone();
             async move {
                 let started = Instant::now();
-                let body = match read_body(body).await {
+                // Reads carry no body; a write's body is bounded, and refused
+                // from its Content-Length before any of it is read.
+                let reads = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let limit = if reads { 0 } else { state.config.max_body_bytes };
+                let declared = headers
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if declared.is_some_and(|n| n > limit as u64) {
+                    return ApiError::PayloadTooLarge(limit).into_response(false);
+                }
+                let body = match read_body(body, limit).await {
                     Ok(b) => b,
                     Err(e) => return e.into_response(false),
                 };
@@ -107,7 +118,7 @@ pub fn routes(
         })
 }
 
-async fn read_body<S, B>(stream: S) -> Result<Bytes, ApiError>
+async fn read_body<S, B>(stream: S, limit: usize) -> Result<Bytes, ApiError>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
@@ -117,8 +128,8 @@ where
     while let Some(chunk) = stream.next().await {
         let mut chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
-        if out.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge);
+        if out.len() + chunk.remaining() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
