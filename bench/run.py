@@ -1154,6 +1154,8 @@ def log_summary(path, offset=0):
                 if "collection round finished" in line:
                     fields = dict(re.findall(r"(\w+)=(\d+)", line))
                     rounds.append(tuple(int(fields.get(k, 0)) for k in ("ok", "failed", "elapsed_ms")))
+                elif "no authentication:" in line:
+                    continue  # the start-up notice that promsnmp has no authentication
                 elif re.search(r"\b(WARN|ERROR)\b", line):
                     m = re.search(r"\b(WARN|ERROR)\s+\S+:\s+(.*?)(\s+\w+=|$)", line)
                     key = m.group(1) + " " + m.group(2) if m else line.strip()[:120]

@@ -246,6 +246,7 @@ pub async fn run(
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!(%addr, "promsnmp listening");
+    tracing::warn!(%addr, "no authentication: whoever reaches this port can read the inventory's SNMP credentials and change it (/promsnmp/*); keep the port on a management network or behind the shipped HAProxy, which refuses /promsnmp/* from outside its admin networks");
 
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(

@@ -30,6 +30,12 @@ fn promsnmp(extra: &[(&str, &str)]) -> Promsnmp {
 fn a_page_of_another_site_cannot_change_anything() {
     let p = promsnmp(&[]);
     let addr = p.addr();
+    assert!(
+        p.log()
+            .contains("no authentication: whoever reaches this port"),
+        "no warning naming what is exposed:\n{}",
+        p.log()
+    );
     let own_origin = format!("http://{addr}");
     // (headers, body, expected status) of POST /promsnmp/inventory with
     // the wiping document.
