@@ -35,13 +35,11 @@ const JOBS_KEPT: usize = 200;
 /// scheduled run of the saved seeds is not refused.
 pub const MAX_API_JOBS: usize = 8;
 
-/// Why a discovery request was not started.
+/// The API may not start another discovery job now.
 #[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error(transparent)]
-    Invalid(#[from] InvalidInventory),
-    #[error("{running} discovery jobs are running (the API starts at most {MAX_API_JOBS} at once): retry when one has finished")]
-    Busy { running: usize },
+#[error("{running} discovery jobs are running (the API starts at most {MAX_API_JOBS} at once): retry when one has finished")]
+pub struct Busy {
+    pub running: usize,
 }
 /// Found devices are written to the inventory once this many are pending…
 const FLUSH_DEVICES: usize = 64;
@@ -293,16 +291,16 @@ impl Discovery {
     }
 
     /// Checks `seed` and starts a job in the background. The job id is the seed id.
-    pub fn submit(self: &Arc<Self>, seed: DiscoverySeed) -> Result<JobProgress, SubmitError> {
-        self.has_room()?;
-        Ok(self.submit_fenced(seed, None)?)
+    pub fn submit(self: &Arc<Self>, seed: DiscoverySeed) -> Result<JobProgress, InvalidInventory> {
+        self.submit_fenced(seed, None)
     }
 
-    /// Whether the API may start another job now.
-    pub fn has_room(&self) -> Result<(), SubmitError> {
+    /// Whether the API may start another job now (asked before anything of
+    /// the request is saved).
+    pub fn has_room(&self) -> Result<(), Busy> {
         let running = self.running_jobs();
         if running >= MAX_API_JOBS {
-            return Err(SubmitError::Busy { running });
+            return Err(Busy { running });
         }
         Ok(())
     }

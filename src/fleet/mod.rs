@@ -41,7 +41,8 @@ pub struct FleetStatus {
     pub epoch_seen: u64,
     /// Why the last heartbeat failed, if it did.
     pub last_error: Option<String>,
-    /// When the unreadable fleet inventory was last reported in the log.
+    /// While the fleet's inventory cannot be read here: when that was last
+    /// reported in the log (`None`: it can be read).
     pub unreadable_logged: Option<Instant>,
 }
 
@@ -402,9 +403,18 @@ impl Fleet {
             self.cannot_read_inventory(leadership, reason).await;
             return;
         }
-        if refreshed.is_ok() && self.telemetry.fleet_inventory_unreadable.get() == 1 {
-            self.telemetry.fleet_inventory_unreadable.set(0);
-            tracing::info!("the fleet's inventory can be read again: taking part in the fleet");
+        if refreshed.is_ok() {
+            let was_unreadable = self
+                .status
+                .lock()
+                .expect("status lock")
+                .unreadable_logged
+                .take()
+                .is_some();
+            if was_unreadable {
+                self.telemetry.fleet_inventory_unreadable.set(0);
+                tracing::info!("the fleet's inventory can be read again: taking part in the fleet");
+            }
         }
         match refreshed {
             Ok(Refresh::Changed(snapshot)) => {
@@ -437,24 +447,21 @@ impl Fleet {
     /// and any leadership, is not ready, and says so now and every
     /// [`UNREADABLE_LOG_PERIOD`] while it lasts.
     async fn cannot_read_inventory(&self, leadership: &mut Option<Leadership>, reason: &str) {
-        let first = self.telemetry.fleet_inventory_unreadable.get() == 0;
         if leadership.is_some() {
             self.step_down(leadership, "the fleet's inventory cannot be read here");
         }
-        if first {
-            self.store.leave().await;
-        }
-        let due = {
+        let (first, due) = {
             let mut status = self.status.lock().expect("status lock");
-            let due = first
-                || status
-                    .unreadable_logged
-                    .is_none_or(|at| at.elapsed() >= UNREADABLE_LOG_PERIOD);
+            let last = status.unreadable_logged;
+            let due = last.is_none_or(|at| at.elapsed() >= UNREADABLE_LOG_PERIOD);
             if due {
                 status.unreadable_logged = Some(Instant::now());
             }
-            due
+            (last.is_none(), due)
         };
+        if first {
+            self.store.leave().await;
+        }
         if due {
             self.telemetry.fleet_inventory_unreadable.set(1);
             tracing::error!(reason, "this replica cannot read the fleet's inventory: it is not ready, polls nothing and has left the fleet until it can (every replica needs the same PROM_ENCRYPT_KEY)");

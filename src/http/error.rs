@@ -57,12 +57,9 @@ impl From<InvalidInventory> for ApiError {
     }
 }
 
-impl From<crate::discovery::SubmitError> for ApiError {
-    fn from(e: crate::discovery::SubmitError) -> Self {
-        match e {
-            crate::discovery::SubmitError::Invalid(i) => ApiError::Invalid(i),
-            busy => ApiError::TooManyRequests(busy.to_string()),
-        }
+impl From<crate::discovery::Busy> for ApiError {
+    fn from(e: crate::discovery::Busy) -> Self {
+        ApiError::TooManyRequests(e.to_string())
     }
 }
 

@@ -3,7 +3,7 @@
 //! changes state, where it comes from (no cross-site writes: a browser
 //! page of another site cannot post to promsnmp) and what its body is (JSON
 //! only: a cross-site form or `text/plain` post is refused before any
-//! handler reads it).
+//! handler reads it). Also how large a body each method may carry.
 
 use warp::http::Method;
 
@@ -20,6 +20,16 @@ fn is_health_probe(path: &str) -> bool {
 /// answered 405 by dispatch, whatever its body).
 pub fn is_write(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::DELETE)
+}
+
+/// The largest body a request of `method` may carry: reads none, any other
+/// method (a write, or one dispatch refuses) `max_write`.
+pub fn body_limit(method: &Method, max_write: usize) -> usize {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        0
+    } else {
+        max_write
+    }
 }
 
 /// Every check, in order: host, then for writes origin and body type.

@@ -92,8 +92,7 @@ pub fn routes(
                 let started = Instant::now();
                 // Reads carry no body; a write's body is bounded, and refused
                 // from its Content-Length before any of it is read.
-                let reads = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-                let limit = if reads { 0 } else { state.config.max_body_bytes };
+                let limit = guard::body_limit(&method, state.config.max_body_bytes);
                 let declared = headers
                     .get("content-length")
                     .and_then(|v| v.to_str().ok())
