@@ -223,19 +223,13 @@ fn answers_lost_for_their_size_are_asked_for_in_smaller_requests() {
     let snmpd = Snmpd::start(&SnmpdConfig::default());
     let path = LossyPath::start(snmpd.port, 1400);
     let p = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")]);
-    let device = |name: &str, port: u16| {
-        format!(
-            r#"{{"sysName":"{name}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{port}}},"version":1,"timeout":1000,"retries":1,"readCommunity":"public"}}]}}"#
-        )
-    };
     let r = http_post_json(
         &p.addr(),
         "/promsnmp/inventory",
-        &format!(
-            r#"{{"devices":[{},{}]}}"#,
-            device("direct", snmpd.port),
-            device("lossy", path.port)
-        ),
+        &inventory_doc(&[
+            community_device("direct", snmpd.port, 1000, 1),
+            community_device("lossy", path.port, 1000, 1),
+        ]),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(lowered_total(&p), 0.0);
@@ -276,10 +270,7 @@ fn a_dead_agent_costs_one_more_try_not_a_series_of_smaller_ones() {
     let r = http_post_json(
         &p.addr(),
         "/promsnmp/inventory",
-        &format!(
-            r#"{{"devices":[{{"sysName":"dead","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{}}},"version":1,"timeout":500,"retries":1,"readCommunity":"public"}}]}}]}}"#,
-            path.port
-        ),
+        &inventory_doc(&[community_device("dead", path.port, 500, 1)]),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let r = http_get(&p.addr(), "/snmp?target=dead&live=true");

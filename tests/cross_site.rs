@@ -8,7 +8,11 @@ mod common;
 
 use common::*;
 
-const ONE_DEVICE: &str = r#"{"devices":[{"sysName":"kept","agents":[{"type":"snmp-community","endpoint":{"address":"127.0.0.1","port":16100},"version":1,"timeout":1000,"retries":0,"readCommunity":"public"}]}]}"#;
+/// The one device these tests keep (nothing answers at its port).
+fn one_device() -> String {
+    inventory_doc(&[community_device("kept", 16100, 1000, 0)])
+}
+
 const WIPE: &str = r#"{"devices":[]}"#;
 
 fn devices(p: &Promsnmp) -> usize {
@@ -21,7 +25,7 @@ fn promsnmp(extra: &[(&str, &str)]) -> Promsnmp {
     let mut env = vec![("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "600000")];
     env.extend_from_slice(extra);
     let p = Promsnmp::start(&env);
-    let r = http_post_json(&p.addr(), "/promsnmp/inventory", ONE_DEVICE);
+    let r = http_post_json(&p.addr(), "/promsnmp/inventory", &one_device());
     assert_eq!(r.status, 200, "{}", r.text());
     p
 }
@@ -119,7 +123,7 @@ fn a_page_of_another_site_cannot_change_anything() {
             ("Origin", own_origin.as_str()),
             ("Content-Type", "application/json; charset=utf-8"),
         ],
-        ONE_DEVICE.as_bytes(),
+        one_device().as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let r = http_request(&addr, "POST", "/-/reload", &[], b"");
@@ -171,7 +175,7 @@ fn allowed_hosts_refuse_other_host_names_but_not_health_probes() {
             ("Origin", "http://promsnmp.example"),
             ("Content-Type", "application/json"),
         ],
-        ONE_DEVICE.as_bytes(),
+        one_device().as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -137,12 +137,6 @@ fn role(addr: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: plain kill(2) on a child process this test started.
-    let rc = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
-}
-
 fn file_epoch(inventory: &Path) -> u64 {
     let mut stamp = inventory.as_os_str().to_owned();
     stamp.push(".epoch");
@@ -296,7 +290,7 @@ fn one_leader_and_failover_after_sigkill() {
     assert_eq!(replicas_that_ran_seeds(&fleet).len(), 2, "{}", fleet.logs());
 
     // Graceful shutdown hands the lease over at once (released, not expired).
-    signal(fleet.replicas[new_leader].pid(), libc::SIGTERM);
+    send_signal(fleet.replicas[new_leader].pid(), libc::SIGTERM);
     let stopped_at = Instant::now();
     let last = survivors.into_iter().find(|i| *i != new_leader).unwrap();
     wait_for(
@@ -368,7 +362,7 @@ fn paused_leader_is_fenced() {
             .then_some(())
         },
     );
-    signal(fleet.replicas[old].pid(), libc::SIGSTOP);
+    send_signal(fleet.replicas[old].pid(), libc::SIGSTOP);
 
     // Watch the file's epoch while the leadership moves.
     let inventory = fleet.inventory_file();
@@ -412,7 +406,7 @@ fn paused_leader_is_fenced() {
         || (file_epoch(&fleet.inventory_file()) >= new_epoch).then_some(()),
     );
 
-    signal(fleet.replicas[old].pid(), libc::SIGCONT);
+    send_signal(fleet.replicas[old].pid(), libc::SIGCONT);
     // The woken leader's pending write carries the old epoch: refused.
     wait_for(
         "the old leader's stale write to be refused",
@@ -619,7 +613,7 @@ fn a_cache_miss_is_walked_once_across_replicas() {
 
     // A scrape that times out mid-walk releases the device at once (its lock
     // would otherwise hold off every poller for a minute).
-    signal(agent.pid(), libc::SIGSTOP);
+    send_signal(agent.pid(), libc::SIGSTOP);
     assert_eq!(
         http_request(&addrs[0], "POST", "/promsnmp/evictCache", &[], b"").status,
         200
@@ -639,7 +633,7 @@ fn a_cache_miss_is_walked_once_across_replicas() {
         Duration::from_millis(20),
         || (fleet.redis.cmd(&["EXISTS", lock]) == "0").then_some(()),
     );
-    signal(agent.pid(), libc::SIGCONT);
+    send_signal(agent.pid(), libc::SIGCONT);
     let r = http_get(&addrs[1], "/snmp?target=dev-00");
     assert_eq!(r.status, 200, "the next scrape walks it: {}", r.text());
 }
@@ -894,11 +888,11 @@ fn inventory_changes_reach_every_replica() {
 
     // C misses the event: stopped, and its subscription dropped by Redis.
     let c = &fleet.replicas[2];
-    signal(c.pid(), libc::SIGSTOP);
+    send_signal(c.pid(), libc::SIGSTOP);
     fleet.redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     import(&addrs[1], &many_devices(agent.port, 3));
     thread::sleep(Duration::from_millis(300));
-    signal(c.pid(), libc::SIGCONT);
+    send_signal(c.pid(), libc::SIGCONT);
     let resumed = Instant::now();
     wait_for(
         "the missed change on C",
@@ -1304,7 +1298,7 @@ fn a_dead_device_is_served_as_down_by_every_replica() {
             || (http_get(addr, "/snmp?target=dev-00").status == 200).then_some(()),
         );
     }
-    signal(agent.pid(), libc::SIGSTOP);
+    send_signal(agent.pid(), libc::SIGSTOP);
     let errors = || -> f64 {
         addrs
             .iter()
@@ -1321,7 +1315,7 @@ fn a_dead_device_is_served_as_down_by_every_replica() {
         let r = http_get(addr, "/snmp?target=dev-00");
         assert_eq!(r.status, 503, "{addr} served the old values: {}", r.text());
     }
-    signal(agent.pid(), libc::SIGCONT);
+    send_signal(agent.pid(), libc::SIGCONT);
     for addr in &addrs {
         wait_for(
             "the device back",

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const ONE_DEVICE: &str = r#"{"devices":[{"sysName":"kept","agents":[{"type":"snmp-community","endpoint":{"address":"127.0.0.1","port":16100},"version":1,"timeout":1000,"retries":0,"readCommunity":"public"}]}]}"#;
+/// The one device these tests keep (nothing answers at its port).
+fn one_device() -> String {
+    inventory_doc(&[community_device("kept", 16100, 1000, 0)])
+}
 
 fn devices(p: &Promsnmp) -> usize {
     let r = http_get(&p.addr(), "/promsnmp/inventory");
@@ -44,7 +47,7 @@ fn bodies_are_bounded_per_route() {
         ("PROMSNMP_MAX_BODY_BYTES", "2048"),
     ]);
     let addr = p.addr();
-    let r = http_post_json(&addr, "/promsnmp/inventory", ONE_DEVICE);
+    let r = http_post_json(&addr, "/promsnmp/inventory", &one_device());
     assert_eq!(r.status, 200, "{}", r.text());
 
     // A read carries no body.
@@ -94,7 +97,7 @@ fn bodies_are_bounded_per_route() {
     assert_eq!(devices(&p), 1);
 
     // Within the bound it works.
-    let r = http_post_json(&addr, "/promsnmp/inventory", ONE_DEVICE);
+    let r = http_post_json(&addr, "/promsnmp/inventory", &one_device());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(http_get(&addr, "/actuator/health").status, 200);
 }

@@ -19,9 +19,7 @@ fn add_device(p: &Promsnmp, name: &str, port: u16, timeout_ms: u64) {
 }
 
 fn device_doc(name: &str, port: u16, timeout_ms: u64) -> String {
-    format!(
-        r#"{{"devices":[{{"sysName":"{name}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{port}}},"version":1,"timeout":{timeout_ms},"retries":0,"readCommunity":"public"}}]}}]}}"#
-    )
+    inventory_doc(&[community_device(name, port, timeout_ms, 0)])
 }
 
 #[test]
@@ -423,12 +421,6 @@ fn import_keeps_seeds_unless_given_and_refuses_empty_documents() {
     );
 }
 
-fn sigstop(pid: u32, stop: bool) {
-    let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
-    // SAFETY: plain kill(2) on a child process this test started.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
-}
-
 /// Once a background poll of a device has failed, its scrape says so (503
 /// with the reason) instead of serving the older values from the cache, and
 /// `/metrics` leaves it out; the next successful poll brings it back.
@@ -459,7 +451,7 @@ fn a_dead_device_is_not_served_from_the_cache() {
         .unwrap_or(0.0)
     };
 
-    sigstop(snmpd.pid(), true);
+    send_signal(snmpd.pid(), libc::SIGSTOP);
     wait_for(
         "a failed background poll",
         Duration::from_secs(10),
@@ -473,7 +465,7 @@ fn a_dead_device_is_not_served_from_the_cache() {
     assert_eq!(all.status, 200);
     assert!(!all.text().contains("ifOperStatus"), "{}", all.text());
 
-    sigstop(snmpd.pid(), false);
+    send_signal(snmpd.pid(), libc::SIGCONT);
     wait_for(
         "the device back after the agent resumed",
         Duration::from_secs(10),
@@ -494,18 +486,9 @@ fn a_storm_of_live_scrapes_costs_few_walks() {
         ("PROMSNMP_POLL_CONCURRENCY", "4"),
     ]);
     let devices: Vec<String> = (0..20)
-        .map(|i| {
-            format!(
-                r#"{{"sysName":"storm-{i:02}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{}}},"version":1,"timeout":2000,"retries":0,"readCommunity":"public"}}]}}"#,
-                snmpd.port
-            )
-        })
+        .map(|i| community_device(&format!("storm-{i:02}"), snmpd.port, 2000, 0))
         .collect();
-    let r = http_post_json(
-        &p.addr(),
-        "/promsnmp/inventory",
-        &format!(r#"{{"devices":[{}]}}"#, devices.join(",")),
-    );
+    let r = http_post_json(&p.addr(), "/promsnmp/inventory", &inventory_doc(&devices));
     assert_eq!(r.status, 200, "{}", r.text());
     // The import's first round, then a quiet start.
     wait_for(

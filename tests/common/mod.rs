@@ -75,6 +75,26 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
+/// One v2c device of the inventory JSON: `name`, community `public` at
+/// 127.0.0.1:`port`.
+pub fn community_device(name: &str, port: u16, timeout_ms: u64, retries: u32) -> String {
+    format!(
+        r#"{{"sysName":"{name}","agents":[{{"type":"snmp-community","endpoint":{{"address":"127.0.0.1","port":{port}}},"version":1,"timeout":{timeout_ms},"retries":{retries},"readCommunity":"public"}}]}}"#
+    )
+}
+
+/// An inventory document holding `devices` (JSON objects).
+pub fn inventory_doc(devices: &[String]) -> String {
+    format!(r#"{{"devices":[{}]}}"#, devices.join(","))
+}
+
+/// Sends `sig` to a process the test started (and has not reaped).
+pub fn send_signal(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2) on a child process this test started.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
