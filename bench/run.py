@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import datetime
 import heapq
-import http.client
 import json
 import os
 import platform
@@ -34,6 +33,9 @@ import sys
 import tempfile
 import threading
 import time
+
+from harness import (HarnessError, check_alive, free_port, http_request, log, program as harness_program,
+                     run, start_process, wait_until)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMUNITY = "public"
@@ -68,44 +70,11 @@ SECTION_PROGRAMS = {  # section -> programs it needs
 NETNS_SECTIONS = CORE_SECTIONS | {8, 10}  # sections that need the namespace device (root)
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+BenchError = HarnessError
 
 
 def program(name):
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin")
-    if not path:
-        raise BenchError(f"`{name}` not found: install the Debian package `{PROGRAMS[name]}`")
-    return path
-
-
-def run(cmd, timeout=60, check=True, **kw):
-    """Runs a command (bounded); returns stdout. Raises BenchError on failure."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"`{shlex.join(cmd)}` did not finish within {timeout} s")
-    if check and p.returncode != 0:
-        raise BenchError(f"`{shlex.join(cmd)}` failed ({p.returncode}): {p.stderr.strip()}")
-    return p.stdout
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def file_tail(path, lines=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
+    return harness_program(name, PROGRAMS[name])
 
 
 def median(xs):
@@ -115,49 +84,6 @@ def median(xs):
 # ---------------------------------------------------------------------------
 # Processes: every one is registered with the ExitStack and stopped at the end
 # ---------------------------------------------------------------------------
-
-def start_process(stack, name, cmd, logfile, env=None, cwd=None):
-    out = open(logfile, "ab")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=cwd, start_new_session=True)
-    out.close()
-    proc.bench_name, proc.bench_log = name, logfile
-    stack.callback(stop_process, proc)
-    return proc
-
-
-def stop_process(proc):
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def check_alive(proc):
-    if proc.poll() is not None:
-        raise BenchError(f"{proc.bench_name} exited ({proc.returncode}); log tail:\n{file_tail(proc.bench_log)}")
-
-
-def wait_until(what, proc, probe, timeout):
-    """Calls probe() until it returns a true value (bounded); returns that value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        check_alive(proc)
-        try:
-            result = probe()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-            last = e
-        time.sleep(0.1)
-    raise BenchError(f"{what} not ready within {timeout} s (last error: {last}); "
-                     f"log tail:\n{file_tail(proc.bench_log)}")
-
 
 def cpu_ms(pid):
     """CPU time of a (single-threaded) process so far, from schedstat (ns)."""
@@ -656,17 +582,6 @@ def remove_stale_namespaces():
 # ---------------------------------------------------------------------------
 # HTTP and the exporters
 # ---------------------------------------------------------------------------
-
-def http_request(port, method, path, headers=None, body=None, timeout=120):
-    """Returns (status, headers (lower-case names), body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
-
 
 def http_ok(port, path, headers=None, timeout=120):
     status, _, body = http_request(port, "GET", path, headers, timeout=timeout)
@@ -1192,7 +1107,7 @@ class Responder:
             def ports(ports_file=ports_file):
                 with open(ports_file) as f:
                     return json.load(f)
-            doc = wait_until(proc.bench_name, proc, ports, 120)
+            doc = wait_until(proc.harness_name, proc, ports, 120)
             self.ports += doc["ports"]
             self.controls.append(doc["control"])
         self.proc = self.procs[0]
@@ -1227,7 +1142,7 @@ class Responder:
                 try:
                     s.recvfrom(100)
                 except OSError as e:
-                    raise BenchError(f"{proc.bench_name} did not answer on its control port: {e}")
+                    raise BenchError(f"{proc.harness_name} did not answer on its control port: {e}")
             with open(path) as f:
                 agents += json.load(f)["agents"]
             os.remove(path)

@@ -36,6 +36,10 @@ import time
 import urllib.parse
 from bisect import bisect_left
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+from harness import (HarnessError, check_alive, free_port, http_request, log,  # noqa: E402
+                     program as harness_program, run, start_process, wait_until)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROGRAMS = {  # program -> Debian package
@@ -92,44 +96,11 @@ UNCHECKABLE_KEYS = {"display_hint", "filters"}
 COUNTER64_WRAP = 2 ** 53  # snmp_exporter's --snmp.wrap-large-counters (default on)
 
 
-class CompatError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+CompatError = HarnessError
 
 
 def program(name):
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin")
-    if not path:
-        raise CompatError(f"`{name}` not found: install the Debian package `{PROGRAMS[name]}`")
-    return path
-
-
-def run(cmd, timeout=60, check=True, **kw):
-    """Runs a command (bounded); returns stdout. Raises CompatError on failure."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
-        raise CompatError(f"`{shlex.join(cmd)}` did not finish within {timeout} s")
-    if check and p.returncode != 0:
-        raise CompatError(f"`{shlex.join(cmd)}` failed ({p.returncode}): {p.stderr.strip()[-500:]}")
-    return p.stdout
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def file_tail(path, lines=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
+    return harness_program(name, PROGRAMS[name])
 
 
 def oid_tuple(oid):
@@ -144,66 +115,10 @@ def slug(community):
 # Processes: every one is registered with the ExitStack and stopped at the end
 # ---------------------------------------------------------------------------
 
-def start_process(stack, name, cmd, logfile, env=None, cwd=None):
-    out = open(logfile, "ab")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=cwd, start_new_session=True)
-    out.close()
-    proc.compat_name, proc.compat_log = name, logfile
-    stack.callback(stop_process, proc)
-    return proc
-
-
-def stop_process(proc):
-    """SIGTERM, then SIGKILL after 10 s; waits until it is gone (a port it
-    held is free again)."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def check_alive(proc):
-    if proc.poll() is not None:
-        raise CompatError(f"{proc.compat_name} exited ({proc.returncode}); log tail:\n{file_tail(proc.compat_log)}")
-
-
-def wait_until(what, proc, probe, timeout):
-    """Calls probe() until it returns a true value (bounded); returns that value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        check_alive(proc)
-        try:
-            result = probe()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-            last = e
-        time.sleep(0.1)
-    raise CompatError(f"{what} not ready within {timeout} s (last error: {last}); "
-                      f"log tail:\n{file_tail(proc.compat_log)}")
-
-
-def http_request(port, method, path, headers=None, body=None, timeout=120):
-    """Returns (status, body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
 def scrape(port, path, timeout=120):
     """(status, text) of a GET; a connection failure or timeout is status 0."""
     try:
-        status, body = http_request(port, "GET", path, timeout=timeout)
+        status, _, body = http_request(port, "GET", path, timeout=timeout)
     except (OSError, http.client.HTTPException) as e:
         return 0, f"request failed: {e}"
     return status, body.decode("utf-8", "surrogateescape")
@@ -1336,7 +1251,7 @@ def start_promsnmp(stack, binary, workdir, s, agents):
                         "agents": [{"type": "snmp-community", "endpoint": {"address": host, "port": int(aport)},
                                     "version": 1, "timeout": 5000, "retries": 3, "readCommunity": a.community}]})
     rounds_before = self_metric(port, "promsnmp_collection_rounds_total") or 0
-    status, body = http_request(port, "POST", "/promsnmp/inventory", {"Content-Type": "application/json"},
+    status, _, body = http_request(port, "POST", "/promsnmp/inventory", {"Content-Type": "application/json"},
                                 json.dumps({"devices": devices}).encode())
     if status != 200:
         raise CompatError(f"promsnmp ({s.key}): POST /promsnmp/inventory: {status} {body[:1000]!r}")
@@ -1358,7 +1273,7 @@ def start_promsnmp(stack, binary, workdir, s, agents):
 
 def self_metric(port, name):
     """A series without labels of promsnmp's /actuator/prometheus, or None."""
-    text = http_request(port, "GET", "/actuator/prometheus", timeout=10)[1].decode("utf-8", "replace")
+    text = http_request(port, "GET", "/actuator/prometheus", timeout=10)[2].decode("utf-8", "replace")
     m = re.search(rf"^{re.escape(name)}(?:{{}})? (\S+)$", text, re.M)
     return float(m.group(1)) if m else None
 
