@@ -295,6 +295,9 @@ pub struct InventoryWriter {
     /// Standalone: every change is written before `apply` returns. In a fleet
     /// only the leader writes the file (`persist_fenced`), for every replica's changes.
     write_through: bool,
+    /// Changes applied here are observed in the order the store applied
+    /// them (two concurrent discoveries must not leave the older count).
+    observe_order: tokio::sync::Mutex<()>,
 }
 
 impl InventoryWriter {
@@ -309,6 +312,7 @@ impl InventoryWriter {
             file,
             telemetry,
             write_through,
+            observe_order: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -336,8 +340,12 @@ impl InventoryWriter {
         change: crate::store::InventoryChange<'_>,
         fence: crate::store::Fence,
     ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
-        let snapshot = self.store.update_inventory(change, fence).await?;
-        self.observe(&snapshot);
+        let snapshot = {
+            let _order = self.observe_order.lock().await;
+            let snapshot = self.store.update_inventory(change, fence).await?;
+            self.observe(&snapshot);
+            snapshot
+        };
         if self.write_through {
             self.persist(&snapshot).await.map_err(|e| {
                 crate::store::StoreError::Unavailable(format!(
