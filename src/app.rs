@@ -37,6 +37,8 @@ pub enum AppError {
     Redis(String),
     #[error("modules: {0}; refusing to start (fix the file, or unset PROMSNMP_MODULES_FILE / PROMSNMP_MODULE_RULES)")]
     Modules(#[from] crate::modules::ModuleLoadError),
+    #[error("{0}; refusing to start (fix the file or unset PROMSNMP_WEB_CONFIG_FILE)")]
+    Web(#[from] crate::web::WebConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -240,13 +242,22 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    let web = crate::web::Web::load(config.web_config_file.as_deref())?;
     let state = AppState::build(config)?;
     let addr = SocketAddr::new(state.config.bind_address, state.config.server_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
-    tracing::info!(%addr, "promsnmp listening");
-    tracing::warn!(%addr, "no authentication: whoever reaches this port can read the inventory's SNMP credentials and change it (/promsnmp/*); keep the port on a management network or behind the shipped HAProxy, which refuses /promsnmp/* from outside its admin networks");
+    let connections = connection_cap(&state.config);
+    let scheme = if web.tls_acceptor().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%addr, scheme, max_connections = connections.cap(), "promsnmp listening");
+    if !web.is_configured() {
+        tracing::warn!(%addr, "no authentication: whoever reaches this port can read the inventory's SNMP credentials and change it (/promsnmp/*); set PROMSNMP_WEB_CONFIG_FILE (users, TLS), or keep the port on a management network or behind the shipped HAProxy, which refuses /promsnmp/* from outside its admin networks");
+    }
 
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(
@@ -278,27 +289,31 @@ pub async fn run(
         }
     }
     tasks.spawn(reload_on_sighup(state.clone()));
+    tasks.spawn(
+        web.clone()
+            .watch(state.telemetry.clone(), state.cancel.clone()),
+    );
     state.ready.store(true, Ordering::Relaxed);
 
-    let server_state = state.clone();
-    let stop_requested = Arc::new(tokio::sync::Notify::new());
-    let notify = stop_requested.clone();
-    let graceful = async move {
-        shutdown.await;
-        tracing::info!("shutdown requested: finishing in-flight requests");
-        server_state.ready.store(false, Ordering::Relaxed);
-        notify.notify_one();
-    };
-    let server = warp::serve(crate::http::routes(state.clone()))
-        .incoming(listener)
-        .graceful(graceful)
-        .run();
+    let stop_serving = CancellationToken::new();
+    let server = crate::http::server::serve(
+        listener,
+        state.clone(),
+        web,
+        connections,
+        stop_serving.clone(),
+    );
+    tokio::pin!(server);
     tokio::select! {
-        _ = server => {}
-        _ = async {
-            stop_requested.notified().await;
-            tokio::time::sleep(GRACEFUL_TIMEOUT).await;
-        } => tracing::warn!("requests still open {GRACEFUL_TIMEOUT:?} after the shutdown signal; closing them"),
+        _ = &mut server => {}
+        _ = shutdown => {
+            tracing::info!("shutdown requested: finishing in-flight requests");
+            state.ready.store(false, Ordering::Relaxed);
+            stop_serving.cancel();
+            if tokio::time::timeout(GRACEFUL_TIMEOUT, &mut server).await.is_err() {
+                tracing::warn!("requests still open {GRACEFUL_TIMEOUT:?} after the shutdown signal; closing them");
+            }
+        }
     }
 
     state.cancel.cancel();
@@ -320,6 +335,28 @@ pub async fn run(
     }
     tracing::info!("promsnmp stopped");
     Ok(())
+}
+
+/// The connection cap: `PROMSNMP_MAX_CONNECTIONS`, lowered when the
+/// descriptor limit would leave too few for SNMP.
+fn connection_cap(config: &Config) -> Arc<crate::http::connections::Connections> {
+    use crate::http::connections;
+    let reserve = connections::descriptor_reserve(
+        config.poll_concurrency,
+        config.snmp_sessions_per_poll,
+        config.discovery_concurrency,
+    );
+    let (cap, lowered_by) = connections::connection_cap(config.http.max_connections, reserve);
+    if let Some(limit) = lowered_by {
+        tracing::warn!(
+            requested = config.http.max_connections,
+            cap,
+            descriptor_limit = limit,
+            reserve,
+            "PROMSNMP_MAX_CONNECTIONS lowered: the descriptor limit (ulimit -n) leaves only this many after the reserve for SNMP, Redis and files; raise the limit to allow more"
+        );
+    }
+    connections::Connections::new(cap)
 }
 
 /// Reloads the modules on every SIGHUP until shutdown.

@@ -74,8 +74,28 @@ pub struct Config {
     /// `PROMSNMP_ALLOWED_HOSTS`: the only `Host` names requests may use
     /// (empty: any); also origins allowed to change state.
     pub allowed_hosts: crate::hosts::AllowedHosts,
+    /// Connections and timeouts of the HTTP server.
+    pub http: HttpLimits,
+    /// `PROMSNMP_WEB_CONFIG_FILE`: TLS and users, in the exporter-toolkit's
+    /// web configuration format (read and checked by `web` before binding).
+    pub web_config_file: Option<PathBuf>,
     /// Fleet mode (`REDIS_URL` set): lease, membership and Redis timeouts.
     pub fleet: FleetConfig,
+}
+
+/// Bounds of the HTTP server: what an idle or slow client may hold.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Open connections at most (lowered at start to what the descriptor
+    /// limit leaves after a reserve for SNMP). When full, a new connection
+    /// closes the longest-idle one; without an idle one it waits.
+    pub max_connections: usize,
+    /// A new connection must deliver its request head within this.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// A request (body read and handling) is answered 503 after this.
+    pub request_timeout: Duration,
 }
 
 /// Timing of the fleet. Every replica uses the same values (same environment).
@@ -341,6 +361,41 @@ impl Config {
                 1024 * 1024 * 1024,
                 "bytes, 1024-1073741824",
             )? as usize,
+            http: HttpLimits {
+                max_connections: parse_num(
+                    &get,
+                    "PROMSNMP_MAX_CONNECTIONS",
+                    512,
+                    8,
+                    65536,
+                    "a count, 8-65536",
+                )? as usize,
+                header_timeout: Duration::from_secs(parse_num(
+                    &get,
+                    "PROMSNMP_HEADER_TIMEOUT_SECONDS",
+                    10,
+                    1,
+                    300,
+                    "seconds, 1-300",
+                )?),
+                idle_timeout: Duration::from_secs(parse_num(
+                    &get,
+                    "PROMSNMP_IDLE_TIMEOUT_SECONDS",
+                    90,
+                    1,
+                    3600,
+                    "seconds, 1-3600",
+                )?),
+                request_timeout: Duration::from_secs(parse_num(
+                    &get,
+                    "PROMSNMP_REQUEST_TIMEOUT_SECONDS",
+                    120,
+                    1,
+                    3600,
+                    "seconds, 1-3600",
+                )?),
+            },
+            web_config_file: get("PROMSNMP_WEB_CONFIG_FILE").map(PathBuf::from),
             allowed_hosts: match get("PROMSNMP_ALLOWED_HOSTS") {
                 None => Default::default(),
                 Some(list) => {
@@ -494,6 +549,10 @@ mod tests {
             ("PROMSNMP_SCRAPE_UNLISTED_TARGETS", "sometimes"),
             ("PROMSNMP_ALLOWED_HOSTS", "http://promsnmp.example/"),
             ("PROMSNMP_MAX_BODY_BYTES", "10"),
+            ("PROMSNMP_MAX_CONNECTIONS", "2"),
+            ("PROMSNMP_HEADER_TIMEOUT_SECONDS", "0"),
+            ("PROMSNMP_IDLE_TIMEOUT_SECONDS", "ten"),
+            ("PROMSNMP_REQUEST_TIMEOUT_SECONDS", "99999"),
         ] {
             let e = with(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var);

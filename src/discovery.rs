@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -29,8 +29,10 @@ use crate::snmp::{AgentParams, Session};
 use crate::store::{Fence, StoreError};
 use crate::telemetry::Telemetry;
 
-/// Finished jobs remembered for progress queries (running jobs are always kept).
+/// Finished jobs remembered for progress queries (running jobs are always
+/// kept): this many at most, each for this long after it finished.
 const JOBS_KEPT: usize = 200;
+const JOB_KEPT_FOR: Duration = Duration::from_secs(3600);
 /// Jobs running at once before the API refuses another (`429`); the
 /// scheduled run of the saved seeds is not refused.
 pub const MAX_API_JOBS: usize = 8;
@@ -211,7 +213,8 @@ struct Job {
     probed: AtomicUsize,
     found: AtomicUsize,
     started_at: String,
-    finished: Mutex<Option<(JobState, String)>>,
+    /// State, RFC 3339 time and instant of the end.
+    finished: Mutex<Option<(JobState, String, Instant)>>,
     errors: Mutex<Vec<String>>,
     /// Leadership epoch of a leader-only run (schedule, DISCOVERY_ON_START):
     /// its inventory writes are refused once another replica leads.
@@ -234,14 +237,34 @@ impl Job {
         JobProgress {
             id: self.id.clone(),
             seed_id: self.seed_id.clone(),
-            state: finished.as_ref().map_or(JobState::Running, |(s, _)| *s),
+            state: finished.as_ref().map_or(JobState::Running, |(s, _, _)| *s),
             total: self.total.load(Ordering::Relaxed),
             probed: self.probed.load(Ordering::Relaxed),
             found: self.found.load(Ordering::Relaxed),
             started_at: self.started_at.clone(),
-            finished_at: finished.map(|(_, at)| at),
+            finished_at: finished.map(|(_, at, _)| at),
             errors: self.errors.lock().expect("job lock").clone(),
         }
+    }
+}
+
+/// Drops finished jobs that ended more than `keep_for` ago, then the oldest
+/// finished ones beyond `keep_count` jobs in all; running jobs stay.
+fn forget_finished(
+    jobs: &mut VecDeque<Arc<Job>>,
+    now: Instant,
+    keep_for: Duration,
+    keep_count: usize,
+) {
+    jobs.retain(|j| match &*j.finished.lock().expect("job lock") {
+        None => true,
+        Some((_, _, at)) => now.saturating_duration_since(*at) < keep_for,
+    });
+    while jobs.len() > keep_count {
+        let Some(oldest_done) = jobs.iter().position(|j| !j.is_running()) else {
+            break;
+        };
+        jobs.remove(oldest_done);
     }
 }
 
@@ -329,13 +352,7 @@ impl Discovery {
             let mut jobs = self.jobs.lock().expect("jobs lock");
             // A new run of a seed replaces its finished runs.
             jobs.retain(|j| j.id != job.id || j.is_running());
-            // Evict the oldest finished jobs; running ones are never evicted.
-            while jobs.len() >= JOBS_KEPT {
-                let Some(oldest_done) = jobs.iter().position(|j| !j.is_running()) else {
-                    break;
-                };
-                jobs.remove(oldest_done);
-            }
+            forget_finished(&mut jobs, Instant::now(), JOB_KEPT_FOR, JOBS_KEPT - 1);
             jobs.push_back(job.clone());
         }
         let this = self.clone();
@@ -347,13 +364,9 @@ impl Discovery {
 
     /// Progress of the newest job with this id.
     pub fn progress(&self, id: &str) -> Option<JobProgress> {
-        self.jobs
-            .lock()
-            .expect("jobs lock")
-            .iter()
-            .rev()
-            .find(|j| j.id == id)
-            .map(|j| j.progress())
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        forget_finished(&mut jobs, Instant::now(), JOB_KEPT_FOR, JOBS_KEPT);
+        jobs.iter().rev().find(|j| j.id == id).map(|j| j.progress())
     }
 
     /// Jobs still running (for `/promsnmp/threadPools`).
@@ -422,7 +435,8 @@ impl Discovery {
         } else {
             JobState::Finished
         };
-        *job.finished.lock().expect("job lock") = Some((state, now_seconds().to_rfc3339()));
+        *job.finished.lock().expect("job lock") =
+            Some((state, now_seconds().to_rfc3339(), Instant::now()));
         self.telemetry.discoveries_running.dec();
         let p = job.progress();
         tracing::info!(job = %job.id, probed = p.probed, found = p.found, state = ?state, "discovery finished");
@@ -610,6 +624,47 @@ fn hosts(net: &ipnet::IpNet) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(id: &str, finished: Option<Instant>) -> Arc<Job> {
+        Arc::new(Job {
+            id: id.into(),
+            seed_id: id.into(),
+            total: AtomicUsize::new(1),
+            probed: AtomicUsize::new(0),
+            found: AtomicUsize::new(0),
+            started_at: String::new(),
+            finished: Mutex::new(finished.map(|at| (JobState::Finished, String::new(), at))),
+            errors: Mutex::new(Vec::new()),
+            fence: None,
+            seed_modules: false,
+        })
+    }
+
+    #[test]
+    fn finished_jobs_are_forgotten_by_age_and_count_running_ones_never() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let ago = |s: u64| Some(now.checked_sub(Duration::from_secs(s)).unwrap_or(now));
+        let mut jobs: VecDeque<_> = [
+            job("old", ago(7200)),
+            job("running-long", None),
+            job("recent-1", ago(60)),
+            job("recent-2", ago(30)),
+        ]
+        .into_iter()
+        .collect();
+        forget_finished(&mut jobs, now, hour, 10);
+        let ids = |jobs: &VecDeque<Arc<Job>>| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&jobs), ["running-long", "recent-1", "recent-2"]);
+        forget_finished(&mut jobs, now, hour, 2);
+        assert_eq!(ids(&jobs), ["running-long", "recent-2"]);
+        forget_finished(&mut jobs, now, hour, 0);
+        assert_eq!(
+            ids(&jobs),
+            ["running-long"],
+            "a running job is never dropped"
+        );
+    }
 
     #[test]
     fn targets_are_checked_and_bounded() {

@@ -23,7 +23,9 @@
 //! - [`proto`]       — the protobuf messages of the Prometheus exposition format.
 //! - [`telemetry`]   — the exporter's own metrics.
 //! - [`heap`]        — gives freed heap pages back after polling rounds and module loads.
-//! - [`http`]        — endpoints, negotiation, rendered-body cache, the one place errors become responses.
+//! - [`web`]         — the web configuration file: TLS, users and roles, headers, rate limit; reloaded on change.
+//! - [`http`]        — the server (connection cap, timeouts, TLS), endpoints, negotiation,
+//!   rendered-body cache, the one place errors become responses.
 //! - [`app`]         — wiring, start-up, module reload and graceful shutdown.
 //!
 //! Data flow: `modules` → `poll` (plan) → `snmp` → devices → varbinds →
@@ -54,3 +56,4 @@ pub mod snmp;
 pub mod store;
 pub mod telemetry;
 pub mod utilization;
+pub mod web;

@@ -34,7 +34,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None | Some("serve") => {}
         Some("healthcheck") => {
-            return match runtime.block_on(promsnmp::http::probe_health(config.server_port)) {
+            return match runtime.block_on(promsnmp::http::probe_health(
+                config.server_port,
+                config.web_config_file.as_deref(),
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("promsnmp healthcheck: {e}");

@@ -111,6 +111,20 @@ pub trait Store: Send + Sync + 'static {
         max_age: Duration,
     ) -> Result<Option<CachedPoll>, StoreError>;
 
+    /// [`Store::cached_poll`] of many devices, in order; a store that can
+    /// reads them in a few round trips.
+    async fn cached_polls(
+        &self,
+        device_ids: &[String],
+        max_age: Duration,
+    ) -> Result<Vec<Option<CachedPoll>>, StoreError> {
+        let mut out = Vec::with_capacity(device_ids.len());
+        for id in device_ids {
+            out.push(self.cached_poll(id, max_age).await?);
+        }
+        Ok(out)
+    }
+
     /// The last poll of `device_id` this replica holds, however old, without
     /// asking anyone (the next poll shares its unchanged label sets).
     fn previous_poll(&self, _device_id: &str) -> Option<Arc<PolledDevice>> {

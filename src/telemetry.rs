@@ -32,6 +32,16 @@ pub struct Telemetry {
     snmp_poll_duration: prometheus::Histogram,
     pub scrape_duration: HistogramVec,
     pub http_requests: IntCounterVec,
+    /// `/metrics` answers cut short by their deadline.
+    pub metrics_incomplete: IntCounter,
+    /// HTTP connections open now.
+    pub http_connections: IntGauge,
+    /// HTTP connections closed by the server, by why (`evicted`, `idle`,
+    /// `header_timeout`, `tls_handshake`, `error`).
+    pub http_connections_closed: IntCounterVec,
+    web_config_reloads: IntCounterVec,
+    /// Requests refused by authentication, by why (`missing`, `wrong`, `role`).
+    pub http_auth_refusals: IntCounterVec,
     pub polls_in_flight: IntGauge,
     pub collection_rounds: IntCounter,
     pub discoveries_running: IntGauge,
@@ -196,6 +206,34 @@ impl Telemetry {
                 "promsnmp_http_requests_total",
                 "HTTP requests by route, method and status.",
                 &["route", "method", "status"],
+            ),
+            metrics_incomplete: counter(
+                &registry,
+                "promsnmp_metrics_incomplete_total",
+                "/metrics answers that served only the devices read before the scrape's deadline.",
+            ),
+            http_connections: gauge(
+                &registry,
+                "promsnmp_http_connections",
+                "HTTP connections open now.",
+            ),
+            http_connections_closed: counter_vec(
+                &registry,
+                "promsnmp_http_connections_closed_total",
+                "HTTP connections the server closed, by reason (evicted: the connection cap was reached and it was the longest idle; idle, header_timeout, tls_handshake, error).",
+                &["reason"],
+            ),
+            web_config_reloads: counter_vec(
+                &registry,
+                "promsnmp_web_config_reloads_total",
+                "Reloads of the web configuration after it or its certificates changed on disk, by result (ok, error).",
+                &["result"],
+            ),
+            http_auth_refusals: counter_vec(
+                &registry,
+                "promsnmp_http_auth_refusals_total",
+                "Requests refused by the web configuration's authentication, by reason (missing, wrong, role).",
+                &["reason"],
             ),
             polls_in_flight: gauge(
                 &registry,
@@ -425,6 +463,11 @@ impl Telemetry {
     pub fn module_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.module_reloads.with_label_values(&[result]).inc();
+    }
+
+    pub fn web_config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.web_config_reloads.with_label_values(&[result]).inc();
     }
 
     /// Devices per module that is not loaded (replaces the previous values).

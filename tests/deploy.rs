@@ -6,7 +6,9 @@
 //! test DNS server on 127.0.53.1:53 answers `promsnmp` with those three
 //! addresses as Docker's DNS would, so HAProxy's `server-template` and
 //! Prometheus' `dns_sd_configs` find them by name. The replicas get the
-//! settings of `compose/.env.example`.
+//! settings of `compose/.env.example`, and the web configuration of
+//! `compose/web/web.yml.example` with its users' hashes filled in, as an
+//! operator would; Prometheus logs in with the password file.
 //!
 //! Everything is read back from Prometheus' own query API. Needs root (port
 //! 53, and a private mount namespace for Prometheus' resolv.conf).
@@ -27,6 +29,31 @@ const REPLICA_IPS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(127, 0, 0, 3),
     Ipv4Addr::new(127, 0, 0, 4),
 ];
+const SCRAPER_PASSWORD: &str = "deploy-scrape-pw-1";
+const OPERATOR_PASSWORD: &str = "deploy-operator-pw-2";
+
+/// `compose/web/web.yml.example` with real hashes in place of the placeholders.
+fn web_yml_from_example() -> String {
+    let example = read_repo_file("compose/web/web.yml.example");
+    let filled = substitute(
+        &example,
+        "<bcrypt hash of the password in prometheus.password>",
+        &bcrypt::hash(SCRAPER_PASSWORD, 4).unwrap(),
+        "compose/web/web.yml.example",
+    );
+    substitute(
+        &filled,
+        "operator: <bcrypt hash>",
+        &format!("operator: {}", bcrypt::hash(OPERATOR_PASSWORD, 4).unwrap()),
+        "compose/web/web.yml.example",
+    )
+}
+
+/// The `Authorization` header of Prometheus' user.
+fn scraper_auth() -> String {
+    basic_auth("prometheus", SCRAPER_PASSWORD)
+}
+
 /// compose/prometheus.yml's scrape and evaluation interval.
 const SCRAPE: Duration = Duration::from_secs(15);
 
@@ -124,6 +151,12 @@ impl Deployment {
                 .to_string(),
         ));
         env.push(("SERVER_PORT".into(), replica_port.to_string()));
+        let web_yml = shared.path().join("web.yml");
+        std::fs::write(&web_yml, web_yml_from_example()).expect("write web.yml");
+        env.push((
+            "PROMSNMP_WEB_CONFIG_FILE".into(),
+            web_yml.display().to_string(),
+        ));
 
         let mut deployment_replicas = Vec::new();
         let mut dirs = Vec::new();
@@ -158,10 +191,22 @@ impl Deployment {
         prom = substitute(&prom, "haproxy:8080", &haproxy_addr, file);
         prom = substitute(&prom, "port: 8404", &format!("port: {stats_port}"), file);
         prom = substitute(&prom, "localhost:9090", "__PROMETHEUS_ADDR__", file);
+        prom = substitute(
+            &prom,
+            "/etc/prometheus/promsnmp.password",
+            "../promsnmp.password",
+            file,
+        );
         let rules = std::fs::read(repo_file("alerts/promsnmp.rules.yml")).expect("rules");
         let prometheus = Prometheus::start_with(&PrometheusSetup {
             config_yaml: &prom,
-            files: vec![("alerts/promsnmp.rules.yml".into(), rules)],
+            files: vec![
+                ("alerts/promsnmp.rules.yml".into(), rules),
+                (
+                    "promsnmp.password".into(),
+                    SCRAPER_PASSWORD.as_bytes().to_vec(),
+                ),
+            ],
             nameserver: Some(DNS_IP),
             ..Default::default()
         });
@@ -197,7 +242,10 @@ impl Deployment {
                     &haproxy_addr,
                     "POST",
                     "/promsnmp/inventory",
-                    &[("Content-Type", "application/json")],
+                    &[
+                        ("Content-Type", "application/json"),
+                        ("Authorization", &basic_auth("operator", OPERATOR_PASSWORD)),
+                    ],
                     inventory.to_string().as_bytes(),
                 )
                 .ok()?;
@@ -205,6 +253,20 @@ impl Deployment {
             },
         );
         assert_eq!(r.status, 200, "import through HAProxy: {}", r.text());
+        // Without credentials, or as the scrape user, through HAProxy: refused.
+        let r = http_get(&haproxy_addr, "/targets");
+        assert_eq!(r.status, 401, "{}", r.text());
+        let r = http_request(
+            &haproxy_addr,
+            "POST",
+            "/promsnmp/inventory",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &scraper_auth()),
+            ],
+            b"{\"devices\":[]}",
+        );
+        assert_eq!(r.status, 403, "{}", r.text());
 
         Deployment {
             dns,
@@ -271,8 +333,13 @@ impl Deployment {
         let leaders: Vec<usize> = (0..REPLICA_IPS.len())
             .filter(|i| self.replicas[*i].is_some())
             .filter(|i| {
-                let r =
-                    try_http_request(&self.replica_addr(*i), "GET", "/actuator/health", &[], &[]);
+                let r = try_http_request(
+                    &self.replica_addr(*i),
+                    "GET",
+                    "/actuator/health",
+                    &[("Authorization", &scraper_auth())],
+                    &[],
+                );
                 r.ok()
                     .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
                     .map(|h| h["components"]["redis"]["details"]["role"] == "leader")
@@ -387,7 +454,14 @@ fn fleet_behind_haproxy_and_prometheus() {
         Duration::from_secs(15),
         Duration::from_millis(200),
         || {
-            let r = try_http_request(&d.haproxy_addr, "GET", "/targets", &[], &[]).ok()?;
+            let r = try_http_request(
+                &d.haproxy_addr,
+                "GET",
+                "/targets",
+                &[("Authorization", &scraper_auth())],
+                &[],
+            )
+            .ok()?;
             let v: Value = serde_json::from_slice(&r.body).ok()?;
             (r.status == 200 && v.as_array().map(Vec::len) == Some(n)).then_some(v)
         },

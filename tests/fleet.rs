@@ -1325,3 +1325,62 @@ fn a_dead_device_is_served_as_down_by_every_replica() {
         );
     }
 }
+
+/// `/metrics` reads the shared cache of a large inventory in pipelined
+/// batches (300 devices: two round trips), also after Redis lost its scripts.
+#[test]
+fn metrics_read_the_shared_cache_in_batches() {
+    let _serial = serial();
+    let agent = Snmpd::start(&SnmpdConfig::default());
+    let fleet = Fleet::start(2, 60_000, &[]);
+    let mut inventory = many_devices(agent.port, 300);
+    for device in inventory["devices"].as_array_mut().unwrap() {
+        device["modules"] = json!(["system"]);
+    }
+    import(&fleet.replicas[0].addr(), &inventory);
+    fleet.wait_one_leader(Duration::from_secs(10));
+    let devices_in_metrics = |addr: &str| {
+        let body = http_get(addr, "/metrics").text();
+        body.lines().filter(|l| l.starts_with("sysUpTime{")).count()
+    };
+    for addr in fleet.addrs() {
+        wait_for(
+            "every device in /metrics",
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || (devices_in_metrics(&addr) == 300).then_some(()),
+        );
+    }
+    // Redis forgets its scripts (a restart without persistence does): the
+    // batch loads the script again and nothing is missing.
+    assert_eq!(fleet.redis.cmd(&["SCRIPT", "FLUSH"]), "OK");
+    for addr in fleet.addrs() {
+        assert_eq!(devices_in_metrics(&addr), 300, "{addr} after SCRIPT FLUSH");
+        let own = http_get(&addr, "/actuator/prometheus").text();
+        assert!(
+            !own.lines().any(
+                |l| l.starts_with("promsnmp_redis_errors_total{operation=\"cache_get_batch\"}")
+            ),
+            "{addr}: a batch failed"
+        );
+    }
+    // Redis stops answering: within the scrape's deadline `/metrics` answers
+    // with what it read (nothing here), says so in the log, and counts it.
+    let mut fleet = fleet;
+    fleet.redis.pause();
+    let addr = fleet.replicas[1].addr();
+    let r = http_request(
+        &addr,
+        "GET",
+        "/metrics",
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "0.5")],
+        &[],
+    );
+    fleet.redis.resume();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let own = http_get(&addr, "/actuator/prometheus").text();
+    assert!(own.contains("promsnmp_metrics_incomplete_total 1"), "{own}");
+    assert!(fleet.replicas[1]
+        .log()
+        .contains("served the devices read so far"));
+}

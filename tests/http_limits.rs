@@ -101,3 +101,146 @@ fn bodies_are_bounded_per_route() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(http_get(&addr, "/actuator/health").status, 200);
 }
+
+/// Descriptors the process has open now.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Reads until the server closes (EOF or reset) or `within` passes; true if it closed.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn counter(addr: &str, series: &str) -> f64 {
+    let text = http_get(addr, "/actuator/prometheus").text();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn idle_and_slow_connections_cannot_crowd_out_health() {
+    let cap = 32;
+    let p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("PROMSNMP_MAX_CONNECTIONS", "32"),
+        ("PROMSNMP_HEADER_TIMEOUT_SECONDS", "2"),
+        ("PROMSNMP_IDLE_TIMEOUT_SECONDS", "3"),
+    ]);
+    let addr = p.addr();
+    let baseline_fds = open_fds(p.pid());
+
+    // 200 connections that send nothing, 50 that send a header byte now and then.
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            s.write_all(b"GET /targets HTTP/1.1\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    let mut most_fds = 0;
+    for round in 0..6 {
+        for s in slow.iter_mut() {
+            let _ = s.write_all(b"a");
+        }
+        let started = Instant::now();
+        let r = try_http_request(&addr, "GET", "/actuator/health", &[], &[]).unwrap_or_else(|e| {
+            panic!("health did not answer under the connection storm (round {round}): {e}")
+        });
+        assert_eq!(r.status, 200, "{}", r.text());
+        worst = worst.max(started.elapsed());
+        most_fds = most_fds.max(open_fds(p.pid()));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("health under 250 idle/slow connections: slowest {worst:?}; descriptors {baseline_fds} before, {most_fds} at most during (cap {cap})");
+    assert!(
+        most_fds <= baseline_fds + cap + 4,
+        "descriptors grew past the cap: {baseline_fds} → {most_fds}"
+    );
+    // Every one of them is closed by the server: evicted, or timed out.
+    let all_closed = idle
+        .iter_mut()
+        .chain(slow.iter_mut())
+        .all(|s| closed_within(s, Duration::from_secs(15)));
+    assert!(all_closed, "a stalled connection stayed open");
+    assert!(
+        counter(
+            &addr,
+            "promsnmp_http_connections_closed_total{reason=\"evicted\"}"
+        ) > 0.0
+    );
+    assert!(
+        counter(
+            &addr,
+            "promsnmp_http_connections_closed_total{reason=\"header_timeout\"}"
+        ) > 0.0
+    );
+
+    // A keep-alive connection serves several requests, then is closed when idle.
+    let mut kept = TcpStream::connect(&addr).expect("connect");
+    for _ in 0..2 {
+        kept.write_all(
+            format!("GET /actuator/health/liveness HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = kept
+            .read(&mut buf)
+            .expect("an answer on the kept-alive connection");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(10)),
+        "an idle keep-alive connection stayed open"
+    );
+    assert!(
+        counter(
+            &addr,
+            "promsnmp_http_connections_closed_total{reason=\"idle\"}"
+        ) > 0.0
+    );
+}
+
+#[test]
+fn a_request_body_that_never_arrives_times_out() {
+    let p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("PROMSNMP_REQUEST_TIMEOUT_SECONDS", "2"),
+    ]);
+    let addr = p.addr();
+    let (status, _) = announce_and_stall(
+        &addr,
+        &format!("POST /promsnmp/inventory HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"devices\""),
+    );
+    assert!(status.contains("408"), "{status}");
+    assert_eq!(devices(&p), 0);
+}

@@ -577,32 +577,77 @@ impl RedisStore {
 
     /// `cache_get.lua`: (Redis now ms, generation, age µs, data, failure mark, locked).
     async fn cache_entry(&self, device_id: &str) -> Result<CacheEntry, StoreError> {
-        let known = self
-            .local_polls
+        let raw: RawCacheEntry = self
+            .eval(
+                "cache_get",
+                &self.scripts.cache_get,
+                &self.cache_get_keys(device_id),
+                &[&self.known_generation(device_id)],
+            )
+            .await?;
+        Ok(self.decode_cache_entry(device_id, raw))
+    }
+
+    /// The cache entries of many devices: `cache_get` for each, pipelined
+    /// [`CACHE_READ_BATCH`] at a time (one round trip per batch, not per device).
+    async fn cache_entries(&self, device_ids: &[String]) -> Result<Vec<CacheEntry>, StoreError> {
+        let mut entries = Vec::with_capacity(device_ids.len());
+        for batch in device_ids.chunks(CACHE_READ_BATCH) {
+            let mut pipe = redis::pipe();
+            for id in batch {
+                pipe.cmd("EVALSHA")
+                    .arg(self.scripts.cache_get.get_hash())
+                    .arg(3)
+                    .arg(&self.cache_get_keys(id)[..])
+                    .arg(self.known_generation(id));
+            }
+            let script = &self.scripts.cache_get;
+            let raws: Vec<RawCacheEntry> = self
+                .redis("cache_get_batch", |mut conn| async move {
+                    match pipe.query_async(&mut conn).await {
+                        // A restarted Redis forgot the script: load it, once.
+                        Err(e)
+                            if e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                        {
+                            script.load_async(&mut conn).await?;
+                            pipe.query_async(&mut conn).await
+                        }
+                        other => other,
+                    }
+                })
+                .await?;
+            entries.extend(
+                batch
+                    .iter()
+                    .zip(raws)
+                    .map(|(id, raw)| self.decode_cache_entry(id, raw)),
+            );
+        }
+        Ok(entries)
+    }
+
+    fn cache_get_keys(&self, device_id: &str) -> [String; 3] {
+        [
+            self.keys.cache(device_id),
+            self.keys.failed(device_id),
+            self.keys.lock(device_id),
+        ]
+    }
+
+    /// The generation of the device's poll this replica has decoded ("" none):
+    /// `cache_get` sends the data only when Redis holds another.
+    fn known_generation(&self, device_id: &str) -> String {
+        self.local_polls
             .lock()
             .expect("polls lock")
             .get(device_id)
             .map(|p| p.generation.to_string())
-            .unwrap_or_default();
-        let (now_ms, generation, age_us, data, failure, locked): (
-            i64,
-            u64,
-            i64,
-            String,
-            String,
-            i64,
-        ) = self
-            .eval(
-                "cache_get",
-                &self.scripts.cache_get,
-                &[
-                    self.keys.cache(device_id),
-                    self.keys.failed(device_id),
-                    self.keys.lock(device_id),
-                ],
-                &[&known],
-            )
-            .await?;
+            .unwrap_or_default()
+    }
+
+    fn decode_cache_entry(&self, device_id: &str, raw: RawCacheEntry) -> CacheEntry {
+        let (now_ms, generation, age_us, data, failure, locked) = raw;
         let polled = if generation == 0 {
             None
         } else if data.is_empty() {
@@ -640,12 +685,28 @@ impl RedisStore {
                 .ok()
                 .map(|at_ms| (at_ms, message.to_string()))
         });
-        Ok(CacheEntry {
+        CacheEntry {
             now_ms,
             age: Duration::from_micros(age_us.max(0) as u64),
             polled,
             failure,
             locked: locked == 1,
+        }
+    }
+
+    /// The entry's poll, if younger than `max_age` and no failure mark is
+    /// newer (a success deletes the mark, poll_record.lua): else the device is
+    /// down or the poll too old.
+    fn fresh(&self, entry: CacheEntry, max_age: Duration) -> Option<CachedPoll> {
+        let fresh = entry
+            .polled
+            .filter(|_| entry.age < max_age && entry.failure.is_none());
+        self.telemetry.redis_cache_get(fresh.is_some());
+        fresh.map(|polled| CachedPoll {
+            polled,
+            stored_at: Instant::now()
+                .checked_sub(entry.age)
+                .unwrap_or_else(Instant::now),
         })
     }
 
@@ -795,6 +856,13 @@ impl RedisStore {
         Ok(Some(polled))
     }
 }
+
+/// What `cache_get.lua` answers: Redis time (ms), generation, age (µs),
+/// data ("" when unchanged), failure mark, lock held.
+type RawCacheEntry = (i64, u64, i64, String, String, i64);
+
+/// Cache entries read per pipelined round trip (`/metrics` of a large fleet).
+const CACHE_READ_BATCH: usize = 256;
 
 struct CacheEntry {
     /// Redis time of the read, ms (failure marks are stamped in ms).
@@ -970,22 +1038,31 @@ impl Store for RedisStore {
             return Ok(self.local_cached(device_id, max_age));
         }
         match self.cache_entry(device_id).await {
-            Ok(entry) => {
-                // A failure mark is newer than the cached result (a success
-                // deletes it, poll_record.lua): the device is down.
-                let fresh = entry
-                    .polled
-                    .filter(|_| entry.age < max_age && entry.failure.is_none());
-                self.telemetry.redis_cache_get(fresh.is_some());
-                Ok(fresh.map(|polled| CachedPoll {
-                    polled,
-                    stored_at: Instant::now()
-                        .checked_sub(entry.age)
-                        .unwrap_or_else(Instant::now),
-                }))
-            }
+            Ok(entry) => Ok(self.fresh(entry, max_age)),
             // Redis unreachable: what this replica last saw or polled itself.
             Err(_) => Ok(self.local_cached(device_id, max_age)),
+        }
+    }
+
+    async fn cached_polls(
+        &self,
+        device_ids: &[String],
+        max_age: Duration,
+    ) -> Result<Vec<Option<CachedPoll>>, StoreError> {
+        let local = |ids: &[String]| {
+            ids.iter()
+                .map(|id| self.local_cached(id, max_age))
+                .collect()
+        };
+        if !self.is_redis_up() {
+            return Ok(local(device_ids));
+        }
+        match self.cache_entries(device_ids).await {
+            Ok(entries) => Ok(entries
+                .into_iter()
+                .map(|entry| self.fresh(entry, max_age))
+                .collect()),
+            Err(_) => Ok(local(device_ids)),
         }
     }
 

@@ -25,8 +25,13 @@ pub enum ApiError {
     /// A method the path had once (the Java PromSNMP's), with what to use now.
     #[error("method {method} not allowed here: {hint}")]
     MethodMoved { method: Method, hint: &'static str },
+    /// Authentication failed; the body says no more than that.
+    #[error("Unauthorized")]
+    Unauthorized(crate::web::AuthError),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -80,7 +85,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) | ApiError::MethodMoved { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +100,19 @@ impl ApiError {
     /// it as the scrape error), JSON elsewhere.
     pub fn into_response(self, plain: bool) -> Response {
         let status = self.status();
+        if let ApiError::Unauthorized(_) = self {
+            // Nothing about users or why: the same answer for every failure.
+            let mut r = text(
+                status,
+                "text/plain; charset=utf-8",
+                b"Unauthorized\n".to_vec(),
+            );
+            r.headers_mut().insert(
+                "www-authenticate",
+                warp::http::HeaderValue::from_static("Basic realm=\"promsnmp\""),
+            );
+            return r;
+        }
         if plain {
             let line = self.to_string().replace('\n', " ");
             return text(

@@ -131,14 +131,15 @@ async fn modules_component(state: &Arc<AppState>) -> serde_json::Value {
 }
 
 /// The `healthcheck` subcommand: asks the local `/actuator/health/readiness`
-/// (3 s timeout). Readiness, not the aggregate: a replica whose Redis is down
-/// still serves and must not be replaced by the orchestrator.
-pub async fn probe_health(port: u16) -> Result<(), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let work = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+/// (3 s timeout; open to all, so no credentials), over TLS when the web
+/// configuration asks for it. Readiness, not the aggregate: a replica whose
+/// Redis is down still serves and must not be replaced by the orchestrator.
+pub async fn probe_health(
+    port: u16,
+    web_config_file: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn ask<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> Result<String, String> {
         stream
             .write_all(
                 b"GET /actuator/health/readiness HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
@@ -146,11 +147,42 @@ pub async fn probe_health(port: u16) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
-        stream
-            .read_to_end(&mut buf)
+        // A TLS peer may close without close_notify after a full answer.
+        let read = stream.read_to_end(&mut buf).await;
+        if buf.is_empty() {
+            read.map_err(|e| e.to_string())?;
+        }
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+    let tls = match web_config_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let file =
+                crate::web::file::WebConfigFile::parse(path, &text).map_err(|e| e.to_string())?;
+            file.tls_server_config
+                .is_enabled()
+                .then(|| crate::web::tls::probe_client_config(&file.tls_server_config))
+                .transpose()?
+        }
+    };
+    let work = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&buf);
+            .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+        let text = match tls {
+            None => ask(stream).await?,
+            Some(config) => {
+                let name =
+                    rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+                let stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS with 127.0.0.1:{port}: {e}"))?;
+                ask(stream).await?
+            }
+        };
         if text.starts_with("HTTP/1.1 200") && text.contains("\"status\":\"UP\"") {
             Ok(())
         } else {

@@ -1,6 +1,10 @@
-//! HTTP: [`routes`] builds the warp filter that `main` serves and the tests
-//! use; [`handle`] dispatches by method and path to the handlers:
+//! HTTP: [`server`] accepts connections (cap, timeouts, TLS) and serves
+//! [`routes`], the warp filter that applies the web configuration (rate
+//! limit, users, roles), bounds the body and the time, and calls [`handle`],
+//! which dispatches by method and path to the handlers:
 //!
+//! - [`connections`]  — open connections, the cap, eviction of the longest idle.
+//! - [`body`]         — response bodies that keep their connection busy until sent.
 //! - [`scrape`]       — `/snmp`, `/metrics`, `/targets`.
 //! - [`admin`]        — `/promsnmp/...` (inventory, discovery, management) and `/-/reload`.
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
@@ -12,12 +16,15 @@
 //! Polling, storage and rendering belong to other modules.
 
 pub mod admin;
+pub mod body;
+pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod health;
 pub mod negotiation;
 pub mod render_cache;
 pub mod scrape;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +35,7 @@ use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
 
 use crate::app::AppState;
+use crate::web::{Settings, Web};
 use error::{json_response, text};
 pub use error::{ApiError, Response};
 pub use health::probe_health;
@@ -76,45 +84,159 @@ impl Request {
     }
 }
 
+/// The filter serving every endpoint (boxed, so the server can name it).
+pub type Routes = warp::filters::BoxedFilter<(Response,)>;
+
 /// The warp filter serving every endpoint.
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: Arc<AppState>, web: Arc<Web>) -> Routes {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body| {
-            let state = state.clone();
-            async move {
-                let started = Instant::now();
-                // Reads carry no body; a write's body is bounded, and refused
-                // from its Content-Length before any of it is read.
-                let limit = guard::body_limit(&method, state.config.max_body_bytes);
-                let declared = headers
-                    .get("content-length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if declared.is_some_and(|n| n > limit as u64) {
-                    return ApiError::PayloadTooLarge(limit).into_response(false);
+        .then(
+            move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body| {
+                let state = state.clone();
+                let settings = web.settings();
+                async move {
+                    let started = Instant::now();
+                    let path = path.as_str().to_string();
+                    let (route, mut response) =
+                        respond(&state, &settings, method.clone(), path.clone(), query, headers, body).await;
+                    for (name, value) in &settings.headers {
+                        response.headers_mut().insert(name.clone(), value.clone());
+                    }
+                    state
+                        .telemetry
+                        .http_requests
+                        .with_label_values(&[route, method.as_str(), response.status().as_str()])
+                        .inc();
+                    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+                    response
                 }
-                let body = match read_body(body, limit).await {
-                    Ok(b) => b,
-                    Err(e) => return e.into_response(false),
-                };
-                let request = Request { method, path: path.as_str().to_string(), query: parse_query(&query), headers, body };
-                let (route, response) = handle(&state, &request).await;
+            },
+        )
+        .boxed()
+}
+
+/// Rate limit, authentication and role, the body (bounded in size and
+/// time), then the handler (bounded in time).
+async fn respond<S, B>(
+    state: &Arc<AppState>,
+    settings: &Settings,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: S,
+) -> (&'static str, Response)
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let plain = is_scrape_path(&path);
+    let refused = |e: ApiError| ("refused", e.into_response(plain));
+    if !settings.admit_request() {
+        return refused(ApiError::TooManyRequests(
+            "rate limit of the web configuration exceeded".into(),
+        ));
+    }
+    if !is_open_path(&path) {
+        let authorization = headers.get("authorization").map(|v| v.as_bytes());
+        let identity = match settings.users.authenticate(authorization).await {
+            Ok(identity) => identity,
+            Err(e) => {
                 state
                     .telemetry
-                    .http_requests
-                    .with_label_values(&[route, request.method.as_str(), response.status().as_str()])
+                    .http_auth_refusals
+                    .with_label_values(&[e.label()])
                     .inc();
-                tracing::debug!(method = %request.method, path = %request.path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
-                response
+                return refused(ApiError::Unauthorized(e));
             }
-        })
+        };
+        if is_admin_path(&path) && !identity.admin {
+            state
+                .telemetry
+                .http_auth_refusals
+                .with_label_values(&["role"])
+                .inc();
+            return refused(ApiError::Forbidden(format!(
+                "user {} may scrape but not use admin paths (promsnmp_admin_users)",
+                identity.user.unwrap_or_default()
+            )));
+        }
+    }
+    let limits = &state.config.http;
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    // Reads carry no body; a write's body is bounded, and refused from its
+    // Content-Length before any of it is read.
+    let limit = guard::body_limit(&method, state.config.max_body_bytes);
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refused(ApiError::PayloadTooLarge(limit));
+    }
+    let body = match tokio::time::timeout_at(deadline, read_body(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return refused(e),
+        Err(_) => {
+            return refused(ApiError::RequestTimeout(format!(
+                "request body not received within {} s (PROMSNMP_REQUEST_TIMEOUT_SECONDS)",
+                limits.request_timeout.as_secs()
+            )))
+        }
+    };
+    let request = Request {
+        method,
+        path,
+        query: parse_query(&query),
+        headers,
+        body,
+    };
+    match tokio::time::timeout_at(deadline, handle(state, &request)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!(method = %request.method, path = %request.path, timeout_s = limits.request_timeout.as_secs(), "request not answered in time (PROMSNMP_REQUEST_TIMEOUT_SECONDS)");
+            (
+                "timeout",
+                ApiError::Unavailable(format!(
+                    "request not answered within {} s (PROMSNMP_REQUEST_TIMEOUT_SECONDS)",
+                    limits.request_timeout.as_secs()
+                ))
+                .into_response(plain),
+            )
+        }
+    }
+}
+
+/// The scrape endpoints, which answer errors as one line of text.
+fn is_scrape_path(path: &str) -> bool {
+    matches!(
+        path.trim_end_matches('/'),
+        "/snmp" | "/metrics" | "/targets"
+    )
+}
+
+/// Paths of the admin role: the inventory, discovery and management API.
+pub fn is_admin_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == "/promsnmp"
+        || path.starts_with("/promsnmp/")
+        || path == "/-/reload"
+        // `//promsnmp` and the like are 404 here, but never let one through unauthenticated.
+        || path.starts_with("//")
+}
+
+/// Paths answered without authentication: liveness and readiness say UP or
+/// DOWN and nothing else, so orchestrators and load balancers can probe.
+fn is_open_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/actuator/health/liveness" | "/actuator/health/readiness"
+    )
 }
 
 async fn read_body<S, B>(stream: S, limit: usize) -> Result<Bytes, ApiError>

@@ -28,6 +28,9 @@ use crate::modules::{
 use crate::polled::PolledDevice;
 use crate::render::{self, Format, RenderOptions};
 
+/// Devices whose cached polls `/metrics` asks the store for at once.
+const METRICS_READ_BATCH: usize = 1024;
+
 /// The longest a scrape waits for a live poll when Prometheus does not say.
 const MAX_SCRAPE_WAIT: Duration = Duration::from_secs(120);
 
@@ -277,15 +280,40 @@ pub async fn metrics(state: &Arc<AppState>, req: &Request) -> Result<Response, A
     }
     let started = Instant::now();
     let snapshot = state.store.inventory().await?;
-    let mut polls = Vec::with_capacity(snapshot.inventory.devices.len());
-    for device in &snapshot.inventory.devices {
-        if let Some(hit) = state
-            .store
-            .cached_poll(&device.id, state.config.metrics_max_age())
-            .await?
-        {
-            polls.push(hit.polled);
+    let ids: Vec<String> = snapshot
+        .inventory
+        .devices
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    // Past the deadline the devices read so far are served: a partial answer
+    // (the rest go stale in Prometheus) beats a scrape that times out whole.
+    let budget = scrape_timeout(req).unwrap_or(MAX_SCRAPE_WAIT).min(
+        state
+            .config
+            .http
+            .request_timeout
+            .saturating_sub(Duration::from_secs(1)),
+    );
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut polls = Vec::with_capacity(ids.len());
+    let mut read = 0;
+    for batch in ids.chunks(METRICS_READ_BATCH) {
+        let max_age = state.config.metrics_max_age();
+        match tokio::time::timeout_at(deadline, state.store.cached_polls(batch, max_age)).await {
+            Ok(hits) => polls.extend(hits?.into_iter().flatten().map(|hit| hit.polled)),
+            Err(_) => break,
         }
+        read += batch.len();
+    }
+    if read < ids.len() {
+        state.telemetry.metrics_incomplete.inc();
+        tracing::warn!(
+            read,
+            devices = ids.len(),
+            budget_ms = budget.as_millis() as u64,
+            "/metrics: the cache was not read whole within the scrape's time; served the devices read so far"
+        );
     }
     let refs: Vec<&PolledDevice> = polls.iter().map(|p| &**p).collect();
     let format = negotiate(req.header("accept"), Format::OpenMetrics);

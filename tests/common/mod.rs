@@ -14,6 +14,7 @@
 mod deploy;
 mod dns;
 mod parity;
+pub mod pki;
 pub mod snmpsim;
 #[allow(unused_imports)]
 pub use deploy::*;
@@ -1372,6 +1373,15 @@ pub fn http_request(
         .unwrap_or_else(|e| panic!("HTTP {method} http://{addr}{path_and_query} failed: {e}"))
 }
 
+/// An `Authorization: Basic` header value.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 pub fn http_get(addr: &str, path: &str) -> HttpResponse {
     http_request(addr, "GET", path, &[], &[])
 }
@@ -1991,6 +2001,8 @@ pub struct Promsnmp {
     /// Holds the inventory file and the logs; the process runs with it as cwd.
     pub dir: tempfile::TempDir,
     inventory: PathBuf,
+    /// What the start waits for (200).
+    health_path: String,
 }
 
 impl Promsnmp {
@@ -2070,6 +2082,12 @@ impl Promsnmp {
             port,
             dir,
             inventory,
+            // With users, the aggregate health needs credentials; readiness does not.
+            health_path: if env_get(env, "PROMSNMP_WEB_CONFIG_FILE").is_some() {
+                "/actuator/health/readiness".into()
+            } else {
+                "/actuator/health".into()
+            },
         }
     }
 
@@ -2087,7 +2105,7 @@ impl Promsnmp {
             match http_request_timeout(
                 &addr,
                 "GET",
-                "/actuator/health",
+                &self.health_path,
                 &[],
                 &[],
                 Duration::from_secs(2),
