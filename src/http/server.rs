@@ -183,7 +183,7 @@ impl Server {
                     let due = connection
                         .idle_deadline(self.limits.header_timeout, self.limits.idle_timeout)
                         .is_some_and(|d| d <= now);
-                    if due && !draining {
+                    if due {
                         break Some(if connection.has_served() { "idle" } else { "header_timeout" });
                     }
                 }
