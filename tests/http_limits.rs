@@ -244,3 +244,29 @@ fn a_request_body_that_never_arrives_times_out() {
     assert!(status.contains("408"), "{status}");
     assert_eq!(devices(&p), 0);
 }
+
+#[test]
+fn shutdown_does_not_wait_for_idle_or_half_sent_requests() {
+    // Longer than `terminate` waits before SIGKILL: the connections must not hold the stop.
+    let mut p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("PROMSNMP_HEADER_TIMEOUT_SECONDS", "60"),
+        ("PROMSNMP_IDLE_TIMEOUT_SECONDS", "60"),
+    ]);
+    let addr = p.addr();
+    let _idle = TcpStream::connect(&addr).expect("connect");
+    let mut half = TcpStream::connect(&addr).expect("connect");
+    half.write_all(b"GET /targets HTTP/1.1\r\nX-Half: ")
+        .unwrap();
+    let mut kept = TcpStream::connect(&addr).expect("connect");
+    kept.write_all(
+        format!("GET /actuator/health/liveness HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = p.terminate();
+    assert!(status.success(), "{status}\n{}", p.log());
+    let log = p.log();
+    assert!(log.contains("promsnmp stopped"), "{log}");
+    assert!(!log.contains("requests still open"), "{log}");
+}

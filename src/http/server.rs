@@ -188,6 +188,11 @@ impl Server {
                     }
                 }
                 _ = self.stop.cancelled(), if !draining => {
+                    // Shutting down: a connection between requests (or still
+                    // sending one's head) closes now; one busy finishes first.
+                    if connection.idle_deadline(self.limits.header_timeout, self.limits.idle_timeout).is_some() {
+                        break None;
+                    }
                     served.as_mut().graceful_shutdown();
                     draining = true;
                 }
