@@ -144,32 +144,22 @@ fn certificates(
     inline: &str,
     what: &str,
 ) -> Result<Vec<CertificateDer<'static>>, String> {
+    // Errors name the file (`cert_file x.crt`) or the inline field (`cert`).
+    let source = if file.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}_file {file}")
+    };
     let certs: Result<Vec<_>, _> = if file.is_empty() {
         CertificateDer::pem_slice_iter(inline.as_bytes()).collect()
     } else {
         CertificateDer::pem_file_iter(file)
-            .map_err(|e| format!("{what}_file {file}: {e}"))?
+            .map_err(|e| format!("{source}: {e}"))?
             .collect()
     };
-    let certs = certs.map_err(|e| {
-        format!(
-            "{what}{}: {e}",
-            if file.is_empty() {
-                String::new()
-            } else {
-                format!("_file {file}")
-            }
-        )
-    })?;
+    let certs = certs.map_err(|e| format!("{source}: {e}"))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{what}{}: no PEM certificate in it",
-            if file.is_empty() {
-                String::new()
-            } else {
-                format!("_file {file}")
-            }
-        ));
+        return Err(format!("{source}: no PEM certificate in it"));
     }
     Ok(certs)
 }
@@ -470,5 +460,88 @@ impl rustls::client::danger::ServerCertVerifier for OwnServer {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(min: Option<&str>, max: Option<&str>) -> TlsServerConfig {
+        TlsServerConfig {
+            min_version: min.map(String::from),
+            max_version: max.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn versions_follow_the_file_within_what_rustls_speaks() {
+        let mut warnings = Vec::new();
+        let v = versions(&tls(None, None), &mut warnings).unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(warnings.is_empty());
+        let v = versions(&tls(Some("TLS10"), None), &mut warnings).unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(
+            warnings[0].contains("TLS 1.2 is the minimum"),
+            "{warnings:?}"
+        );
+        let v = versions(&tls(Some("TLS13"), None), &mut warnings).unwrap();
+        assert_eq!(v, [&rustls::version::TLS13]);
+        let v = versions(&tls(None, Some("TLS12")), &mut warnings).unwrap();
+        assert_eq!(v, [&rustls::version::TLS12]);
+        for (min, max, expected) in [
+            (None, Some("TLS11"), "1.2 and 1.3 only"),
+            (Some("TLS13"), Some("TLS12"), "above max_version"),
+            (Some("SSL3"), None, "not a TLS version"),
+        ] {
+            let e = versions(&tls(min, max), &mut warnings).unwrap_err();
+            assert!(e.contains(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn suites_and_curves_are_narrowed_and_unknown_ones_named() {
+        let mut warnings = Vec::new();
+        let mut config = tls(None, None);
+        config.cipher_suites = vec![
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
+            "TLS_RSA_WITH_AES_128_CBC_SHA".into(),
+        ];
+        config.curve_preferences = vec!["X25519".into(), "CurveP521".into()];
+        let provider = provider(&config, &mut warnings).unwrap();
+        let tls12: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(tls12, ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]);
+        assert_eq!(provider.kx_groups.len(), 1);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        config.curve_preferences = vec!["CurveP999".into()];
+        assert!(provider_err(&config).contains("unknown curve"));
+        config.curve_preferences.clear();
+        config.cipher_suites = vec!["TLS_RSA_WITH_AES_128_CBC_SHA".into()];
+        config.max_version = Some("TLS12".into());
+        assert!(provider_err(&config).contains("none of the listed suites"));
+    }
+
+    fn provider_err(config: &TlsServerConfig) -> String {
+        provider(config, &mut Vec::new()).err().expect("refused")
+    }
+
+    #[test]
+    fn client_auth_names_are_the_toolkit_names() {
+        assert_eq!(ClientAuth::parse("").unwrap(), ClientAuth::None);
+        assert_eq!(
+            ClientAuth::parse("RequireClientCert").unwrap(),
+            ClientAuth::RequireAny
+        );
+        assert!(ClientAuth::parse("RequireAndVerifyClientCert")
+            .unwrap()
+            .requires_certificate());
+        assert!(ClientAuth::parse("requireandverifyclientcert").is_err());
     }
 }
