@@ -245,9 +245,7 @@ pub async fn run(
     let web = crate::web::Web::load(config.web_config_file.as_deref())?;
     let state = AppState::build(config)?;
     let addr = SocketAddr::new(state.config.bind_address, state.config.server_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind { addr, source })?;
+    let listener = listen(addr).map_err(|source| AppError::Bind { addr, source })?;
     let connections = connection_cap(&state.config);
     let scheme = if web.tls_acceptor().is_some() {
         "https"
@@ -335,6 +333,18 @@ pub async fn run(
     }
     tracing::info!("promsnmp stopped");
     Ok(())
+}
+
+/// Binds with a backlog of 1024 (std's 128 drops connections arriving in
+/// bursts while the cap makes them wait).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// The connection cap: `PROMSNMP_MAX_CONNECTIONS`, lowered when the

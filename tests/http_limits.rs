@@ -270,3 +270,73 @@ fn shutdown_does_not_wait_for_idle_or_half_sent_requests() {
     assert!(log.contains("promsnmp stopped"), "{log}");
     assert!(!log.contains("requests still open"), "{log}");
 }
+
+/// Opens `n` connections that each send `head` and keep the connection.
+fn connections_sending(addr: &str, n: usize, head: &str) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn at_the_cap_a_new_connection_gets_in_when_a_busy_one_goes_idle() {
+    let p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("COLLECTION_INTERVAL", "600000"),
+        ("PROMSNMP_MAX_CONNECTIONS", "8"),
+        ("PROMSNMP_IDLE_TIMEOUT_SECONDS", "60"),
+    ]);
+    let addr = p.addr();
+    // A device that never answers (a bound socket that reads nothing, so no
+    // ICMP refusal either): a live scrape of it takes its 2 s timeout.
+    let agent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = agent.local_addr().unwrap().port();
+    let silent = inventory_doc(&[community_device("silent", port, 2000, 0)]);
+    assert_eq!(
+        http_post_json(&addr, "/promsnmp/inventory", &silent).status,
+        200
+    );
+    let _busy = connections_sending(
+        &addr,
+        8,
+        &format!("GET /snmp?target=silent&live=true HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // Every slot is busy now; once the scrapes end, their kept-alive
+    // connections are idle and one is closed for this one.
+    let r = try_http_request(&addr, "GET", "/actuator/health", &[], &[])
+        .expect("health answered once a busy connection went idle, not after the idle timeout");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn connections_waiting_for_a_body_give_way_to_new_ones() {
+    let p = Promsnmp::start(&[
+        ("DISCOVERY_CRON", "-"),
+        ("PROMSNMP_MAX_CONNECTIONS", "8"),
+        ("PROMSNMP_REQUEST_TIMEOUT_SECONDS", "60"),
+    ]);
+    let addr = p.addr();
+    let mut stalled = connections_sending(
+        &addr,
+        8,
+        &format!("POST /promsnmp/inventory HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let r = try_http_request(&addr, "GET", "/actuator/health", &[], &[])
+        .expect("health answered while every other connection waits for its body");
+    assert_eq!(r.status, 200);
+    let closed = stalled
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(500)))
+        .filter(|closed| *closed)
+        .count();
+    assert!(
+        closed >= 1,
+        "one stalled body was closed for the health check"
+    );
+}

@@ -1,8 +1,10 @@
 //! The HTTP server's open connections and their cap: which connections have a
-//! request in flight and how long the others have been idle, so that a new
-//! connection arriving at the cap closes the longest-idle one (idle and
-//! half-sent requests cannot crowd out a health check), and the cap itself,
-//! lowered to what the descriptor limit leaves after a reserve for SNMP.
+//! request being handled, which are still receiving a request's body, and
+//! how long the others have been idle, so that a new connection arriving at
+//! the cap closes the longest-idle one — or, with none idle, the one waiting
+//! longest for a body (idle, half-sent and slow-body clients cannot crowd
+//! out a health check) — and the cap itself, lowered to what the descriptor
+//! limit leaves after a reserve for SNMP.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,27 +17,51 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub struct Connections {
     slots: Arc<Semaphore>,
     cap: usize,
-    /// By id, so the first idle one found is the oldest idle.
     open: Mutex<BTreeMap<u64, Arc<Connection>>>,
     next_id: AtomicU64,
     epoch: Instant,
+    /// Signalled when a request ends: a connection may have become evictable.
+    went_idle: Arc<Notify>,
 }
 
-/// One open connection: its requests in flight and when it last went idle.
+/// One open connection: its requests by phase and when it last went idle.
 pub struct Connection {
     id: u64,
     epoch: Instant,
-    in_flight: AtomicUsize,
+    /// Requests whose body is still arriving (evictable, after idle ones).
+    reading: AtomicUsize,
+    /// Requests being handled or answered (never evicted).
+    handling: AtomicUsize,
     requests: AtomicU64,
     /// Milliseconds after `epoch` when it opened or its last request ended.
     idle_since_ms: AtomicU64,
     evicted: AtomicBool,
     evict: Notify,
+    went_idle: Arc<Notify>,
     _slot: OwnedSemaphorePermit,
 }
 
 /// Held while a request is in flight (until its response body is sent).
-pub struct RequestGuard(Arc<Connection>);
+pub struct RequestGuard {
+    connection: Arc<Connection>,
+    phase: RequestPhase,
+}
+
+/// Moves a request from receiving its body to being handled
+/// ([`RequestPhase::handling`]); travels with the request (an extension).
+#[derive(Clone)]
+pub struct RequestPhase(Arc<(Arc<Connection>, AtomicBool)>);
+
+impl RequestPhase {
+    /// The body has arrived: from now on the connection is busy, not evictable.
+    pub fn handling(&self) {
+        let (connection, handling) = &*self.0;
+        if !handling.swap(true, Ordering::AcqRel) {
+            connection.handling.fetch_add(1, Ordering::AcqRel);
+            connection.reading.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
 
 impl Connections {
     pub fn new(cap: usize) -> Arc<Connections> {
@@ -45,6 +71,7 @@ impl Connections {
             open: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
+            went_idle: Arc::new(Notify::new()),
         })
     }
 
@@ -57,37 +84,51 @@ impl Connections {
     }
 
     /// A slot for a connection just accepted. At the cap, the longest-idle
-    /// connection is told to close (`true` in the result says one was); with
-    /// none idle, this waits for a connection to end.
-    pub async fn admit(&self) -> (Arc<Connection>, bool) {
-        let mut evicted_one = false;
-        let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                evicted_one = self.evict_longest_idle();
-                // Closed never: the semaphore lives as long as `self`.
-                self.slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("connection slots are never closed")
+    /// connection is told to close (the count of those told is returned);
+    /// with none evictable, this waits until a connection closes or one
+    /// becomes evictable.
+    pub async fn admit(&self) -> (Arc<Connection>, usize) {
+        let mut evicted = 0;
+        let slot = loop {
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                break slot;
+            }
+            let went_idle = self.went_idle.notified();
+            tokio::pin!(went_idle);
+            went_idle.as_mut().enable();
+            if self.evict_one() {
+                evicted += 1;
+                // Its slot frees when it has closed.
+                match self.slots.clone().acquire_owned().await {
+                    Ok(slot) => break slot,
+                    Err(_) => continue,
+                }
+            }
+            tokio::select! {
+                slot = self.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => break slot,
+                    Err(_) => continue,
+                },
+                _ = went_idle => {}
             }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection {
             id,
             epoch: self.epoch,
-            in_flight: AtomicUsize::new(0),
+            reading: AtomicUsize::new(0),
+            handling: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
+            went_idle: self.went_idle.clone(),
             _slot: slot,
         });
         if let Ok(mut open) = self.open.lock() {
             open.insert(id, connection.clone());
         }
-        (connection, evicted_one)
+        (connection, evicted)
     }
 
     /// Forgets a connection that ended (its slot frees when the last `Arc` drops).
@@ -97,13 +138,21 @@ impl Connections {
         }
     }
 
-    /// Tells the oldest connection with no request in flight to close.
-    fn evict_longest_idle(&self) -> bool {
+    /// Tells one connection to close: the longest idle, else the one
+    /// waiting longest for a request body; never one handling a request.
+    fn evict_one(&self) -> bool {
         let Ok(open) = self.open.lock() else {
             return false;
         };
-        let victim = open.values().find(|c| {
-            c.in_flight.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed)
+        let candidates = open.values().filter(|c| {
+            c.handling.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed)
+        });
+        // Idle ones first (false < true), then the longest idle or waiting.
+        let victim = candidates.min_by_key(|c| {
+            (
+                c.reading.load(Ordering::Acquire) > 0,
+                c.idle_since_ms.load(Ordering::Acquire),
+            )
         });
         match victim {
             Some(c) => {
@@ -118,10 +167,13 @@ impl Connections {
 }
 
 impl Connection {
-    /// Marks a request in flight until the guard drops.
+    /// Marks a request in flight (receiving its body) until the guard drops.
     pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        RequestGuard(self.clone())
+        self.reading.fetch_add(1, Ordering::AcqRel);
+        RequestGuard {
+            connection: self.clone(),
+            phase: RequestPhase(Arc::new((self.clone(), AtomicBool::new(false)))),
+        }
     }
 
     /// Resolves when the cap needs this connection's slot.
@@ -134,6 +186,10 @@ impl Connection {
         self.requests.load(Ordering::Relaxed) > 0
     }
 
+    fn busy(&self) -> bool {
+        self.reading.load(Ordering::Acquire) + self.handling.load(Ordering::Acquire) > 0
+    }
+
     /// When this connection is to be closed for idleness: `header_timeout`
     /// after it opened, `idle_timeout` after its last request ended; `None`
     /// while a request is in flight.
@@ -142,7 +198,7 @@ impl Connection {
         header_timeout: Duration,
         idle_timeout: Duration,
     ) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        if self.busy() {
             return None;
         }
         let since = self.epoch + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
@@ -157,13 +213,25 @@ impl Connection {
     }
 }
 
+impl RequestGuard {
+    /// The handle that marks the body received (see [`RequestPhase`]).
+    pub fn phase(&self) -> RequestPhase {
+        self.phase.clone()
+    }
+}
+
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let c = &self.0;
+        let c = &self.connection;
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.idle_since_ms
             .store(c.epoch.elapsed().as_millis() as u64, Ordering::Release);
-        c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.phase.0 .1.load(Ordering::Acquire) {
+            c.handling.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            c.reading.fetch_sub(1, Ordering::AcqRel);
+        }
+        c.went_idle.notify_waiters();
     }
 }
 
@@ -243,39 +311,90 @@ impl LogThrottle {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn at_the_cap_the_longest_idle_connection_is_evicted_not_a_busy_one() {
-        let connections = Connections::new(2);
-        let (busy, _) = connections.admit().await;
-        let (idle, _) = connections.admit().await;
-        let _request = busy.begin_request();
-        let (third, evicted) = connections.admit_or_timeout().await;
-        assert!(evicted, "the idle connection is told to close");
-        assert!(third.is_none(), "no slot until the evicted one has closed");
-        tokio::time::timeout(Duration::from_millis(100), idle.evicted())
+    /// `admit`, giving up after 100 ms: `None` when it would still wait.
+    async fn admit_soon(connections: &Connections) -> Option<(Arc<Connection>, usize)> {
+        tokio::time::timeout(Duration::from_millis(100), connections.admit())
             .await
-            .expect("the idle one, not the busy one, is evicted");
-        connections.remove(&idle);
-        drop(idle);
-        let (fourth, _) = tokio::time::timeout(Duration::from_secs(1), connections.admit())
+            .ok()
+    }
+
+    async fn is_evicted(c: &Connection) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), c.evicted())
             .await
-            .expect("a slot frees when the evicted connection ends");
-        assert_eq!(connections.open_count(), 2);
-        drop(fourth);
+            .is_ok()
     }
 
     #[tokio::test]
-    async fn with_every_connection_busy_a_new_one_waits() {
-        let connections = Connections::new(1);
+    async fn at_the_cap_the_longest_idle_connection_is_evicted_not_a_busy_one() {
+        let connections = Connections::new(3);
+        let (used_later, _) = connections.admit().await;
+        let (idle_longest, _) = connections.admit().await;
         let (busy, _) = connections.admit().await;
-        let guard = busy.begin_request();
-        let (waiting, evicted) = connections.admit_or_timeout().await;
-        assert!(!evicted && waiting.is_none());
-        drop(guard);
-        assert!(busy
-            .idle_deadline(Duration::from_secs(1), Duration::from_secs(5))
-            .is_some());
-        assert!(busy.has_served());
+        let request = busy.begin_request();
+        request.phase().handling();
+        // Opened first, but used since: idle for less time than the second.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(used_later.begin_request());
+        assert!(
+            admit_soon(&connections).await.is_none(),
+            "no slot until one closes"
+        );
+        assert!(
+            is_evicted(&idle_longest).await,
+            "the longest idle is told to close"
+        );
+        assert!(!is_evicted(&used_later).await && !is_evicted(&busy).await);
+        connections.remove(&idle_longest);
+        drop(idle_longest);
+        let (_fourth, _) = admit_soon(&connections)
+            .await
+            .expect("a slot once it closed");
+        assert_eq!(connections.open_count(), 3);
+        drop(request);
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_for_a_body_goes_before_a_busy_one_after_idle_ones() {
+        let connections = Connections::new(2);
+        let (slow_body, _) = connections.admit().await;
+        let (busy, _) = connections.admit().await;
+        let _reading = slow_body.begin_request();
+        let handled = busy.begin_request();
+        handled.phase().handling();
+        assert!(admit_soon(&connections).await.is_none());
+        assert!(
+            is_evicted(&slow_body).await,
+            "the one still receiving a body is evicted"
+        );
+        assert!(!is_evicted(&busy).await);
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_waiting_at_the_cap_evicts_one_that_goes_idle_later() {
+        let connections = Arc::new(Connections::new(1));
+        let (busy, _) = connections.admit().await;
+        let request = busy.begin_request();
+        request.phase().handling();
+        let waiting = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.admit().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!is_evicted(&busy).await, "busy: not evicted");
+        drop(request);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), busy.evicted())
+                .await
+                .is_ok(),
+            "evicted once idle"
+        );
+        connections.remove(&busy);
+        drop(busy);
+        let (_, evicted) = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("admitted")
+            .unwrap();
+        assert_eq!(evicted, 1);
     }
 
     #[test]
@@ -291,12 +410,15 @@ mod tests {
         assert!(fresh <= Instant::now() + header);
         let guard = c.begin_request();
         assert!(c.idle_deadline(header, idle).is_none(), "busy: no deadline");
+        guard.phase().handling();
+        assert!(c.idle_deadline(header, idle).is_none(), "busy: no deadline");
         drop(guard);
         let after = c.idle_deadline(header, idle).unwrap();
         assert!(
             after > Instant::now() + header,
             "after a request the idle timeout applies"
         );
+        assert!(c.has_served());
     }
 
     #[test]
@@ -315,17 +437,5 @@ mod tests {
         let limit = lowered.expect("no descriptor limit is that high") as usize;
         assert_eq!(cap, limit.saturating_sub(reserve).max(8));
         assert_eq!(connection_cap(8, reserve).0, 8);
-    }
-
-    impl Connections {
-        /// `admit`, giving up after 100 ms (tests only).
-        async fn admit_or_timeout(&self) -> (Option<Arc<Connection>>, bool) {
-            let evicted = self.slots.available_permits() == 0 && self.evict_longest_idle();
-            let admitted = tokio::time::timeout(Duration::from_millis(100), self.admit())
-                .await
-                .ok()
-                .map(|(c, _)| c);
-            (admitted, evicted)
-        }
     }
 }

@@ -69,8 +69,13 @@ pub async fn serve(
             _ = stop.cancelled() => break,
             admitted = server.connections.admit() => admitted,
         };
-        if evicted {
-            server.note_closed("evicted");
+        if evicted > 0 {
+            server
+                .state
+                .telemetry
+                .http_connections_closed
+                .with_label_values(&["evicted"])
+                .inc_by(evicted as u64);
             if server.evictions_logged.due() {
                 tracing::warn!(
                     cap = server.connections.cap(),
@@ -143,8 +148,10 @@ impl Server {
     {
         let routes = self.routes.clone();
         let tracked = connection.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
             let guard = tracked.begin_request();
+            // The handler says when the body has arrived (then the request is busy).
+            request.extensions_mut().insert(guard.phase());
             let response = warp::service(routes.clone()).call(request);
             async move {
                 let response = match response.await {
