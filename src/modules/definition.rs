@@ -266,6 +266,27 @@ fn compile_metric(
         MetricType::Bits => meta(name.into(), format!("{help} (Bits)"), Kind::Gauge),
         _ => meta(name.into(), help.into(), Kind::Gauge),
     };
+    // These types carry their value in a label named after the metric, and
+    // a label name may not hold the `:` a metric name may (Prometheus would
+    // refuse the device's whole scrape).
+    let value_in_label = !matches!(
+        m.value_type,
+        MetricType::Counter
+            | MetricType::Gauge
+            | MetricType::Float
+            | MetricType::Double
+            | MetricType::DateAndTime
+            | MetricType::ParseDateAndTime
+            | MetricType::NtpTimeStamp
+            | MetricType::Integer32
+            | MetricType::Integer
+    );
+    if value_in_label && name.contains(':') {
+        return Err(format!(
+            "metric `{name}`: a {:?} metric's value is a label named after it, and a label name cannot contain `:`",
+            m.value_type
+        ));
+    }
     if m.value_type == MetricType::ParseDateAndTime && m.datetime_pattern.is_none() {
         return Err("type ParseDateAndTime needs a datetime_pattern".into());
     }

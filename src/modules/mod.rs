@@ -522,4 +522,29 @@ mod tests {
         assert_ne!(after.fingerprint, before.fingerprint);
         assert!(modules.last_error().is_none());
     }
+
+    #[test]
+    fn a_colon_in_the_name_of_a_metric_whose_value_is_a_label_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yml");
+        let load = |metric: &str| {
+            std::fs::write(&a, format!("modules:\n  lab:\n    walk: [1.3.6.1.4.1.9999.1]\n    metrics:\n    - {{{metric}, oid: 1.3.6.1.4.1.9999.1, help: h}}\n")).unwrap();
+            Modules::load(ModuleSources {
+                files: Some(a.display().to_string()),
+                rules: None,
+            })
+        };
+        assert!(
+            load("name: 'lab:gauge', type: gauge").is_ok(),
+            "a gauge may have `:`"
+        );
+        let e = load("name: 'lab:temp', type: DisplayString")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("lab:temp") && e.contains("cannot contain `:`"),
+            "{e}"
+        );
+    }
 }

@@ -56,6 +56,21 @@ pub struct RenderOptions<'a> {
 }
 
 /// Renders `devices` in `format`, appending to `out`.
+/// The device labels `/metrics` puts on every series.
+const DEVICE_LABELS: [&str; 2] = ["device_name", "device_id"];
+
+/// A series' label name when the device labels are added: a module's own
+/// `device_name` or `device_id` becomes `exported_…` (as Prometheus renames
+/// a scraped label that clashes with a target label), so no series carries
+/// a label twice (Prometheus would refuse the whole scrape).
+fn beside_device_labels(name: &str) -> std::borrow::Cow<'_, str> {
+    if DEVICE_LABELS.contains(&name) {
+        format!("exported_{name}").into()
+    } else {
+        name.into()
+    }
+}
+
 pub fn render(
     devices: &[&PolledDevice],
     format: Format,
@@ -389,6 +404,66 @@ mod tests {
     use super::*;
     use crate::sample::{intern_meta, ModuleSample, Series};
     use std::sync::Arc;
+
+    #[test]
+    fn a_module_label_named_like_a_device_label_is_renamed_beside_it() {
+        let mut d = device("r1");
+        d.sample.modules.push(ModuleSample::new(
+            Arc::from("vendor"),
+            vec![(
+                intern_meta("vendorThing", "a thing", crate::sample::Kind::Gauge),
+                vec![Series {
+                    labels: labels(&[("device_id", "7"), ("device_name", "sensor")]),
+                    value: 1.0,
+                }],
+            )],
+        ));
+        let with_device = RenderOptions {
+            device_label: true,
+            modules: None,
+        };
+        let mut text = Vec::new();
+        render(&[&d], Format::Text, with_device, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("vendorThing{"))
+            .unwrap();
+        assert_eq!(
+            line,
+            "vendorThing{device_name=\"r1\",device_id=\"id-r1\",exported_device_id=\"7\",exported_device_name=\"sensor\"} 1"
+        );
+        let mut proto_bytes = Vec::new();
+        render(&[&d], Format::Protobuf, with_device, &mut proto_bytes);
+        let mut bytes = &proto_bytes[..];
+        let mut names = Vec::new();
+        while !bytes.is_empty() {
+            let family: crate::proto::MetricFamily =
+                prost::Message::decode_length_delimited(&mut bytes).unwrap();
+            if family.name() == "vendorThing" {
+                names = family.metric[0]
+                    .label
+                    .iter()
+                    .map(|l| l.name().to_string())
+                    .collect();
+            }
+        }
+        assert_eq!(
+            names,
+            [
+                "device_id",
+                "device_name",
+                "exported_device_id",
+                "exported_device_name"
+            ]
+        );
+        // Without the device labels (`/snmp`) the module's labels stay as they are.
+        let mut text = Vec::new();
+        render(&[&d], Format::Text, RenderOptions::default(), &mut text);
+        assert!(String::from_utf8(text)
+            .unwrap()
+            .contains("vendorThing{device_id=\"7\",device_name=\"sensor\"} 1"));
+    }
 
     #[test]
     fn families_merge_across_modules_and_devices() {

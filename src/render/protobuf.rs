@@ -73,7 +73,11 @@ fn merged_pairs(device: &[proto::LabelPair], labels: &LabelSet) -> Vec<proto::La
     let mut pairs: Vec<proto::LabelPair> = Vec::with_capacity(device.len() + labels.len());
     pairs.extend(device.iter().cloned());
     pairs.extend(labels.iter().map(|l| proto::LabelPair {
-        name: Some(l.name.to_string()),
+        name: Some(if device.is_empty() {
+            l.name.to_string()
+        } else {
+            super::beside_device_labels(&l.name).into_owned()
+        }),
         value: Some(l.value.to_string()),
     }));
     pairs.sort_by(|a, b| a.name.cmp(&b.name));

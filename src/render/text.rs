@@ -84,13 +84,20 @@ impl LabelBlocks<'_> {
     }
 }
 
-fn write_labels(block: &mut String, labels: &LabelSet, mut comma: bool) {
+/// Writes `labels`; after the device labels (`beside_device`) a clashing
+/// name is renamed.
+fn write_labels(block: &mut String, labels: &LabelSet, beside_device: bool) {
+    let mut comma = beside_device;
     for label in labels.iter() {
         if comma {
             block.push(',');
         }
         comma = true;
-        block.push_str(&label.name);
+        if beside_device {
+            block.push_str(&super::beside_device_labels(&label.name));
+        } else {
+            block.push_str(&label.name);
+        }
         block.push_str("=\"");
         push_escaped_label_value(block, &label.value);
         block.push('"');
