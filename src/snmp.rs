@@ -86,7 +86,8 @@ pub enum SnmpValue {
 }
 
 impl SnmpValue {
-    fn from_value(v: &Value<'_>) -> SnmpValue {
+    /// What snmp2 decoded from the agent's datagram, as promsnmp keeps it.
+    pub fn from_value(v: &Value<'_>) -> SnmpValue {
         match v {
             Value::Integer(n) => SnmpValue::Integer(*n),
             Value::OctetString(s) => SnmpValue::OctetString(s.to_vec()),
@@ -138,7 +139,8 @@ impl SnmpValue {
     }
 }
 
-fn oid_to_vec(o: &Oid<'_>) -> Vec<u64> {
+/// An OID snmp2 decoded, as numbers.
+pub fn oid_to_vec(o: &Oid<'_>) -> Vec<u64> {
     let v: Vec<u64> = o.iter().map(|it| it.collect()).unwrap_or_default();
     // The decoder reads the single octet 0x00 as `0`; it is zeroDotZero, 0.0.
     if v == [0] {

@@ -21,10 +21,10 @@ use std::sync::OnceLock;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use promsnmp::modules::decode::Varbinds;
-use promsnmp::snmp::SnmpValue;
+use promsnmp::snmp::{oid_to_vec, SnmpValue};
 use sha1::{Digest, Sha1};
 use snmp2::v3::{Auth, AuthProtocol, Cipher, KeyExtension, Security};
-use snmp2::{AsnReader, Oid, Pdu, Value};
+use snmp2::{AsnReader, Pdu};
 
 const ENGINE_ID: &[u8] = &[0x80, 0x00, 0x1f, 0x88, 0x80, 0x12, 0x34, 0x56, 0x78];
 
@@ -129,35 +129,6 @@ fn sign(msg: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-// The two conversions below repeat src/snmp.rs (`oid_to_vec` and
-// `SnmpValue::from_value` are private there).
-fn oid_to_vec(o: &Oid<'_>) -> Vec<u64> {
-    let v: Vec<u64> = o.iter().map(|it| it.collect()).unwrap_or_default();
-    if v == [0] {
-        return vec![0, 0];
-    }
-    v
-}
-
-fn from_value(v: &Value<'_>) -> SnmpValue {
-    match v {
-        Value::Integer(n) => SnmpValue::Integer(*n),
-        Value::OctetString(s) => SnmpValue::OctetString(s.to_vec()),
-        Value::ObjectIdentifier(o) => SnmpValue::ObjectId(oid_to_vec(o)),
-        Value::IpAddress(a) => SnmpValue::IpAddress(*a),
-        Value::Counter32(n) => SnmpValue::Counter32(*n),
-        Value::Unsigned32(n) => SnmpValue::Unsigned32(*n),
-        Value::Timeticks(n) => SnmpValue::TimeTicks(*n),
-        Value::Counter64(n) => SnmpValue::Counter64(*n),
-        Value::Opaque(b) => SnmpValue::Opaque(b.to_vec()),
-        Value::Null => SnmpValue::Null,
-        Value::NoSuchObject => SnmpValue::NoSuchObject,
-        Value::NoSuchInstance => SnmpValue::NoSuchInstance,
-        Value::EndOfMibView => SnmpValue::EndOfMibView,
-        _ => SnmpValue::Other,
-    }
-}
-
 fn use_pdu(pdu: Pdu<'_>) {
     let _ = pdu.version();
     let _ = (
@@ -171,7 +142,7 @@ fn use_pdu(pdu: Pdu<'_>) {
     for (oid, value) in pdu.varbinds.clone().take(4096) {
         let _ = format!("{oid} {value:?}");
         let oid = oid_to_vec(&oid);
-        let value = from_value(&value);
+        let value = SnmpValue::from_value(&value);
         let _ = value.as_text();
         let _ = value.as_u64();
         if oid == [1, 3, 6, 1, 2, 1, 1, 3, 0] {
