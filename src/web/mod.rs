@@ -44,6 +44,8 @@ pub struct Settings {
     /// Added to every response (`http_server_config.headers`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     limiter: Option<RateLimiter>,
+    /// The file and the certificate files it names: watched for changes.
+    files: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -53,6 +55,7 @@ impl Settings {
             users: users::Users::new(Default::default(), None),
             headers: Vec::new(),
             limiter: None,
+            files: Vec::new(),
         }
     }
 
@@ -87,7 +90,10 @@ impl Settings {
                 ))
             })
             .collect();
+        let mut files = vec![path.to_path_buf()];
+        files.extend(file.tls_server_config.files());
         Ok(Settings {
+            files,
             tls,
             users: users::Users::new(file.basic_auth_users, file.promsnmp_admin_users),
             headers,
@@ -167,9 +173,10 @@ impl Web {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Metadata only: the file is read again when a stamp changed.
             let known = self.stamps.lock().map(|s| s.clone()).unwrap_or_default();
-            let path_for_check = path.clone();
-            let changed = tokio::task::spawn_blocking(move || stamps(&path_for_check) != known)
+            let files = self.settings().files.clone();
+            let changed = tokio::task::spawn_blocking(move || stamps(&files) != known)
                 .await
                 .unwrap_or(false);
             if !changed {
@@ -190,10 +197,8 @@ impl Web {
                 }
                 Ok(Err(e)) => {
                     // Remember what failed, so it is reported once, not every second.
-                    let path_for_stamps = path.clone();
-                    if let Ok(failed) =
-                        tokio::task::spawn_blocking(move || stamps(&path_for_stamps)).await
-                    {
+                    let files = self.settings().files.clone();
+                    if let Ok(failed) = tokio::task::spawn_blocking(move || stamps(&files)).await {
                         if let Ok(mut known) = self.stamps.lock() {
                             *known = failed;
                         }
@@ -240,17 +245,11 @@ fn read(path: &Path) -> Result<(Settings, Vec<Stamp>), WebConfigError> {
         source,
     })?;
     let settings = Settings::build(path, &text)?;
-    Ok((settings, stamps(path)))
+    let stamps = stamps(&settings.files);
+    Ok((settings, stamps))
 }
 
-/// Stamps of the file and of the certificate files it names now.
-fn stamps(path: &Path) -> Vec<Stamp> {
-    let mut files = vec![path.to_path_buf()];
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Ok(file) = WebConfigFile::parse(path, &text) {
-            files.extend(file.tls_server_config.files());
-        }
-    }
+fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
     files.iter().map(|f| stamp(f)).collect()
 }
 
