@@ -1,11 +1,19 @@
-# syntax=docker/dockerfile:1
 # promsnmp container image: built in a Rust image, run in a small distroless
 # one (glibc and libgcc only, no shell) as a non-root user.
 #
-#   docker build -t promsnmp .
+#   DOCKER_BUILDKIT=1 docker build -t promsnmp .
 #   docker run -p 8080:8080 -e PROM_ENCRYPT_KEY=... -v promsnmp-data:/app/data promsnmp
+#
+# BuildKit's built-in Dockerfile frontend is enough (no `# syntax=` line: that
+# would pull a frontend image, which fails where no registry is reachable).
+# The two base images are build arguments, for builds from a local mirror or
+# stand-ins (tests/engine.rs builds with Debian-based ones):
+#   --build-arg BUILD_IMAGE=... --build-arg RUNTIME_IMAGE=...
 
-FROM rust:1.95-bookworm AS build
+ARG BUILD_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
@@ -17,7 +25,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/promsnmp /out/promsnmp \
     && mkdir -p /out/data
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/promsnmp /usr/local/bin/promsnmp
 # An empty named volume mounted here takes this ownership: the replica (uid
 # 65532, "nonroot") can write the inventory file.

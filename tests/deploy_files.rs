@@ -170,15 +170,58 @@ fn compose_file_is_valid_and_scales_without_edits() {
     assert!(out.stderr.contains("PROM_ENCRYPT_KEY"), "{}", out.stderr);
 }
 
+/// The variables compose/swarm_deploy.sh computes and exports (the
+/// digests that name configs and secrets by content).
+fn stack_deploy_variables() -> Vec<String> {
+    let script = read_repo_file("compose/swarm_deploy.sh");
+    let exported: Vec<String> = script
+        .lines()
+        .filter_map(|l| {
+            l.split_once("=$(digest ")
+                .map(|(name, _)| name.trim().to_string())
+        })
+        .collect();
+    assert!(exported.len() >= 8, "{exported:?}");
+    for name in &exported {
+        assert!(
+            script.contains(&format!(" {name}")),
+            "{name} is not exported"
+        );
+    }
+    exported
+}
+
 #[test]
 fn swarm_stack_is_valid() {
+    let digests: Vec<(String, String)> = stack_deploy_variables()
+        .into_iter()
+        .map(|name| {
+            let value = format!("d{}", name.len());
+            (name, value)
+        })
+        .collect();
+    let mut env: Vec<(&str, &str)> = COMPOSE_ENV.to_vec();
+    env.extend(digests.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let out = run_ok(
         "docker-compose",
         "docker-compose",
         &["-f", "docker-stack.yml", "config"],
         "compose",
-        &COMPOSE_ENV,
+        &env,
     );
+    // Every config and secret is named by its digest.
+    for name in [
+        "haproxy_cfg",
+        "prometheus_yml",
+        "web_yml",
+        "prometheus_password",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("name: promsnmp_{name}_d"))),
+            "{name} not named by content:\n{out}"
+        );
+    }
     for needle in [
         "driver: overlay",
         "endpoint_mode: dnsrr",
@@ -207,6 +250,7 @@ fn env_example_documents_every_variable() {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
         .collect();
+    let set_by_stack_deploy = stack_deploy_variables();
     for file in ["compose/docker-compose.yml", "compose/docker-stack.yml"] {
         let text = read_repo_file(file);
         for piece in text.split("${").skip(1) {
@@ -215,7 +259,7 @@ fn env_example_documents_every_variable() {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
             assert!(
-                documented.contains(&name),
+                documented.contains(&name) || set_by_stack_deploy.contains(&name),
                 "{file} reads ${{{name}}}, which .env.example does not document"
             );
         }
@@ -394,5 +438,25 @@ fn haproxy_refuses_admin_paths_from_other_networks() {
     for path in ["/targets", "/snmp?target=x", "/promsnmpx"] {
         let r = http_get(&addr, path);
         assert_eq!(r.status, 503, "{path} is not an admin path: {}", r.text());
+    }
+}
+
+/// `docker stack deploy` (the docker CLI's interpolation, 20.10) looks for
+/// `-` before `:?` in `${NAME:?message}`: a `-` in the message turns the
+/// whole into a default value, and the variable is never required (a config
+/// named `…_deploy.sh` instead of by its digest, found on a real engine).
+#[test]
+fn required_variable_messages_have_no_dash() {
+    for file in ["compose/docker-compose.yml", "compose/docker-stack.yml"] {
+        let text = read_repo_file(file);
+        for piece in text.split("${").skip(1) {
+            let expr = piece.split('}').next().unwrap_or_default();
+            if let Some((name, message)) = expr.split_once('?') {
+                assert!(
+                    !message.contains('-'),
+                    "{file}: `${{{expr}}}`: a `-` in the message of {name} makes the docker CLI read a default"
+                );
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The deployment files (`haproxy.cfg`, `compose/`, `alerts/`) as the tests
-//! read them: paths, the dashboard's queries, and the address substitutions
-//! that move a Docker deployment onto 127.0.0.1.
+//! read them: paths, the dashboard's queries, and the edits an operator
+//! makes (the web configuration's hashes).
 
 use std::fs;
 use std::path::PathBuf;
@@ -13,6 +13,30 @@ pub fn repo_file(relative: &str) -> PathBuf {
 pub fn read_repo_file(relative: &str) -> String {
     let path = repo_file(relative);
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// `text` with `from` replaced by `to`, asserting `from` occurs.
+pub fn substitute(text: &str, from: &str, to: &str, file: &str) -> String {
+    assert!(text.contains(from), "{file} no longer contains `{from}`");
+    text.replace(from, to)
+}
+
+/// `compose/web/web.yml.example` with real bcrypt hashes (cost 4) of the
+/// two passwords in place of its placeholders, as an operator fills it in.
+pub fn web_yml_from_example(prometheus_password: &str, operator_password: &str) -> String {
+    let file = "compose/web/web.yml.example";
+    let filled = substitute(
+        &read_repo_file(file),
+        "<bcrypt hash of the password in prometheus.password>",
+        &bcrypt::hash(prometheus_password, 4).unwrap(),
+        file,
+    );
+    substitute(
+        &filled,
+        "operator: <bcrypt hash>",
+        &format!("operator: {}", bcrypt::hash(operator_password, 4).unwrap()),
+        file,
+    )
 }
 
 /// One query of a dashboard panel.

@@ -4,7 +4,8 @@
 //! binary under test), builds network-namespace "devices" with many
 //! interfaces, and offers a tiny blocking HTTP/1.1 client.
 //!
-//! Rules kept everywhere: all traffic goes to 127.0.0.0/8 only; every wait is
+//! Rules kept everywhere: all traffic goes to 127.0.0.0/8 only (and, in the
+//! engine test, to the containers of the Docker engine it started); every wait is
 //! bounded in iterations and time; every child process is killed (SIGTERM,
 //! then SIGKILL after a grace period) and reaped on drop; all files live in
 //! `tempfile` directories. Do not keep fixtures in `static`s: statics are never
@@ -12,14 +13,13 @@
 #![allow(dead_code)]
 
 mod deploy;
-mod dns;
+pub mod engine;
+pub mod images;
 mod parity;
 pub mod pki;
 pub mod snmpsim;
 #[allow(unused_imports)]
 pub use deploy::*;
-#[allow(unused_imports)]
-pub use dns::DnsServer;
 #[allow(unused_imports)]
 pub use parity::*;
 
@@ -1420,8 +1420,6 @@ pub struct PrometheusSetup<'a> {
     pub extra_args: &'a [&'a str],
     /// (path relative to the temp dir, contents)
     pub files: Vec<(String, Vec<u8>)>,
-    /// DNS server for prometheus' lookups (port 53: resolv.conf has no port).
-    pub nameserver: Option<std::net::Ipv4Addr>,
 }
 
 /// A Prometheus server on 127.0.0.1:`port`, killed on drop.
@@ -1447,14 +1445,9 @@ impl Prometheus {
     /// [`Prometheus::start`] with more: the config goes to
     /// `<dir>/prometheus/prometheus.yml`, `files` (relative paths) are written
     /// under `<dir>` first (so `../alerts/x.yml` in the config finds
-    /// `<dir>/alerts/x.yml`), and with `nameserver` set prometheus runs in a
-    /// private mount namespace whose `/etc/resolv.conf` names that server
-    /// (its DNS service discovery asks it; needs root and `unshare`).
+    /// `<dir>/alerts/x.yml`).
     pub fn start_with(setup: &PrometheusSetup) -> Prometheus {
         let exe = require_program("prometheus", "prometheus");
-        let wrapper = setup
-            .nameserver
-            .map(|_| require_program("unshare", "util-linux"));
         for attempt in 1..=3 {
             let dir = tempfile::Builder::new()
                 .prefix("psnmp-prometheus")
@@ -1480,24 +1473,7 @@ impl Prometheus {
                 format!("--web.listen-address={addr}"),
                 "--enable-feature=native-histograms".to_string(),
             ];
-            let mut cmd = match (&wrapper, setup.nameserver) {
-                (Some(unshare), Some(ns)) => {
-                    let resolv = dir.path().join("resolv.conf");
-                    // One attempt, one second: a test resolver answers at once.
-                    fs::write(
-                        &resolv,
-                        format!("nameserver {ns}\noptions timeout:1 attempts:1\n"),
-                    )
-                    .expect("write resolv.conf");
-                    let mut cmd = Command::new(unshare);
-                    cmd.args(["--mount", "sh", "-c"])
-                        .arg(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#)
-                        .arg(&resolv)
-                        .arg(&exe);
-                    cmd
-                }
-                _ => Command::new(&exe),
-            };
+            let mut cmd = Command::new(&exe);
             cmd.current_dir(dir.path())
                 .args(&args)
                 .args(setup.extra_args);
@@ -1554,21 +1530,7 @@ impl Prometheus {
 
     /// Instant query; returns the whole parsed body (`{"status":"success","data":...}`).
     pub fn query(&self, promql: &str) -> serde_json::Value {
-        let r = http_get(
-            &self.addr(),
-            &format!("/api/v1/query?query={}", urlencode(promql)),
-        );
-        let ok = r.status == 200
-            && serde_json::from_slice::<serde_json::Value>(&r.body)
-                .map(|v| v["status"] == "success")
-                .unwrap_or(false);
-        assert!(
-            ok,
-            "prometheus query `{promql}` failed ({}): {}",
-            r.status,
-            r.text()
-        );
-        r.json()
+        prometheus_query(&self.addr(), promql)
     }
 
     pub fn targets(&self) -> serde_json::Value {
@@ -1576,6 +1538,78 @@ impl Prometheus {
         assert_eq!(r.status, 200, "GET /api/v1/targets: {}", r.text());
         r.json()
     }
+}
+
+/// Instant query of the Prometheus at `addr`, asserting success; the whole
+/// parsed body (`{"status":"success","data":...}`).
+pub fn prometheus_query(addr: &str, promql: &str) -> serde_json::Value {
+    let r = http_get(addr, &format!("/api/v1/query?query={}", urlencode(promql)));
+    let ok = r.status == 200
+        && serde_json::from_slice::<serde_json::Value>(&r.body)
+            .map(|v| v["status"] == "success")
+            .unwrap_or(false);
+    assert!(
+        ok,
+        "prometheus query `{promql}` failed ({}): {}",
+        r.status,
+        r.text()
+    );
+    r.json()
+}
+
+/// `(labels, value)` of each series of an instant vector query.
+pub fn prometheus_vector(addr: &str, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let body = prometheus_query(addr, promql);
+    body["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("`{promql}`: not a vector: {body}"))
+        .iter()
+        .map(|s| {
+            let labels = s["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect()
+}
+
+/// Value per `instance` label of an instant vector query.
+pub fn prometheus_per_instance(addr: &str, promql: &str) -> BTreeMap<String, f64> {
+    prometheus_vector(addr, promql)
+        .into_iter()
+        .map(|(labels, v)| (labels.get("instance").cloned().unwrap_or_default(), v))
+        .collect()
+}
+
+/// Failed scrapes of each target of `job` over the last `window_s` seconds.
+pub fn prometheus_failed_scrapes(addr: &str, job: &str, window_s: u64) -> BTreeMap<String, f64> {
+    prometheus_per_instance(
+        addr,
+        &format!(
+            "count_over_time(up{{job=\"{job}\"}}[{window_s}s]) - sum_over_time(up{{job=\"{job}\"}}[{window_s}s])"
+        ),
+    )
+}
+
+/// HAProxy's stats CSV at `stats_addr`: how many servers of `backend` are UP.
+pub fn haproxy_servers_up(stats_addr: &str, backend: &str) -> usize {
+    let r = http_get(stats_addr, "/stats;csv");
+    assert_eq!(r.status, 200, "HAProxy stats: {}", r.text());
+    r.text()
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > 17 && f[0] == backend && f[1] != "BACKEND" && f[1] != "FRONTEND")
+        .filter(|f| f[17] == "UP")
+        .count()
 }
 
 // ---------------------------------------------------------------------------
