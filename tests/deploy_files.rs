@@ -2,7 +2,8 @@
 //! `promtool check config|rules`, `promtool test rules`, `docker-compose
 //! config` (Debian's `docker-compose`) on the Compose file and the Swarm
 //! stack, a lint of the Grafana dashboard, and the Dockerfile's shape. The
-//! dashboard's queries also run against a real Prometheus in tests/deploy.rs.
+//! files run for real, and the dashboard's queries against a real
+//! Prometheus, in tests/engine.rs.
 
 mod common;
 
@@ -213,6 +214,10 @@ fn swarm_stack_is_valid() {
     for name in [
         "haproxy_cfg",
         "prometheus_yml",
+        "rules",
+        "grafana_datasource",
+        "grafana_dashboards",
+        "grafana_dashboard",
         "web_yml",
         "prometheus_password",
     ] {
@@ -447,7 +452,11 @@ fn haproxy_refuses_admin_paths_from_other_networks() {
 /// named `…_deploy.sh` instead of by its digest, found on a real engine).
 #[test]
 fn required_variable_messages_have_no_dash() {
-    for file in ["compose/docker-compose.yml", "compose/docker-stack.yml"] {
+    for file in [
+        "compose/docker-compose.yml",
+        "compose/docker-stack.yml",
+        "tests/engine/stack-override.yml",
+    ] {
         let text = read_repo_file(file);
         for piece in text.split("${").skip(1) {
             let expr = piece.split('}').next().unwrap_or_default();

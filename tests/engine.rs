@@ -65,7 +65,7 @@ fn operator_checkout(dir: &Path, images: &Images, settings: &[(&str, String)]) -
     }
     let compose = dir.join("compose");
     let example = read_repo_file("compose/.env.example");
-    let mut env = example.clone();
+    let mut env: Vec<String> = example.lines().map(str::to_string).collect();
     let common = [
         ("PROM_ENCRYPT_KEY", ENCRYPT_KEY.to_string()),
         ("GRAFANA_ADMIN_PASSWORD", "not-started-here".into()),
@@ -82,13 +82,13 @@ fn operator_checkout(dir: &Path, images: &Images, settings: &[(&str, String)]) -
         ("PROMETHEUS_IMAGE", images.prometheus.clone()),
     ];
     for (key, value) in common.iter().chain(settings) {
-        let line = example
-            .lines()
+        let line = env
+            .iter_mut()
             .find(|l| l.starts_with(&format!("{key}=")))
             .unwrap_or_else(|| panic!("compose/.env.example has no {key}="));
-        env = env.replace(line, &format!("{key}={value}"));
+        *line = format!("{key}={value}");
     }
-    fs::write(compose.join(".env"), env).expect("write .env");
+    fs::write(compose.join(".env"), env.join("\n") + "\n").expect("write .env");
     fs::write(
         compose.join("web/web.yml"),
         web_yml_from_example(SCRAPER_PASSWORD, OPERATOR_PASSWORD),
@@ -96,6 +96,19 @@ fn operator_checkout(dir: &Path, images: &Images, settings: &[(&str, String)]) -
     .expect("write web.yml");
     fs::write(compose.join("web/prometheus.password"), SCRAPER_PASSWORD).expect("password");
     compose
+}
+
+/// Lease plus renew period from the checkout's `.env`: the bound on a
+/// leader failover.
+fn lease_and_renew(compose_dir: &Path) -> Duration {
+    let env = fs::read_to_string(compose_dir.join(".env")).expect(".env");
+    let setting = |key: &str| -> u64 {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in .env"))
+    };
+    Duration::from_millis(setting("PROMSNMP_LEASE_TTL_MS") + setting("PROMSNMP_LEASE_RENEW_MS"))
 }
 
 /// The inventory of the agents' devices, addressed by container name.
@@ -152,18 +165,28 @@ struct Fleet<'a> {
 
 impl Fleet<'_> {
     /// Running replica containers: (id, IP address the host reaches).
+    /// (Empty while Docker cannot say, e.g. the network is being made.)
     fn replicas(&self) -> Vec<(String, String)> {
-        let ids = self
-            .engine
-            .docker(&["ps", "-q", "--no-trunc", "--filter", &self.replica_filter]);
-        let members: Value = serde_json::from_str(&self.engine.docker(&[
-            "network",
-            "inspect",
-            "-f",
-            "{{json .Containers}}",
-            &self.host_bridge,
-        ]))
-        .expect("network inspect");
+        let docker = |args: &[&str]| {
+            self.engine
+                .try_docker(args)
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| o.stdout)
+        };
+        let (Some(ids), Some(members)) = (
+            docker(&["ps", "-q", "--no-trunc", "--filter", &self.replica_filter]),
+            docker(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{json .Containers}}",
+                &self.host_bridge,
+            ]),
+        ) else {
+            return Vec::new();
+        };
+        let members: Value = serde_json::from_str(&members).unwrap_or_default();
         ids.split_whitespace()
             .filter_map(|id| {
                 let ip = members[id]["IPv4Address"].as_str()?.split('/').next()?;
@@ -224,14 +247,23 @@ impl Fleet<'_> {
         }
     }
 
+    /// Waits until every device target was scraped successfully after this
+    /// call (an older sample may predate a restart of Prometheus itself).
     fn wait_devices_up(&self, timeout: Duration) {
+        let called_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
         wait_for(
             "every device target up in Prometheus",
             timeout,
             Duration::from_secs(1),
             || {
-                let up = prometheus_per_instance(&self.prometheus, "up{job=\"snmp\"}");
-                (up.len() == AGENTS && up.values().all(|v| *v == 1.0)).then_some(())
+                let up_at = try_prometheus_per_instance(
+                    &self.prometheus,
+                    "timestamp(up{job=\"snmp\"} == 1)",
+                )?;
+                (up_at.len() == AGENTS && up_at.values().all(|t| *t > called_at)).then_some(())
             },
         );
     }
@@ -242,7 +274,8 @@ impl Fleet<'_> {
             timeout,
             Duration::from_secs(1),
             || {
-                let targets = prometheus_per_instance(&self.prometheus, "up{job=\"promsnmp\"}");
+                let targets =
+                    try_prometheus_per_instance(&self.prometheus, "up{job=\"promsnmp\"}")?;
                 (targets.len() == n && targets.values().all(|v| *v == 1.0)).then_some(())
             },
         );
@@ -269,6 +302,7 @@ impl Fleet<'_> {
                     "service",
                     "create",
                     "--detach",
+                    "--no-resolve-image",
                     "--name",
                     &name,
                     "--network",
@@ -366,6 +400,39 @@ impl Fleet<'_> {
         thread::sleep(SCRAPE * 4);
         self.assert_failed_scrapes_at_most(killed_at, 1.0, "after the leader was killed");
         (leader, failover)
+    }
+}
+
+/// Takes the Compose project and its agents down when the Compose run ends,
+/// also when it fails: the Swarm run gets the engine (and both cores) to
+/// itself.
+struct ComposeDown<'a> {
+    engine: &'a Engine,
+    dir: PathBuf,
+}
+
+impl Drop for ComposeDown<'_> {
+    fn drop(&mut self) {
+        let agents: Vec<String> = (0..AGENTS).map(|i| format!("agent-{i}")).collect();
+        let mut rm = vec!["rm", "-f"];
+        rm.extend(agents.iter().map(String::as_str));
+        let _ = self.engine.try_docker(&rm);
+        let down = run_bounded(
+            self.engine.compose_command().current_dir(&self.dir).args([
+                "down",
+                "-v",
+                "--remove-orphans",
+                "-t",
+                "10",
+            ]),
+            Duration::from_secs(180),
+        );
+        if !matches!(&down, Ok(o) if o.status.success()) {
+            eprintln!(
+                "warning: docker-compose down failed: {:?}",
+                down.map(|o| o.stderr)
+            );
+        }
     }
 }
 
@@ -471,16 +538,11 @@ fn compose_run(engine: &Engine, images: &Images) {
             ("PROMETHEUS_PORT", prometheus_port.to_string()),
         ],
     );
-    let env = fs::read_to_string(compose_dir.join(".env")).expect(".env");
-    let setting = |key: &str| -> u64 {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{key} in .env"))
+    let lease = lease_and_renew(&compose_dir);
+    let _down = ComposeDown {
+        engine,
+        dir: compose_dir.clone(),
     };
-    let lease = Duration::from_millis(
-        setting("PROMSNMP_LEASE_TTL_MS") + setting("PROMSNMP_LEASE_RENEW_MS"),
-    );
     // Grafana has no stand-in: the other services, by name.
     let services = ["redis", "promsnmp", "haproxy", "prometheus"];
     let compose = |args: &[&str]| {
@@ -609,7 +671,7 @@ fn compose_run(engine: &Engine, images: &Images) {
         "PromsnmpAllReplicasDown to fire",
         Duration::from_secs(240),
         Duration::from_secs(2),
-        || (!prometheus_vector(&fleet.prometheus, firing).is_empty()).then_some(()),
+        || (!try_prometheus_vector(&fleet.prometheus, firing)?.is_empty()).then_some(()),
     );
     let fired_after = stopped_at.elapsed();
     let back_at = Instant::now();
@@ -620,10 +682,10 @@ fn compose_run(engine: &Engine, images: &Images) {
         Duration::from_secs(180),
         Duration::from_secs(2),
         || {
-            prometheus_vector(
+            try_prometheus_vector(
                 &fleet.prometheus,
                 "ALERTS{alertname=\"PromsnmpAllReplicasDown\"}",
-            )
+            )?
             .is_empty()
             .then_some(())
         },
@@ -676,6 +738,7 @@ fn compose_run(engine: &Engine, images: &Images) {
     engine.docker(&["volume", "rm", "promsnmp_redis-data"]);
     let restarted = Instant::now();
     compose(&["up", "-d", "redis"]);
+    let redis = compose(&["ps", "-q", "redis"]).trim().to_string();
     let keys = wait_for(
         "the inventory back in the new Redis",
         Duration::from_secs(90),
@@ -684,7 +747,7 @@ fn compose_run(engine: &Engine, images: &Images) {
             let o = engine
                 .try_docker(&[
                     "exec",
-                    "promsnmp_redis_1",
+                    &redis,
                     "redis-cli",
                     "--scan",
                     "--pattern",
@@ -812,7 +875,15 @@ fn prometheus_checks(prometheus: &str, since: Instant) {
 /// it gave up).
 fn update_image(engine: &Engine, image: &str) -> String {
     let service = "promsnmp_promsnmp";
-    engine.docker(&["service", "update", "--detach", "--image", image, service]);
+    engine.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--no-resolve-image",
+        "--image",
+        image,
+        service,
+    ]);
     wait_for(
         &format!("the update to {image} to end"),
         Duration::from_secs(600),
@@ -950,22 +1021,25 @@ fn swarm_run(engine: &Engine, images: &Images) {
     deploy();
     // HAProxy's stats page is not published by the stack: read it on the
     // task's docker_gwbridge address.
-    let haproxy_task = wait_for(
-        "the HAProxy task",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || service_tasks("haproxy").into_iter().next(),
-    );
-    let stats_ip = wait_for(
-        "HAProxy's gateway address",
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        || gwbridge_ip(&haproxy_task),
-    );
-    let fleet = Fleet {
+    let stats_addr = || {
+        let task = wait_for(
+            "the HAProxy task",
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || service_tasks("haproxy").into_iter().next(),
+        );
+        let ip = wait_for(
+            "HAProxy's gateway address",
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || gwbridge_ip(&task),
+        );
+        format!("{ip}:8404")
+    };
+    let mut fleet = Fleet {
         engine,
         haproxy: format!("127.0.0.1:{haproxy_port}"),
-        stats: format!("{stats_ip}:8404"),
+        stats: stats_addr(),
         prometheus: format!("127.0.0.1:{prometheus_port}"),
         replica_filter: "label=com.docker.swarm.service.name=promsnmp_promsnmp".into(),
         network: "promsnmp_promsnmp".into(),
@@ -1030,7 +1104,7 @@ fn swarm_run(engine: &Engine, images: &Images) {
 
     // docker kill of the leader: Swarm replaces the task, another replica
     // leads within lease + renew.
-    let lease = Duration::from_millis(15_000 + 5_000);
+    let lease = lease_and_renew(&compose_dir);
     let (_, failover) = fleet.kill_leader(lease);
     println!("docker kill of the leader's task: a new leader after {failover:.2?}");
     assert!(
@@ -1130,6 +1204,104 @@ fn swarm_run(engine: &Engine, images: &Images) {
     println!(
         "edited haproxy.cfg redeployed as config {}; HAProxy at {served} serves it",
         new_configs[0]
+    );
+    fleet.stats = format!("{served}:8404");
+    fleet.wait_devices_up(Duration::from_secs(120));
+
+    // docker stack rm and deploy again: the inventory survives on the volume.
+    let before = fleet.inventory().expect("inventory export");
+    assert_eq!(device_ids(&before).len(), AGENTS, "{before}");
+    // The agents' services hold the stack's network: out of the way first.
+    for i in 0..AGENTS {
+        engine.docker(&["service", "rm", &format!("agent-{i}")]);
+    }
+    engine.docker(&["stack", "rm", "promsnmp"]);
+    wait_for(
+        "the stack's containers and network to be gone",
+        Duration::from_secs(180),
+        Duration::from_secs(1),
+        || {
+            let containers = engine.docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                "label=com.docker.stack.namespace=promsnmp",
+            ]);
+            let networks = engine.docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                "label=com.docker.stack.namespace=promsnmp",
+            ]);
+            (containers.trim().is_empty() && networks.trim().is_empty()).then_some(())
+        },
+    );
+    let redeployed_at = Instant::now();
+    deploy();
+    fleet.stats = stats_addr();
+    fleet.start_agents(&images.snmpd);
+    fleet.wait_replicas_healthy(3, Duration::from_secs(180));
+    let after = wait_for(
+        "the inventory after stack rm and deploy",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || fleet.inventory(),
+    );
+    assert_eq!(device_ids(&after), device_ids(&before));
+    fleet.wait_devices_up(Duration::from_secs(180));
+    println!(
+        "stack rm and deploy: the {AGENTS} devices are still there and up after {:.1?}",
+        redeployed_at.elapsed()
+    );
+
+    // Redis' task gone with its volume: the inventory comes back from the file.
+    engine.docker(&["service", "scale", "--detach", "promsnmp_redis=0"]);
+    wait_for(
+        "Redis' task to stop",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || service_tasks("redis").is_empty().then_some(()),
+    );
+    // Its stopped container still holds the volume.
+    let stopped = engine.docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.docker.swarm.service.name=promsnmp_redis",
+    ]);
+    for id in stopped.split_whitespace() {
+        engine.docker(&["rm", "-f", id]);
+    }
+    engine.docker(&["volume", "rm", "promsnmp_redis-data"]);
+    let restarted = Instant::now();
+    engine.docker(&["service", "scale", "--detach", "promsnmp_redis=1"]);
+    wait_for(
+        "the inventory back in the new Redis",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || {
+            let task = service_tasks("redis").into_iter().next()?;
+            let o = engine
+                .try_docker(&[
+                    "exec",
+                    &task,
+                    "redis-cli",
+                    "--scan",
+                    "--pattern",
+                    "promsnmp:*inventory*",
+                ])
+                .ok()?;
+            (o.status.success() && !o.stdout.trim().is_empty()).then_some(())
+        },
+    );
+    assert_eq!(
+        device_ids(&fleet.inventory().expect("inventory export")),
+        device_ids(&before)
+    );
+    println!(
+        "Redis' task and volume gone: inventory back in the new Redis after {:.1?}",
+        restarted.elapsed()
     );
     fleet.wait_devices_up(Duration::from_secs(120));
 }

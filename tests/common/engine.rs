@@ -23,12 +23,64 @@ const SYSCTLS: [&str; 3] = [
     "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
 ];
 
-const RUN_DOCKER: &str = "/run/docker";
+/// Directories dockerd and its containerd make whatever their roots:
+/// plugins, the shims' sockets.
+const RUN_DIRS: [&str; 2] = ["/run/docker", "/run/containerd"];
+const SYSTEM_CONTAINERD: &str = "/run/containerd/containerd.sock";
+/// Engines live in `/tmp/<ENGINE_PREFIX>…`, their containers' cgroups in
+/// `/<ENGINE_PREFIX>-<pid>`.
+const ENGINE_PREFIX: &str = "psn-engine";
+
+/// Whether a process named `name` runs.
+fn process_running(name: &str) -> bool {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|p| fs::read_to_string(p.path().join("comm")).is_ok_and(|comm| comm.trim() == name))
+}
+
+/// What a test run that was killed (no drop ran) left: its processes,
+/// mounts, directories, cgroups and bridges. Only called when no dockerd
+/// runs, so the bridges are nobody's.
+fn clean_after_killed_runs() {
+    let stale: Vec<PathBuf> = fs::read_dir("/tmp")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(ENGINE_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    for dir in &stale {
+        eprintln!(
+            "removing what a killed engine test left in {}",
+            dir.display()
+        );
+        kill_processes_mentioning(dir);
+        unmount_under(dir);
+        let _ = fs::remove_dir_all(dir);
+    }
+    for cgroup in cgroup_roots()
+        .into_iter()
+        .flat_map(|root| fs::read_dir(root).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(ENGINE_PREFIX))
+    {
+        kill_cgroup(&cgroup.path());
+    }
+    for bridge in ["docker0", "docker_gwbridge"] {
+        if link_names().contains(bridge) {
+            let _ = run_bounded(
+                Command::new("ip").args(["link", "delete", bridge]),
+                Duration::from_secs(10),
+            );
+        }
+    }
+}
 
 /// What the host looked like before the engine started.
 struct HostState {
-    /// dockerd makes /run/docker/plugins whatever its exec root.
-    run_docker: bool,
+    /// Those of [`RUN_DIRS`] that existed.
+    run_dirs: Vec<&'static str>,
     iptables: Vec<(String, String)>,
     links: BTreeSet<String>,
     sysctls: Vec<(String, String)>,
@@ -37,10 +89,19 @@ struct HostState {
 impl HostState {
     fn read(iptables_save: &Path) -> HostState {
         HostState {
-            run_docker: Path::new(RUN_DOCKER).exists(),
+            run_dirs: RUN_DIRS
+                .into_iter()
+                .filter(|d| Path::new(d).exists())
+                .collect(),
+            // Without a true picture of the tables the teardown could not
+            // tell Docker's rules from the host's: refuse to start.
             iptables: IPTABLES_TABLES
                 .iter()
-                .map(|t| (t.to_string(), iptables_dump(iptables_save, t)))
+                .map(|t| {
+                    let dump = iptables_dump(iptables_save, t)
+                        .unwrap_or_else(|e| panic!("cannot read the host's iptables: {e}"));
+                    (t.to_string(), dump)
+                })
                 .collect(),
             links: link_names(),
             sysctls: SYSCTLS
@@ -53,27 +114,30 @@ impl HostState {
 
 /// `iptables-save -t table` without its comment lines (they carry times)
 /// and the packet counters.
-fn iptables_dump(iptables_save: &Path, table: &str) -> String {
-    run_bounded(
+fn iptables_dump(iptables_save: &Path, table: &str) -> Result<String, String> {
+    let o = run_bounded(
         Command::new(iptables_save).args(["-t", table]),
         Duration::from_secs(20),
-    )
-    .map(|o| {
-        o.stdout
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| {
-                if l.starts_with(':') {
-                    // ":CHAIN POLICY [packets:bytes]"
-                    l.rsplit_once(' ').map(|(head, _)| head).unwrap_or(l)
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .unwrap_or_default()
+    )?;
+    if !o.status.success() {
+        return Err(format!(
+            "iptables-save -t {table}: {}: {}",
+            o.status, o.stderr
+        ));
+    }
+    Ok(o.stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            if l.starts_with(':') {
+                // ":CHAIN POLICY [packets:bytes]"
+                l.rsplit_once(' ').map(|(head, _)| head).unwrap_or(l)
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 fn link_names() -> BTreeSet<String> {
@@ -120,6 +184,17 @@ impl Engine {
         let iptables_save = require_program("iptables-save", "iptables");
         let iptables_restore = require_program("iptables-restore", "iptables");
         require_program("ip", "iproute2");
+        assert!(
+            !process_running("dockerd"),
+            "a dockerd runs on this machine: stop it first (service docker stop)"
+        );
+        // dockerd 20.10 uses a containerd it finds at the default socket
+        // instead of its own: the engine would not be private then.
+        assert!(
+            !Path::new(SYSTEM_CONTAINERD).exists(),
+            "{SYSTEM_CONTAINERD} exists: a containerd runs on this machine (service containerd stop)"
+        );
+        clean_after_killed_runs();
         let before = HostState::read(&iptables_save);
         for stale in ["docker0", "docker_gwbridge"] {
             assert!(
@@ -130,10 +205,10 @@ impl Engine {
         // Short path: containerd's sockets live under the exec root and a
         // socket path has at most 107 bytes.
         let dir = tempfile::Builder::new()
-            .prefix("psn-engine")
+            .prefix(ENGINE_PREFIX)
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let cgroup_parent = format!("/promsnmp-engine-{}", std::process::id());
+        let cgroup_parent = format!("/{ENGINE_PREFIX}-{}", std::process::id());
         let d = dir.path();
         let mut cmd = Command::new(&dockerd);
         cmd.arg(format!("--host=unix://{}/docker.sock", d.display()))
@@ -143,7 +218,11 @@ impl Engine {
             .arg(format!("--cgroup-parent={cgroup_parent}"))
             // Redis and HAProxy want more descriptors than some defaults.
             .arg("--default-ulimit=nofile=20000:20000")
-            .arg("--log-level=warn");
+            // Published ports on this machine's loopback only.
+            .arg("--ip=127.0.0.1")
+            .arg("--log-level=warn")
+            // Swarm tasks use the local images; no registry is asked.
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1");
         let log = d.join("dockerd.log");
         let mut engine = Engine {
             dockerd: Some(ProcGuard::spawn(cmd, "dockerd", &log)),
@@ -199,8 +278,7 @@ impl Engine {
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.env("DOCKER_HOST", self.host())
-            .env("DOCKER_BUILDKIT", "1")
-            .env("COMPOSE_DOCKER_CLI_BUILD", "1");
+            .env("DOCKER_BUILDKIT", "1");
         cmd
     }
 
@@ -254,31 +332,44 @@ impl Engine {
                 problems.push("dockerd did not exit".into());
             }
         }
-        kill_cgroup(&self.cgroup_parent);
+        let cgroups_left = remove_engine_cgroups(&self.cgroup_parent);
+        if !cgroups_left.is_empty() {
+            problems.push(format!("cgroups left: {cgroups_left:?}"));
+        }
         kill_processes_mentioning(self.dir.path());
         unmount_under(self.dir.path());
-        for link in link_names().difference(&self.before.links) {
+        // Docker's links only: bridges of the engine's networks and the
+        // host ends of containers' veth pairs.
+        let dockers = |links: BTreeSet<String>| -> Vec<String> {
+            links
+                .difference(&self.before.links)
+                .filter(|l| {
+                    ["docker0", "docker_gwbridge"].contains(&l.as_str())
+                        || l.starts_with("br-")
+                        || l.starts_with("veth")
+                })
+                .cloned()
+                .collect()
+        };
+        for link in dockers(link_names()) {
             let _ = run_bounded(
-                Command::new("ip").args(["link", "delete", link]),
+                Command::new("ip").args(["link", "delete", &link]),
                 Duration::from_secs(10),
             );
         }
-        let left: Vec<String> = link_names()
-            .difference(&self.before.links)
-            .cloned()
-            .collect();
+        let left = dockers(link_names());
         if !left.is_empty() {
             problems.push(format!("network links left: {left:?}"));
         }
         for (table, before) in &self.before.iptables {
-            if iptables_dump(&self.iptables_save, table) == *before {
+            if iptables_dump(&self.iptables_save, table).as_ref() == Ok(before) {
                 continue;
             }
             let restored = if before.trim().is_empty() {
                 // The table was unused: empty it (rules, then chains).
                 ["-F", "-X"].iter().try_for_each(|op| {
                     run_bounded(
-                        Command::new(&self.iptables).args(["-t", table, op]),
+                        Command::new(&self.iptables).args(["-w", "-t", table, op]),
                         Duration::from_secs(20),
                     )
                     .map(|_| ())
@@ -286,7 +377,7 @@ impl Engine {
             } else {
                 restore_table(&self.iptables_restore, before)
             };
-            let after = iptables_dump(&self.iptables_save, table);
+            let after = iptables_dump(&self.iptables_save, table).unwrap_or_else(|e| e);
             let unused = before.trim().is_empty()
                 && after
                     .lines()
@@ -297,8 +388,13 @@ impl Engine {
                 ));
             }
         }
-        if !self.before.run_docker {
-            let _ = fs::remove_dir_all(RUN_DOCKER);
+        for dir in RUN_DIRS {
+            if !self.before.run_dirs.contains(&dir)
+                && fs::remove_dir_all(dir).is_err()
+                && Path::new(dir).exists()
+            {
+                problems.push(format!("{dir} left"));
+            }
         }
         for (path, value) in &self.before.sysctls {
             if fs::read_to_string(path).ok().as_deref() != Some(value)
@@ -325,6 +421,7 @@ fn checked(result: Result<CmdOutput, String>, what: &str) -> String {
 fn restore_table(iptables_restore: &Path, dump: &str) -> Result<(), String> {
     use std::io::Write;
     let mut child = Command::new(iptables_restore)
+        .arg("-w")
         .stdin(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
@@ -349,37 +446,61 @@ fn restore_table(iptables_restore: &Path, dump: &str) -> Result<(), String> {
     }
 }
 
-/// SIGKILLs every process in the engine's cgroups (containers dockerd could
-/// not stop) and removes the cgroups.
-fn kill_cgroup(parent: &str) {
-    let Ok(controllers) = fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for controller in controllers.flatten() {
-        let root = controller.path().join(parent.trim_start_matches('/'));
-        if !root.is_dir() {
-            continue;
-        }
-        let mut dirs = Vec::new();
-        collect_dirs(&root, &mut dirs, 0);
-        for dir in &dirs {
-            for pid in fs::read_to_string(dir.join("cgroup.procs"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                // SAFETY: plain kill(2); these pids are in our own cgroup.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+/// Where a cgroup named by path lives: under each v1 controller, and at the
+/// root of a v2 (unified) hierarchy.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![base.to_path_buf()];
+    if !base.join("cgroup.controllers").exists() {
+        roots.extend(
+            fs::read_dir(base)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_dir() && !p.join("cgroup.controllers").exists() || p.ends_with("unified")
+                }),
+        );
+    }
+    roots
+}
+
+/// SIGKILLs every process in the cgroup `dir` and below (containers dockerd
+/// could not stop) and removes the cgroups.
+fn kill_cgroup(dir: &Path) {
+    let mut dirs = Vec::new();
+    collect_dirs(dir, &mut dirs, 0);
+    for d in &dirs {
+        for pid in fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2); these pids are in the engine's own cgroup.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
             }
         }
-        thread::sleep(Duration::from_millis(200));
-        // Deepest first: a cgroup is removed once its children are.
-        for dir in dirs.iter().rev() {
-            let _ = fs::remove_dir(dir);
-        }
     }
+    thread::sleep(Duration::from_millis(200));
+    // Deepest first: a cgroup is removed once its children are.
+    for d in dirs.iter().rev() {
+        let _ = fs::remove_dir(d);
+    }
+}
+
+/// The engine's cgroup `parent` wherever it exists; returns those left.
+fn remove_engine_cgroups(parent: &str) -> Vec<PathBuf> {
+    let found: Vec<PathBuf> = cgroup_roots()
+        .into_iter()
+        .map(|root| root.join(parent.trim_start_matches('/')))
+        .filter(|p| p.is_dir())
+        .collect();
+    for dir in &found {
+        kill_cgroup(dir);
+    }
+    found.into_iter().filter(|p| p.exists()).collect()
 }
 
 fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::engine::Engine;
-use super::{repo_file, require_program};
+use super::{repo_file, require_program, run_bounded};
 
 /// Debian packages in the base tree: what the stand-ins run and the Rust
 /// build links with.
@@ -71,18 +71,17 @@ fn debian_mirror() -> String {
 
 /// Hard-links `from` to `to` (same file system), else copies it.
 fn link_or_copy(from: &Path, to: &Path) {
-    let linked = Command::new("cp")
-        .arg("-al")
-        .arg(from)
-        .arg(to)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !linked {
+    let cp = |flags: &str| {
+        run_bounded(
+            Command::new("cp").arg(flags).arg(from).arg(to),
+            Duration::from_secs(300),
+        )
+        .is_ok_and(|o| o.status.success())
+    };
+    if !cp("-al") {
         let _ = fs::remove_dir_all(to);
-        let copied = Command::new("cp").arg("-a").arg(from).arg(to).status();
         assert!(
-            copied.map(|s| s.success()).unwrap_or(false),
+            cp("-a"),
             "cannot copy {} to {}",
             from.display(),
             to.display()
@@ -93,12 +92,13 @@ fn link_or_copy(from: &Path, to: &Path) {
 /// The Rust sysroot of the toolchain running these tests.
 fn rust_sysroot() -> PathBuf {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = Command::new(&rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{rustc} --print sysroot`: {e}"));
+    let out = run_bounded(
+        Command::new(&rustc).args(["--print", "sysroot"]),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("cannot run `{rustc} --print sysroot`: {e}"));
     assert!(out.status.success(), "`{rustc} --print sysroot` failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    PathBuf::from(out.stdout.trim())
 }
 
 /// Cargo's home: its registry holds the crates of Cargo.lock (fetched by

@@ -256,10 +256,15 @@ pub struct CmdOutput {
 }
 
 /// Runs a short-lived command with piped output, killing it after `timeout`.
+/// The command runs in a process group of its own, killed whole: a
+/// grandchild (debootstrap's dpkg, a pipeline's other side) holding the
+/// pipes would otherwise keep the output readers waiting.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput, String> {
+    use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -289,7 +294,10 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput, St
     }
     let timed_out = status.is_none();
     if timed_out {
-        let _ = child.kill();
+        // SAFETY: kill(2) of the process group this child leads.
+        unsafe {
+            libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+        }
         status = child.wait().ok();
     }
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
@@ -1560,31 +1568,65 @@ pub fn prometheus_query(addr: &str, promql: &str) -> serde_json::Value {
 /// `(labels, value)` of each series of an instant vector query.
 pub fn prometheus_vector(addr: &str, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     let body = prometheus_query(addr, promql);
-    body["data"]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("`{promql}`: not a vector: {body}"))
-        .iter()
-        .map(|s| {
-            let labels = s["metric"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let value = s["value"][1]
-                .as_str()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(f64::NAN);
-            (labels, value)
-        })
-        .collect()
+    vector_series(&body).unwrap_or_else(|| panic!("`{promql}`: not a vector: {body}"))
+}
+
+/// [`prometheus_vector`] for waits: `None` while Prometheus does not answer
+/// (starting, restarting) or the query fails.
+pub fn try_prometheus_vector(
+    addr: &str,
+    promql: &str,
+) -> Option<Vec<(BTreeMap<String, String>, f64)>> {
+    let r = try_http_request(
+        addr,
+        "GET",
+        &format!("/api/v1/query?query={}", urlencode(promql)),
+        &[],
+        &[],
+    )
+    .ok()?;
+    let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    (r.status == 200 && body["status"] == "success")
+        .then(|| vector_series(&body))
+        .flatten()
+}
+
+fn vector_series(body: &serde_json::Value) -> Option<Vec<(BTreeMap<String, String>, f64)>> {
+    let series = body["data"]["result"].as_array()?;
+    Some(
+        series
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let value = s["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (labels, value)
+            })
+            .collect(),
+    )
 }
 
 /// Value per `instance` label of an instant vector query.
 pub fn prometheus_per_instance(addr: &str, promql: &str) -> BTreeMap<String, f64> {
-    prometheus_vector(addr, promql)
+    by_instance(prometheus_vector(addr, promql))
+}
+
+/// [`prometheus_per_instance`] for waits (see [`try_prometheus_vector`]).
+pub fn try_prometheus_per_instance(addr: &str, promql: &str) -> Option<BTreeMap<String, f64>> {
+    try_prometheus_vector(addr, promql).map(by_instance)
+}
+
+fn by_instance(series: Vec<(BTreeMap<String, String>, f64)>) -> BTreeMap<String, f64> {
+    series
         .into_iter()
         .map(|(labels, v)| (labels.get("instance").cloned().unwrap_or_default(), v))
         .collect()
@@ -1600,15 +1642,28 @@ pub fn prometheus_failed_scrapes(addr: &str, job: &str, window_s: u64) -> BTreeM
     )
 }
 
-/// HAProxy's stats CSV at `stats_addr`: how many servers of `backend` are UP.
+/// Column of a server's status in HAProxy's stats CSV.
+const HAPROXY_CSV_STATUS: usize = 17;
+
+/// HAProxy's stats CSV at `stats_addr`: how many servers of `backend` are UP
+/// (0 while HAProxy does not answer, e.g. starting).
 pub fn haproxy_servers_up(stats_addr: &str, backend: &str) -> usize {
-    let r = http_get(stats_addr, "/stats;csv");
-    assert_eq!(r.status, 200, "HAProxy stats: {}", r.text());
+    let Ok(r) = try_http_request(stats_addr, "GET", "/stats;csv", &[], &[]) else {
+        return 0;
+    };
+    if r.status != 200 {
+        return 0;
+    }
     r.text()
         .lines()
         .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f.len() > 17 && f[0] == backend && f[1] != "BACKEND" && f[1] != "FRONTEND")
-        .filter(|f| f[17] == "UP")
+        .filter(|f| {
+            f.len() > HAPROXY_CSV_STATUS
+                && f[0] == backend
+                && f[1] != "BACKEND"
+                && f[1] != "FRONTEND"
+        })
+        .filter(|f| f[HAPROXY_CSV_STATUS] == "UP")
         .count()
 }
 
@@ -2029,7 +2084,7 @@ fn env_get<'a>(env: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
 pub struct Promsnmp {
     child: ProcGuard,
     /// Where it listens: PROMSNMP_BIND_ADDRESS when that names one address
-    /// (another 127.x address in the deployment tests), else 127.0.0.1.
+    /// (another 127.x address in the fleet tests), else 127.0.0.1.
     pub host: String,
     pub port: u16,
     /// Holds the inventory file and the logs; the process runs with it as cwd.
