@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         None | Some("serve") => {}
         Some("healthcheck") => {
             return match runtime.block_on(promsnmp::http::probe_health(
+                config.bind_address,
                 config.server_port,
                 config.web_config_file.as_deref(),
             )) {

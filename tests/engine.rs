@@ -1129,13 +1129,17 @@ fn swarm_run(engine: &Engine, images: &Images) {
     println!("rolling update to a rebuilt image: {rolled:.1?}");
     fleet.assert_failed_scrapes_at_most(update_at, 0.0, "in the rolling update");
 
-    // A broken image (its replica never gets ready, so its health check
-    // fails): the update rolls back by itself.
+    // A broken image: it starts and runs but never serves (as a build that
+    // hangs at start would), so its health check fails. The update rolls
+    // back by itself.
     let broken_context = checkout.join("broken-image");
     fs::create_dir_all(&broken_context).expect("dir");
     fs::write(
         broken_context.join("Dockerfile"),
-        "FROM promsnmp:rebuilt\n# Listens where the health check does not ask.\nENV PROMSNMP_BIND_ADDRESS=127.0.0.2\n",
+        format!(
+            "FROM {base} AS tools\nFROM promsnmp:rebuilt\nCOPY --from=tools /usr/bin/sleep /usr/bin/sleep\nENTRYPOINT [\"/usr/bin/sleep\", \"infinity\"]\n",
+            base = images.base
+        ),
     )
     .expect("Dockerfile");
     engine.run(

@@ -865,6 +865,19 @@ fn healthcheck_subcommand() {
         "healthcheck against nothing: {status}\n{out}"
     );
     drop(p);
+
+    // A replica bound to one address is asked there, not on 127.0.0.1.
+    let bound = [("PROMSNMP_BIND_ADDRESS", "127.0.0.7")];
+    let p = Promsnmp::start(&env_with(&bound));
+    let port = p.port.to_string();
+    let (status, out) = run_promsnmp_once(
+        &["healthcheck"],
+        &env_with(&[("SERVER_PORT", &port), bound[0]]),
+    );
+    assert!(
+        status.success(),
+        "healthcheck of a replica bound to 127.0.0.7: {status}\n{out}"
+    );
 }
 
 /// Only one leading slash is accepted: `//promsnmp/inventory` must not reach

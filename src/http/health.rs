@@ -132,9 +132,12 @@ async fn modules_component(state: &Arc<AppState>) -> serde_json::Value {
 
 /// The `healthcheck` subcommand: asks the local `/actuator/health/readiness`
 /// (3 s timeout; open to all, so no credentials), over TLS when the web
-/// configuration asks for it. Readiness, not the aggregate: a replica whose
-/// Redis is down still serves and must not be replaced by the orchestrator.
+/// configuration asks for it, on the address the replica binds (loopback
+/// when it binds every address). Readiness, not the aggregate: a replica
+/// whose Redis is down still serves and must not be replaced by the
+/// orchestrator.
 pub async fn probe_health(
+    bind_address: std::net::IpAddr,
     port: u16,
     web_config_file: Option<&std::path::Path>,
 ) -> Result<(), String> {
@@ -167,19 +170,25 @@ pub async fn probe_health(
                 .transpose()?
         }
     };
+    let address = match bind_address {
+        any if any.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        specific => specific,
+    };
+    let target = std::net::SocketAddr::new(address, port);
     let work = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let stream = tokio::net::TcpStream::connect(target)
             .await
-            .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+            .map_err(|e| format!("connect to {target}: {e}"))?;
         let text = match tls {
             None => ask(stream).await?,
             Some(config) => {
-                let name =
-                    rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+                // The replica's own certificate is accepted whatever its
+                // names (see probe_client_config).
+                let name = rustls_pki_types::ServerName::IpAddress(address.into());
                 let stream = tokio_rustls::TlsConnector::from(config)
                     .connect(name, stream)
                     .await
-                    .map_err(|e| format!("TLS with 127.0.0.1:{port}: {e}"))?;
+                    .map_err(|e| format!("TLS with {target}: {e}"))?;
                 ask(stream).await?
             }
         };
