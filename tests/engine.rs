@@ -17,6 +17,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -98,6 +99,41 @@ fn operator_checkout(dir: &Path, images: &Images, settings: &[(&str, String)]) -
     compose
 }
 
+/// Container id → IPv4 address on `network`, as `docker network inspect`
+/// lists them; `None` while Docker cannot say (the network being made).
+fn bridge_addresses(engine: &Engine, network: &str) -> Option<BTreeMap<String, String>> {
+    let o = engine
+        .try_docker(&["network", "inspect", "-f", "{{json .Containers}}", network])
+        .ok()
+        .filter(|o| o.status.success())?;
+    let members: BTreeMap<String, Value> = serde_json::from_str(&o.stdout).ok()?;
+    Some(
+        members
+            .into_iter()
+            .filter_map(|(id, m)| {
+                let ip = m["IPv4Address"].as_str()?.split('/').next()?.to_string();
+                Some((id, ip))
+            })
+            .collect(),
+    )
+}
+
+/// The promsnmp inventory keys in the Redis of `container`, once there are
+/// any.
+fn inventory_keys(engine: &Engine, container: &str) -> Option<String> {
+    let o = engine
+        .try_docker(&[
+            "exec",
+            container,
+            "redis-cli",
+            "--scan",
+            "--pattern",
+            "promsnmp:*inventory*",
+        ])
+        .ok()?;
+    (o.status.success() && !o.stdout.trim().is_empty()).then_some(o.stdout)
+}
+
 /// Lease plus renew period from the checkout's `.env`: the bound on a
 /// leader failover.
 fn lease_and_renew(compose_dir: &Path) -> Duration {
@@ -167,31 +203,19 @@ impl Fleet<'_> {
     /// Running replica containers: (id, IP address the host reaches).
     /// (Empty while Docker cannot say, e.g. the network is being made.)
     fn replicas(&self) -> Vec<(String, String)> {
-        let docker = |args: &[&str]| {
-            self.engine
-                .try_docker(args)
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| o.stdout)
-        };
-        let (Some(ids), Some(members)) = (
-            docker(&["ps", "-q", "--no-trunc", "--filter", &self.replica_filter]),
-            docker(&[
-                "network",
-                "inspect",
-                "-f",
-                "{{json .Containers}}",
-                &self.host_bridge,
-            ]),
-        ) else {
+        let ids = self
+            .engine
+            .try_docker(&["ps", "-q", "--no-trunc", "--filter", &self.replica_filter])
+            .ok()
+            .filter(|o| o.status.success());
+        let (Some(ids), Some(mut addresses)) =
+            (ids, bridge_addresses(self.engine, &self.host_bridge))
+        else {
             return Vec::new();
         };
-        let members: Value = serde_json::from_str(&members).unwrap_or_default();
-        ids.split_whitespace()
-            .filter_map(|id| {
-                let ip = members[id]["IPv4Address"].as_str()?.split('/').next()?;
-                Some((id.to_string(), ip.to_string()))
-            })
+        ids.stdout
+            .split_whitespace()
+            .filter_map(|id| Some((id.to_string(), addresses.remove(id)?)))
             .collect()
     }
 
@@ -743,19 +767,7 @@ fn compose_run(engine: &Engine, images: &Images) {
         "the inventory back in the new Redis",
         Duration::from_secs(90),
         Duration::from_secs(1),
-        || {
-            let o = engine
-                .try_docker(&[
-                    "exec",
-                    &redis,
-                    "redis-cli",
-                    "--scan",
-                    "--pattern",
-                    "promsnmp:*inventory*",
-                ])
-                .ok()?;
-            (o.status.success() && !o.stdout.trim().is_empty()).then_some(o.stdout)
-        },
+        || inventory_keys(engine, &redis),
     );
     let restored = fleet.inventory().expect("inventory export");
     assert_eq!(device_ids(&restored), device_ids(&before));
@@ -995,26 +1007,7 @@ fn swarm_run(engine: &Engine, images: &Images) {
             .collect()
     };
     let gwbridge_ip = |container: &str| -> Option<String> {
-        let members: Value = serde_json::from_str(
-            &engine
-                .try_docker(&[
-                    "network",
-                    "inspect",
-                    "-f",
-                    "{{json .Containers}}",
-                    "docker_gwbridge",
-                ])
-                .ok()?
-                .stdout,
-        )
-        .ok()?;
-        Some(
-            members[container]["IPv4Address"]
-                .as_str()?
-                .split('/')
-                .next()?
-                .to_string(),
-        )
+        bridge_addresses(engine, "docker_gwbridge")?.remove(container)
     };
 
     let started = Instant::now();
@@ -1286,17 +1279,7 @@ fn swarm_run(engine: &Engine, images: &Images) {
         Duration::from_secs(1),
         || {
             let task = service_tasks("redis").into_iter().next()?;
-            let o = engine
-                .try_docker(&[
-                    "exec",
-                    &task,
-                    "redis-cli",
-                    "--scan",
-                    "--pattern",
-                    "promsnmp:*inventory*",
-                ])
-                .ok()?;
-            (o.status.success() && !o.stdout.trim().is_empty()).then_some(())
+            inventory_keys(engine, &task).map(|_| ())
         },
     );
     assert_eq!(
