@@ -9,13 +9,17 @@
 # The two base images are build arguments, for builds from a local mirror or
 # stand-ins (tests/engine.rs builds with Debian-based ones):
 #   --build-arg BUILD_IMAGE=... --build-arg RUNTIME_IMAGE=...
+# The context has no .git: pass the commit for `promsnmp --version`,
+# promsnmp_build_info and /actuator/info (else they say `unknown`):
+#   --build-arg PROMSNMP_GIT_COMMIT=$(git rev-parse --short=12 HEAD)
 
 ARG BUILD_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${BUILD_IMAGE} AS build
+ARG PROMSNMP_GIT_COMMIT=
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY lua lua
 # Cache mounts keep the registry and compiled dependencies between builds.

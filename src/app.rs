@@ -242,6 +242,23 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    tracing::info!(
+        version = crate::identity::VERSION,
+        commit = crate::identity::COMMIT,
+        rustc = crate::identity::RUSTC_VERSION,
+        "promsnmp starting"
+    );
+    let settings = config
+        .settings()
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| match value.contains(char::is_whitespace) {
+            true => format!("{name}={value:?}"),
+            false => format!("{name}={value}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::info!(%settings, "configuration (secrets redacted)");
     let web = crate::web::Web::load(config.web_config_file.as_deref())?;
     let state = AppState::build(config)?;
     let addr = SocketAddr::new(state.config.bind_address, state.config.server_port);

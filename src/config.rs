@@ -13,6 +13,60 @@ use crate::inventory::Secret;
 pub const DEFAULT_INVENTORY_FILE: &str = "/app/data/promsnmp-inventory.json";
 pub const DEV_INVENTORY_FILE: &str = "./data/promsnmp-inventory.json";
 
+/// Every environment variable promsnmp reads, with what it sets: `--help`
+/// prints it with the defaults in force, the start-up log the values.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("PROM_INV_FILE", "inventory file, AES-GCM encrypted (/app/data/promsnmp-inventory.json, ./data/... without /app)"),
+    ("PROM_ENCRYPT_KEY", "AES key of the inventory file, 16, 24 or 32 bytes (default: a well-known key, warned about)"),
+    ("PROM_TENANT_ID", "tenant of this site (labels on /targets; the fleet's Redis namespace)"),
+    ("PROM_SITE_ID", "site identity (labels on /targets; the fleet's Redis namespace)"),
+    ("PROM_SITE_LABEL", "site label"),
+    ("PROM_SITE_DESCR", "site description"),
+    ("PROM_SITE_ADDR", "site address"),
+    ("PROM_SITE_LAT", "site latitude, decimal degrees"),
+    ("PROM_SITE_LONG", "site longitude, decimal degrees"),
+    ("DISCOVERY_CRON", "when saved seeds are discovered: six cron fields, seconds first; - disables"),
+    ("DISCOVERY_TZ", "IANA time zone of DISCOVERY_CRON"),
+    ("DISCOVERY_ON_START", "discover the saved seeds at start"),
+    ("COLLECTION_INTERVAL", "milliseconds between background polls of every device"),
+    ("CACHE_EXP_MILLIS", "milliseconds a poll may be served from the cache"),
+    ("CACHE_ENTRY_CNT", "cached polls at most"),
+    ("SERVER_PORT", "HTTP port"),
+    ("PROMSNMP_BIND_ADDRESS", "HTTP address"),
+    ("PROMSNMP_POLL_CONCURRENCY", "devices polled at once"),
+    ("PROMSNMP_DISCOVERY_CONCURRENCY", "addresses probed at once per discovery"),
+    ("PROMSNMP_DISCOVERY_MAX_ADDRESSES", "largest discovery request, in addresses"),
+    ("PROMSNMP_SNMP_MAX_REPETITIONS", "GETBULK max-repetitions"),
+    ("PROMSNMP_SNMP_SESSIONS_PER_POLL", "sessions walking one device's columns at once"),
+    ("PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL", "a poll collecting more varbinds fails"),
+    ("PROMSNMP_MODULES_FILE", "snmp_exporter module files, comma-separated paths or globs (unset: the built-in modules)"),
+    ("PROMSNMP_MODULE_RULES", "YAML file of module rules for discovery (unset: the built-in rules)"),
+    ("PROMSNMP_SCRAPE_UNLISTED_TARGETS", "/snmp may poll targets outside the inventory"),
+    ("PROMSNMP_MAX_BODY_BYTES", "largest request body of a write"),
+    ("PROMSNMP_ALLOWED_HOSTS", "comma-separated host names requests may use (unset: any)"),
+    ("PROMSNMP_WEB_CONFIG_FILE", "web configuration: TLS, users, roles (unset: plain HTTP, no authentication)"),
+    ("PROMSNMP_MAX_CONNECTIONS", "open HTTP connections at most"),
+    ("PROMSNMP_HEADER_TIMEOUT_SECONDS", "a new connection's request head must arrive within this"),
+    ("PROMSNMP_IDLE_TIMEOUT_SECONDS", "an idle connection is closed after this"),
+    ("PROMSNMP_REQUEST_TIMEOUT_SECONDS", "a request not answered within this gets 503"),
+    ("REDIS_URL", "redis://host:port[/db] or rediss://...: fleet mode (unset: standalone)"),
+    ("PROMSNMP_LEASE_TTL_MS", "fleet: leader lease, milliseconds"),
+    ("PROMSNMP_LEASE_RENEW_MS", "fleet: lease renewal and heartbeat period, milliseconds"),
+    ("PROMSNMP_REDIS_TIMEOUT_MS", "fleet: bound on every Redis command, milliseconds"),
+    ("PROMSNMP_REPLICA_ID", "fleet: this replica's name (default: host name + random suffix)"),
+    ("PROMSNMP_LOG_FORMAT", "log format: text or json (one object per line)"),
+    ("RUST_LOG", "log filter, e.g. info or promsnmp=debug,info (an invalid one is refused)"),
+];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; colours only on a terminal.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, fields.
+    Json,
+}
+
 /// A variable that was set to something unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}{shown}: {problem} (expected {expected})", shown = .value.as_ref().map(|v| format!("=`{v}`")).unwrap_or_default())]
@@ -81,6 +135,10 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// Fleet mode (`REDIS_URL` set): lease, membership and Redis timeouts.
     pub fleet: FleetConfig,
+    /// `PROMSNMP_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`, checked to parse (default `info`).
+    pub log_filter: String,
 }
 
 /// Bounds of the HTTP server: what an idle or slow client may hold.
@@ -245,7 +303,31 @@ impl Config {
             None => default_replica_id(),
         };
 
+        let log_format = match get("PROMSNMP_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "PROMSNMP_LOG_FORMAT",
+                    value: Some(other.to_string()),
+                    problem: "unknown log format".into(),
+                    expected: "text or json",
+                })
+            }
+        };
+        let log_filter = get("RUST_LOG").unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_filter) {
+            return Err(ConfigError {
+                variable: "RUST_LOG",
+                value: Some(log_filter),
+                problem: e.to_string(),
+                expected: "a tracing filter such as info, warn or promsnmp=debug,info",
+            });
+        }
+
         Ok(Config {
+            log_format,
+            log_filter,
             fleet: FleetConfig {
                 replica_id,
                 lease_ttl: Duration::from_millis(lease_ttl_ms),
@@ -420,6 +502,131 @@ impl Config {
     /// `tenant:site`, the identity of this site (and later its Redis namespace).
     pub fn site_key(&self) -> String {
         format!("{}:{}", self.tenant_id, self.site_id)
+    }
+}
+
+impl Config {
+    /// The configuration in force, one entry per [`VARIABLES`] name, secrets
+    /// redacted: the start-up log, `--help`'s defaults and the console show it.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map(T::to_string).unwrap_or_default()
+        }
+        let ms = |d: Duration| d.as_millis().to_string();
+        let secs = |d: Duration| d.as_secs().to_string();
+        let key = if self.encrypt_key.expose() == crate::crypto::WELL_KNOWN_KEY {
+            "well-known-default"
+        } else {
+            "redacted"
+        };
+        vec![
+            ("PROM_INV_FILE", self.inventory_file.display().to_string()),
+            ("PROM_ENCRYPT_KEY", key.to_string()),
+            ("PROM_TENANT_ID", self.tenant_id.clone()),
+            ("PROM_SITE_ID", self.site_id.clone()),
+            ("PROM_SITE_LABEL", opt(&self.site_label)),
+            ("PROM_SITE_DESCR", opt(&self.site_description)),
+            ("PROM_SITE_ADDR", opt(&self.site_address)),
+            ("PROM_SITE_LAT", opt(&self.site_latitude)),
+            ("PROM_SITE_LONG", opt(&self.site_longitude)),
+            (
+                "DISCOVERY_CRON",
+                self.discovery_schedule
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |s| s.expression.clone()),
+            ),
+            ("DISCOVERY_TZ", self.discovery_timezone.name().to_string()),
+            ("DISCOVERY_ON_START", self.discovery_on_start.to_string()),
+            ("COLLECTION_INTERVAL", ms(self.collection_interval)),
+            ("CACHE_EXP_MILLIS", ms(self.cache_expiry)),
+            ("CACHE_ENTRY_CNT", self.cache_entry_count.to_string()),
+            ("SERVER_PORT", self.server_port.to_string()),
+            ("PROMSNMP_BIND_ADDRESS", self.bind_address.to_string()),
+            (
+                "PROMSNMP_POLL_CONCURRENCY",
+                self.poll_concurrency.to_string(),
+            ),
+            (
+                "PROMSNMP_DISCOVERY_CONCURRENCY",
+                self.discovery_concurrency.to_string(),
+            ),
+            (
+                "PROMSNMP_DISCOVERY_MAX_ADDRESSES",
+                self.discovery_max_addresses.to_string(),
+            ),
+            (
+                "PROMSNMP_SNMP_MAX_REPETITIONS",
+                self.snmp_max_repetitions.to_string(),
+            ),
+            (
+                "PROMSNMP_SNMP_SESSIONS_PER_POLL",
+                self.snmp_sessions_per_poll.to_string(),
+            ),
+            (
+                "PROMSNMP_SNMP_MAX_VARBINDS_PER_POLL",
+                self.snmp_max_varbinds_per_poll.to_string(),
+            ),
+            ("PROMSNMP_MODULES_FILE", opt(&self.modules.files)),
+            (
+                "PROMSNMP_MODULE_RULES",
+                opt(&self.modules.rules.as_ref().map(|p| p.display())),
+            ),
+            (
+                "PROMSNMP_SCRAPE_UNLISTED_TARGETS",
+                self.scrape_unlisted_targets.to_string(),
+            ),
+            ("PROMSNMP_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("PROMSNMP_ALLOWED_HOSTS", self.allowed_hosts.to_string()),
+            (
+                "PROMSNMP_WEB_CONFIG_FILE",
+                opt(&self.web_config_file.as_ref().map(|p| p.display())),
+            ),
+            (
+                "PROMSNMP_MAX_CONNECTIONS",
+                self.http.max_connections.to_string(),
+            ),
+            (
+                "PROMSNMP_HEADER_TIMEOUT_SECONDS",
+                secs(self.http.header_timeout),
+            ),
+            (
+                "PROMSNMP_IDLE_TIMEOUT_SECONDS",
+                secs(self.http.idle_timeout),
+            ),
+            (
+                "PROMSNMP_REQUEST_TIMEOUT_SECONDS",
+                secs(self.http.request_timeout),
+            ),
+            (
+                "REDIS_URL",
+                opt(&self.redis_url.as_ref().map(|u| redact_url(u.expose()))),
+            ),
+            ("PROMSNMP_LEASE_TTL_MS", ms(self.fleet.lease_ttl)),
+            ("PROMSNMP_LEASE_RENEW_MS", ms(self.fleet.renew_period)),
+            ("PROMSNMP_REDIS_TIMEOUT_MS", ms(self.fleet.redis_timeout)),
+            ("PROMSNMP_REPLICA_ID", self.fleet.replica_id.clone()),
+            (
+                "PROMSNMP_LOG_FORMAT",
+                match self.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }
+                .to_string(),
+            ),
+            ("RUST_LOG", self.log_filter.clone()),
+        ]
+    }
+}
+
+/// A URL with its user information (`user:password@`) replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -620,5 +827,67 @@ mod tests {
             .unwrap()
             .discovery_schedule
             .is_none());
+    }
+    #[test]
+    fn every_variable_read_is_documented_and_shown() {
+        use std::cell::RefCell;
+        let asked = RefCell::new(std::collections::BTreeSet::new());
+        let config = Config::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_string());
+            None
+        })
+        .unwrap();
+        let documented: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|(name, _)| name.to_string()).collect();
+        let shown: Vec<String> = config
+            .settings()
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(asked.into_inner(), documented, "VARIABLES and from_lookup");
+        assert_eq!(
+            shown,
+            VARIABLES
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect::<Vec<_>>(),
+            "settings() in the order of VARIABLES"
+        );
+    }
+
+    #[test]
+    fn settings_redact_secrets() {
+        let c = with(&[
+            ("PROM_ENCRYPT_KEY", "supersecretkey16"),
+            ("REDIS_URL", "redis://user:pw@redis.example:6379/0"),
+        ])
+        .unwrap();
+        let all = format!("{:?}", c.settings());
+        assert!(
+            !all.contains("supersecretkey16") && !all.contains("pw"),
+            "{all}"
+        );
+        assert!(all.contains("redis://***@redis.example:6379/0"), "{all}");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_url("redis://:p@ss@h/1"), "redis://***@h/1");
+    }
+
+    #[test]
+    fn log_settings_are_checked() {
+        assert_eq!(with(&[]).unwrap().log_format, LogFormat::Text);
+        let json = with(&[
+            ("PROMSNMP_LOG_FORMAT", "json"),
+            ("RUST_LOG", "promsnmp=debug,warn"),
+        ])
+        .unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert_eq!(json.log_filter, "promsnmp=debug,warn");
+        for (var, value) in [
+            ("PROMSNMP_LOG_FORMAT", "xml"),
+            ("RUST_LOG", "promsnmp=loud"),
+            ("RUST_LOG", "[{"),
+        ] {
+            assert_eq!(with(&[(var, value)]).unwrap_err().variable, var, "{value}");
+        }
     }
 }

@@ -46,6 +46,20 @@ impl AllowedHosts {
     }
 }
 
+/// The list as configured (normalised), comma-separated; empty for any host.
+impl std::fmt::Display for AllowedHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            match p.port {
+                Some(port) => write!(f, "{sep}{}:{port}", p.host)?,
+                None => write!(f, "{sep}{}", p.host)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Splits `host[:port]` (`[v6]:port` too); `None` when the port is not a
 /// number or the text has characters no authority has.
 pub fn split_authority(text: &str) -> Option<(&str, Option<u16>)> {

@@ -3,7 +3,10 @@
 //!
 //! Modules, in the order data flows through them:
 //!
+//! - [`cli`]         — the command line: subcommands, `--help`, `--version`.
 //! - [`config`]      — environment variables, parsed and validated once.
+//! - [`identity`]    — version, git commit and compiler of this binary.
+//! - [`logging`]     — log lines: text (colour only on a terminal) or JSON.
 //! - [`hosts`]       — host names as requests name them; the allowed hosts.
 //! - [`crypto`]      — the AES-GCM envelope of the inventory file.
 //! - [`inventory`]   — devices, agents and discovery seeds (Java JSON shape), validation.
@@ -36,6 +39,7 @@
 //! file in step with it.
 
 pub mod app;
+pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod crypto;
@@ -44,7 +48,9 @@ pub mod fleet;
 pub mod heap;
 pub mod hosts;
 pub mod http;
+pub mod identity;
 pub mod inventory;
+pub mod logging;
 pub mod modules;
 pub mod persistence;
 pub mod poll;

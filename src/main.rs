@@ -1,19 +1,20 @@
-//! The `promsnmp` binary: parse configuration, start tracing, run, and map the
-//! outcome to an exit code. `promsnmp healthcheck` asks the local replica.
+//! The `promsnmp` binary: parse the command line and the configuration,
+//! start logging, run, and map the outcome to an exit code.
 
 use std::process::ExitCode;
 
+use promsnmp::cli::Command;
 use promsnmp::config::Config;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let tracing_filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_filter)
-        .with_writer(std::io::stderr)
-        .init();
-
+    let command = match promsnmp::cli::parse(std::env::args_os()) {
+        Ok(c) => c,
+        // Help and version (exit 0, stdout) or a usage error (exit 2).
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -21,19 +22,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    promsnmp::logging::init(config.log_format, &config.log_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("promsnmp: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(&format!("cannot start the async runtime: {e}"), 1),
     };
-    match args.first().map(String::as_str) {
-        None | Some("serve") => {}
-        Some("healthcheck") => {
+    match command {
+        Command::Serve => {}
+        Command::Healthcheck => {
             return match runtime.block_on(promsnmp::http::probe_health(
                 config.bind_address,
                 config.server_port,
@@ -46,25 +45,24 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some(other) => {
-            eprintln!("promsnmp: unknown command `{other}` (expected no argument, `serve` or `healthcheck`)");
-            return ExitCode::from(2);
-        }
     }
     match runtime.block_on(promsnmp::app::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         // A bad module file is bad configuration, like a bad variable.
-        Err(e @ promsnmp::app::AppError::Modules(_)) => {
-            tracing::error!("{e}");
-            eprintln!("promsnmp: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("promsnmp: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e @ promsnmp::app::AppError::Modules(_)) => fatal(&e.to_string(), 2),
+        Err(e) => fatal(&e.to_string(), 1),
     }
+}
+
+/// Reports a fatal error once: in the log, or on standard error when the
+/// log filter hides errors.
+fn fatal(message: &str, code: u8) -> ExitCode {
+    if tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!("promsnmp: {message}");
+    } else {
+        eprintln!("promsnmp: {message}");
+    }
+    ExitCode::from(code)
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -151,6 +151,18 @@ impl Telemetry {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process collector");
+        gauge_vec(
+            &registry,
+            "promsnmp_build_info",
+            "1, labelled with the version, the git commit and the compiler of this binary.",
+            &["version", "revision", "rustversion"],
+        )
+        .with_label_values(&[
+            crate::identity::VERSION,
+            crate::identity::COMMIT,
+            crate::identity::RUSTC_VERSION,
+        ])
+        .set(1);
         let t = Telemetry {
             cache_gets: counter_vec(
                 &registry,

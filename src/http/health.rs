@@ -95,10 +95,6 @@ pub async fn self_metrics(state: &Arc<AppState>) -> Response {
         let unknown = state.modules.current().unknown_in(&snapshot.inventory);
         state.telemetry.set_unknown_modules(&unknown);
     }
-    if let Ok(snapshot) = state.store.inventory().await {
-        let unknown = state.modules.current().unknown_in(&snapshot.inventory);
-        state.telemetry.set_unknown_modules(&unknown);
-    }
     text(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",

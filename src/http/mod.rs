@@ -150,6 +150,11 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 Ok(health::readiness(state)),
             ),
+            ["actuator", "info"] if get => (
+                "/actuator/info",
+                false,
+                Ok(json_response(StatusCode::OK, &crate::identity::info_json())),
+            ),
             ["actuator", "prometheus"] if get => (
                 "/actuator/prometheus",
                 false,
@@ -160,7 +165,7 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             | "privProtocols" | "threadPools"]
             | ["promsnmp", "discovery", _]
             | ["-", "reload"]
-            | ["actuator", "health" | "prometheus"]
+            | ["actuator", "health" | "info" | "prometheus"]
             | ["actuator", "health", "liveness" | "readiness"] => {
                 ("other", false, Err(ApiError::MethodNotAllowed(m.clone())))
             }

@@ -228,12 +228,22 @@ impl Images {
     /// `docker build` of the repository's Dockerfile with the stand-in
     /// base images, tagged `tag`, with `extra` arguments (`--label`, …).
     pub fn build_promsnmp(&self, engine: &Engine, tag: &str, extra: &[&str]) {
+        // As the README builds it: the image names its commit.
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(repo_file("."))
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .unwrap_or_default();
         engine.run(
             engine
                 .docker_command()
                 .args(["build", "-q"])
                 .args(["--build-arg", &format!("BUILD_IMAGE={}", self.rust)])
                 .args(["--build-arg", &format!("RUNTIME_IMAGE={}", self.runtime)])
+                .args(["--build-arg", &format!("PROMSNMP_GIT_COMMIT={commit}")])
                 .args(["-t", tag])
                 .args(extra)
                 .arg(repo_file(".")),

@@ -4,7 +4,7 @@
 //!
 //! snmpsim comes from a virtualenv: `$SNMPSIM_VENV`, else `/opt/snmpsim-venv`
 //! (`python3 -m venv /opt/snmpsim-venv && /opt/snmpsim-venv/bin/pip install
-//! snmpsim==1.2.2 snmpsim-data==1.0.1`; `.ci/run` does it). The recordings
+//! snmpsim==1.2.2 snmpsim-data==1.0.1`; `scripts/test` does it). The recordings
 //! are copied to a temp dir first: decompressed (snmpsim decompresses a
 //! `.bz2` again on every backward seek), sorted by OID with repeated OIDs
 //! dropped (snmpsim answers in file order), and the values snmpsim varies on
