@@ -30,6 +30,7 @@
 //! - [`http`]        — the server (connection cap, timeouts, TLS), endpoints, negotiation,
 //!   rendered-body cache, the one place errors become responses.
 //! - [`app`]         — wiring, start-up, module reload and graceful shutdown.
+//! - [`backup`]      — `promsnmp inventory export|import|decrypt|encrypt`: backup and restore.
 //!
 //! Data flow: `modules` → `poll` (plan) → `snmp` → devices → varbinds →
 //! `modules::decode` → `Sample` → `store` (history → `polled`) ← `collector`;
@@ -39,6 +40,7 @@
 //! file in step with it.
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod collector;
 pub mod config;

@@ -32,6 +32,18 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Serve => {}
+        Command::Inventory(inventory) => {
+            return match runtime.block_on(promsnmp::backup::run(inventory, &config)) {
+                Ok(summary) => {
+                    eprintln!("promsnmp inventory: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("promsnmp inventory: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Healthcheck => {
             return match runtime.block_on(promsnmp::http::probe_health(
                 config.bind_address,

@@ -137,64 +137,20 @@ pub async fn probe_health(
     port: u16,
     web_config_file: Option<&std::path::Path>,
 ) -> Result<(), String> {
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    async fn ask<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> Result<String, String> {
-        stream
-            .write_all(
-                b"GET /actuator/health/readiness HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        // A TLS peer may close without close_notify after a full answer.
-        let read = stream.read_to_end(&mut buf).await;
-        if buf.is_empty() {
-            read.map_err(|e| e.to_string())?;
-        }
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+    let (base, tls) = super::client::local_replica(bind_address, port, web_config_file)?;
+    let answer = super::client::request(
+        &base,
+        warp::http::Method::GET,
+        "/actuator/health/readiness",
+        &[],
+        Vec::new(),
+        tls,
+        std::time::Duration::from_secs(3),
+    )
+    .await?;
+    if answer.status == StatusCode::OK && answer.text().contains("\"status\":\"UP\"") {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", answer.status, answer.text().trim()))
     }
-    let tls = match web_config_file {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let file =
-                crate::web::file::WebConfigFile::parse(path, &text).map_err(|e| e.to_string())?;
-            file.tls_server_config
-                .is_enabled()
-                .then(|| crate::web::tls::probe_client_config(&file.tls_server_config))
-                .transpose()?
-        }
-    };
-    let address = match bind_address {
-        any if any.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        specific => specific,
-    };
-    let target = std::net::SocketAddr::new(address, port);
-    let work = async {
-        let stream = tokio::net::TcpStream::connect(target)
-            .await
-            .map_err(|e| format!("connect to {target}: {e}"))?;
-        let text = match tls {
-            None => ask(stream).await?,
-            Some(config) => {
-                // The replica's own certificate is accepted whatever its
-                // names (see probe_client_config).
-                let name = rustls_pki_types::ServerName::IpAddress(address.into());
-                let stream = tokio_rustls::TlsConnector::from(config)
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| format!("TLS with {target}: {e}"))?;
-                ask(stream).await?
-            }
-        };
-        if text.starts_with("HTTP/1.1 200") && text.contains("\"status\":\"UP\"") {
-            Ok(())
-        } else {
-            Err(text.lines().next().unwrap_or("no answer").to_string())
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(3), work)
-        .await
-        .map_err(|_| "timed out after 3 s".to_string())?
 }

@@ -11,6 +11,7 @@
 //! - [`scrape`]       — `/snmp`, `/metrics`, `/targets`.
 //! - [`admin`]        — `/promsnmp/...` (inventory, discovery, management) and `/-/reload`.
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
+//! - [`client`]       — a small HTTP client for the subcommands that ask a running replica.
 //! - [`guard`]        — host, origin and body-type checks before dispatch (no cross-site writes).
 //! - [`error`]        — [`ApiError`], the one place errors become responses.
 //! - [`negotiation`]  — exposition format and gzip from the request headers.
@@ -20,6 +21,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod client;
 pub mod connections;
 pub mod error;
 pub mod guard;
