@@ -152,9 +152,12 @@ impl AppState {
             writer.clone(),
             modules.clone(),
             telemetry.clone(),
-            config.discovery_concurrency,
-            config.discovery_max_addresses,
-            config.snmp_max_repetitions,
+            crate::discovery::DiscoverySettings {
+                concurrency: config.discovery_concurrency,
+                max_addresses: config.discovery_max_addresses,
+                max_repetitions: config.snmp_max_repetitions,
+                replica: config.fleet.replica_id.clone(),
+            },
             cancel.clone(),
         ));
         let fleet = redis.map(|(redis_store, client)| {

@@ -4,8 +4,12 @@
 //! inventory as a device named by its sysName. Host names are resolved inside
 //! the probe stream. One semaphore bounds the probes in flight across all jobs
 //! of the process; found devices are written to the inventory in batches.
-//! Jobs run in the background and report progress (probed / total / found);
-//! cancellation stops new probes and still saves what was found. Scheduled
+//! Jobs run in the background and report progress (probed / total / found)
+//! and how each address ended: found, no answer (a wrong v1/v2c community
+//! looks the same), refused by the agent with its reason (SNMPv3 reports,
+//! read by `usm_report`), or a name that did not resolve. In a fleet the
+//! progress is published to the store so every replica can answer for it.
+//! Cancellation stops new probes and still saves what was found. Scheduled
 //! runs follow `DISCOVERY_CRON` in `DISCOVERY_TZ`. SNMP itself is `snmp`'s
 //! business, storage `persistence`'s.
 
@@ -16,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +40,10 @@ const JOB_KEPT_FOR: Duration = Duration::from_secs(3600);
 /// Jobs running at once before the API refuses another (`429`); the
 /// scheduled run of the saved seeds is not refused.
 pub const MAX_API_JOBS: usize = 8;
+/// Addresses whose outcome a job lists one by one (its counts cover all).
+const MAX_LISTED_OUTCOMES: usize = 4096;
+/// A running job's progress is published this often at most.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The API may not start another discovery job now.
 #[derive(Debug, thiserror::Error)]
@@ -175,16 +183,42 @@ enum ProbeItem {
 enum ProbeOutcome {
     /// An agent answered at this address.
     Found(IpAddr, Box<Device>),
-    /// Probed, no agent answered.
-    Silent,
-    /// A host name that could not be resolved (the error line); counts as probed.
-    Unresolved(String),
+    /// Probed and did not end with a device: why, per address.
+    Failed(AddressOutcome),
     /// Stopped by cancellation before it was probed; not counted.
     Cancelled,
 }
 
+/// How one address (or host name) of a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressOutcome {
+    pub address: String,
+    pub outcome: Outcome,
+    /// Why, in words: the agent's report, the timeout, the lookup error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The device's sysName, when found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sys_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    Found,
+    /// Nothing answered within the timeout: the agent is down or
+    /// unreachable, or (v1/v2c) the community is wrong.
+    NoAnswer,
+    /// The agent answered with a refusal (SNMPv3 report, error) or an
+    /// answer that could not be used.
+    Refused,
+    /// A host name that did not resolve.
+    Unresolved,
+}
+
 /// Progress of one discovery job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobProgress {
     pub id: String,
@@ -193,12 +227,27 @@ pub struct JobProgress {
     pub total: usize,
     pub probed: usize,
     pub found: usize,
+    #[serde(default)]
+    pub no_answer: usize,
+    #[serde(default)]
+    pub refused: usize,
+    #[serde(default)]
+    pub unresolved: usize,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub errors: Vec<String>,
+    /// The replica that runs the job.
+    #[serde(default)]
+    pub replica: String,
+    /// Each probed address's outcome (the first `MAX_LISTED_OUTCOMES`).
+    #[serde(default)]
+    pub outcomes: Vec<AddressOutcome>,
+    /// Outcomes counted but not listed.
+    #[serde(default)]
+    pub outcomes_omitted: usize,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Running,
@@ -212,7 +261,11 @@ struct Job {
     total: AtomicUsize,
     probed: AtomicUsize,
     found: AtomicUsize,
+    /// Per address, and the counts of each failure kind.
+    outcomes: Mutex<JobOutcomes>,
     started_at: String,
+    /// For the store's index of recent jobs.
+    started_ms: u64,
     /// State, RFC 3339 time and instant of the end.
     finished: Mutex<Option<(JobState, String, Instant)>>,
     errors: Mutex<Vec<String>>,
@@ -223,7 +276,36 @@ struct Job {
     seed_modules: bool,
 }
 
+#[derive(Default)]
+struct JobOutcomes {
+    listed: Vec<AddressOutcome>,
+    omitted: usize,
+    no_answer: usize,
+    refused: usize,
+    unresolved: usize,
+}
+
+impl JobOutcomes {
+    fn add(&mut self, outcome: AddressOutcome) {
+        match outcome.outcome {
+            Outcome::Found => {}
+            Outcome::NoAnswer => self.no_answer += 1,
+            Outcome::Refused => self.refused += 1,
+            Outcome::Unresolved => self.unresolved += 1,
+        }
+        if self.listed.len() < MAX_LISTED_OUTCOMES {
+            self.listed.push(outcome);
+        } else {
+            self.omitted += 1;
+        }
+    }
+}
+
 impl Job {
+    fn outcome(&self, outcome: AddressOutcome) {
+        self.outcomes.lock().expect("job lock").add(outcome);
+    }
+
     fn is_running(&self) -> bool {
         self.finished.lock().expect("job lock").is_none()
     }
@@ -232,8 +314,9 @@ impl Job {
         self.errors.lock().expect("job lock").push(line);
     }
 
-    fn progress(&self) -> JobProgress {
+    fn progress(&self, replica: &str) -> JobProgress {
         let finished = self.finished.lock().expect("job lock").clone();
+        let outcomes = self.outcomes.lock().expect("job lock");
         JobProgress {
             id: self.id.clone(),
             seed_id: self.seed_id.clone(),
@@ -241,9 +324,15 @@ impl Job {
             total: self.total.load(Ordering::Relaxed),
             probed: self.probed.load(Ordering::Relaxed),
             found: self.found.load(Ordering::Relaxed),
+            no_answer: outcomes.no_answer,
+            refused: outcomes.refused,
+            unresolved: outcomes.unresolved,
             started_at: self.started_at.clone(),
             finished_at: finished.map(|(_, at, _)| at),
             errors: self.errors.lock().expect("job lock").clone(),
+            replica: replica.to_string(),
+            outcomes: outcomes.listed.clone(),
+            outcomes_omitted: outcomes.omitted,
         }
     }
 }
@@ -280,8 +369,22 @@ pub struct Discovery {
     max_addresses: usize,
     max_repetitions: u32,
     jobs: Mutex<VecDeque<Arc<Job>>>,
+    /// This replica's id, named in the progress of the jobs it runs.
+    replica: String,
     cancel: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
+}
+
+/// How discovery probes, from the configuration.
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// Probes in flight across all jobs (`PROMSNMP_DISCOVERY_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Largest job, in addresses (`PROMSNMP_DISCOVERY_MAX_ADDRESSES`).
+    pub max_addresses: usize,
+    pub max_repetitions: u32,
+    /// This replica's id, named in the progress of the jobs it runs.
+    pub replica: String,
 }
 
 impl Discovery {
@@ -289,11 +392,15 @@ impl Discovery {
         writer: Arc<InventoryWriter>,
         modules: Arc<Modules>,
         telemetry: Arc<Telemetry>,
-        concurrency: usize,
-        max_addresses: usize,
-        max_repetitions: u32,
+        settings: DiscoverySettings,
         cancel: CancellationToken,
     ) -> Self {
+        let DiscoverySettings {
+            concurrency,
+            max_addresses,
+            max_repetitions,
+            replica,
+        } = settings;
         let concurrency = concurrency.max(1);
         Discovery {
             writer,
@@ -304,6 +411,7 @@ impl Discovery {
             max_addresses,
             max_repetitions,
             jobs: Mutex::new(VecDeque::new()),
+            replica,
             cancel,
             tasks: tokio_util::task::TaskTracker::new(),
         }
@@ -342,7 +450,9 @@ impl Discovery {
             total: AtomicUsize::new(targets.total()),
             probed: AtomicUsize::new(0),
             found: AtomicUsize::new(0),
+            outcomes: Mutex::new(JobOutcomes::default()),
             started_at: now_seconds().to_rfc3339(),
+            started_ms: chrono::Utc::now().timestamp_millis().max(0) as u64,
             finished: Mutex::new(None),
             errors: Mutex::new(Vec::new()),
             fence,
@@ -356,17 +466,65 @@ impl Discovery {
             jobs.push_back(job.clone());
         }
         let this = self.clone();
-        let progress = job.progress();
+        let progress = job.progress(&self.replica);
         self.tasks
             .spawn(async move { this.run_job(job, seed, targets).await });
         Ok(progress)
     }
 
-    /// Progress of the newest job with this id.
-    pub fn progress(&self, id: &str) -> Option<JobProgress> {
-        let mut jobs = self.jobs.lock().expect("jobs lock");
-        forget_finished(&mut jobs, Instant::now(), JOB_KEPT_FOR, JOBS_KEPT);
-        jobs.iter().rev().find(|j| j.id == id).map(|j| j.progress())
+    /// Progress of the newest job with this id: run here, else as the
+    /// replica running it published it (fleet).
+    pub async fn progress(&self, id: &str) -> Option<JobProgress> {
+        let local = {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            forget_finished(&mut jobs, Instant::now(), JOB_KEPT_FOR, JOBS_KEPT);
+            jobs.iter()
+                .rev()
+                .find(|j| j.id == id)
+                .map(|j| j.progress(&self.replica))
+        };
+        let published = self
+            .writer
+            .store()
+            .published_job(id)
+            .await
+            .and_then(|json| serde_json::from_slice::<JobProgress>(&json).ok());
+        newest(local, published)
+    }
+
+    /// Recent jobs of every replica, newest first, at most `limit`.
+    pub async fn recent(&self, limit: usize) -> Vec<JobProgress> {
+        let mut all: Vec<JobProgress> = {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            forget_finished(&mut jobs, Instant::now(), JOB_KEPT_FOR, JOBS_KEPT);
+            jobs.iter().map(|j| j.progress(&self.replica)).collect()
+        };
+        for json in self.writer.store().published_jobs(limit).await {
+            let Ok(published) = serde_json::from_slice::<JobProgress>(&json) else {
+                continue;
+            };
+            match all.iter_mut().find(|p| p.id == published.id) {
+                Some(known) => *known = newest(Some(known.clone()), Some(published)).expect("two"),
+                None => all.push(published),
+            }
+        }
+        all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        all.truncate(limit);
+        all
+    }
+
+    /// Publishes a job's progress for the other replicas (a no-op standalone).
+    async fn publish(&self, job: &Job) {
+        let progress = job.progress(&self.replica);
+        match serde_json::to_vec(&progress) {
+            Ok(json) => {
+                self.writer
+                    .store()
+                    .publish_job(&job.id, job.started_ms, json, JOB_KEPT_FOR)
+                    .await
+            }
+            Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot encode the job's progress"),
+        }
     }
 
     /// Jobs still running (for `/promsnmp/threadPools`).
@@ -405,6 +563,8 @@ impl Discovery {
         // change); probes in flight keep their own timers meanwhile.
         let mut pending: Vec<(IpAddr, Device)> = Vec::new();
         let mut last_flush = tokio::time::Instant::now();
+        let mut last_publish = tokio::time::Instant::now();
+        self.publish(&job).await;
         let mut cancelled = false;
         while let Some(stream) = probes.as_mut() {
             tokio::select! {
@@ -425,6 +585,10 @@ impl Discovery {
                 }
                 last_flush = tokio::time::Instant::now();
             }
+            if last_publish.elapsed() >= PUBLISH_INTERVAL {
+                self.publish(&job).await;
+                last_publish = tokio::time::Instant::now();
+            }
         }
         // Whatever was found is saved, cancelled or not.
         if !pending.is_empty() {
@@ -438,8 +602,9 @@ impl Discovery {
         *job.finished.lock().expect("job lock") =
             Some((state, now_seconds().to_rfc3339(), Instant::now()));
         self.telemetry.discoveries_running.dec();
-        let p = job.progress();
-        tracing::info!(job = %job.id, probed = p.probed, found = p.found, state = ?state, "discovery finished");
+        self.publish(&job).await;
+        let p = job.progress(&self.replica);
+        tracing::info!(job = %job.id, probed = p.probed, found = p.found, no_answer = p.no_answer, refused = p.refused, unresolved = p.unresolved, state = ?state, "discovery finished");
     }
 
     /// Counts one finished probe item; an answering agent waits in `pending`
@@ -447,10 +612,27 @@ impl Discovery {
     fn record(&self, job: &Job, outcome: ProbeOutcome, pending: &mut Vec<(IpAddr, Device)>) {
         match outcome {
             ProbeOutcome::Cancelled => return,
-            ProbeOutcome::Unresolved(line) => job.error(line),
-            ProbeOutcome::Silent => self.telemetry.discovery_probes.inc(),
+            ProbeOutcome::Failed(failed) => {
+                if failed.outcome == Outcome::Unresolved {
+                    job.error(format!(
+                        "{}: {}",
+                        failed.address,
+                        failed.detail.as_deref().unwrap_or("")
+                    ));
+                } else {
+                    self.telemetry.discovery_probes.inc();
+                }
+                tracing::debug!(job = %job.id, address = %failed.address, outcome = ?failed.outcome, detail = ?failed.detail, "probe ended without a device");
+                job.outcome(failed);
+            }
             ProbeOutcome::Found(ip, device) => {
                 self.telemetry.discovery_probes.inc();
+                job.outcome(AddressOutcome {
+                    address: ip.to_string(),
+                    outcome: Outcome::Found,
+                    detail: None,
+                    sys_name: Some(device.sys_name.clone()),
+                });
                 pending.push((ip, *device));
             }
         }
@@ -504,23 +686,37 @@ impl Discovery {
                 };
                 match resolved {
                     Ok(ip) => ip,
-                    Err(e) => return ProbeOutcome::Unresolved(format!("{name}: {e}")),
+                    Err(e) => {
+                        return ProbeOutcome::Failed(AddressOutcome {
+                            address: name,
+                            outcome: Outcome::Unresolved,
+                            detail: Some(e),
+                            sys_name: None,
+                        })
+                    }
                 }
             }
         };
         match self.probe(seed, ip).await {
-            Some(device) => ProbeOutcome::Found(ip, Box::new(device)),
-            None => ProbeOutcome::Silent,
+            Ok(device) => ProbeOutcome::Found(ip, Box::new(device)),
+            Err(failed) => ProbeOutcome::Failed(failed),
         }
     }
 
     /// Asks `ip` for its system group with the seed's credentials.
-    async fn probe(&self, seed: &DiscoverySeed, ip: IpAddr) -> Option<Device> {
+    async fn probe(&self, seed: &DiscoverySeed, ip: IpAddr) -> Result<Device, AddressOutcome> {
         let agent = seed.agent_for(ip, seed.port);
-        let params = AgentParams::from_agent(&agent, self.max_repetitions).ok()?;
-        let mut session = Session::new(params);
+        let failed = |outcome, detail: String| AddressOutcome {
+            address: ip.to_string(),
+            outcome,
+            detail: Some(detail),
+            sys_name: None,
+        };
+        let params = AgentParams::from_agent(&agent, self.max_repetitions)
+            .map_err(|e| failed(Outcome::Refused, e.to_string()))?;
+        let mut session = Session::new(params.clone());
         match read_system(&mut session).await {
-            Ok(sys) => Some(Device {
+            Ok(sys) => Ok(Device {
                 // The seed's modules, else what the module rules pick.
                 modules: seed.modules.clone().or_else(|| {
                     self.modules
@@ -540,10 +736,28 @@ impl Discovery {
                 agents: vec![agent.clone()],
                 primary_agent: Some(agent),
             }),
-            Err(e) => {
-                tracing::debug!(address = %ip, error = %e, "no agent");
-                None
+            // v1/v2c: a wrong community gets no answer either.
+            Err(e @ crate::snmp::SnmpError::Timeout { .. }) if params.usm.is_none() => Err(failed(
+                Outcome::NoAnswer,
+                format!("{e}: the agent is down or unreachable, or the community is wrong (v1/v2c agents do not answer a wrong one)"),
+            )),
+            // v3: an agent that answers the engine discovery and then drops
+            // the request could not decrypt it.
+            Err(e @ crate::snmp::SnmpError::Timeout { .. }) => {
+                match crate::usm_report::diagnose(&params).await {
+                    Some(report) => Err(failed(Outcome::Refused, format!("refused by the agent: {report}"))),
+                    None => Err(failed(Outcome::NoAnswer, e.to_string())),
+                }
             }
+            // The agent refused: ask again through a relay that keeps its report.
+            Err(e @ crate::snmp::SnmpError::Auth { .. }) => {
+                let detail = match crate::usm_report::diagnose(&params).await {
+                    Some(report) => format!("refused by the agent: {report}"),
+                    None => e.to_string(),
+                };
+                Err(failed(Outcome::Refused, detail))
+            }
+            Err(e) => Err(failed(Outcome::Refused, e.to_string())),
         }
     }
 
@@ -597,6 +811,19 @@ impl Discovery {
     }
 }
 
+/// Of two views of one job, the one further along (a finished job's, or the
+/// one that probed more).
+fn newest(a: Option<JobProgress>, b: Option<JobProgress>) -> Option<JobProgress> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let rank =
+                |p: &JobProgress| (p.started_at.clone(), p.state != JobState::Running, p.probed);
+            Some(if rank(&b) > rank(&a) { b } else { a })
+        }
+        (a, b) => a.or(b),
+    }
+}
+
 /// The first address `name` resolves to, within `RESOLVE_TIMEOUT`.
 async fn resolve(name: &str, port: u16) -> Result<IpAddr, String> {
     match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port))).await {
@@ -632,7 +859,9 @@ mod tests {
             total: AtomicUsize::new(1),
             probed: AtomicUsize::new(0),
             found: AtomicUsize::new(0),
+            outcomes: Mutex::new(JobOutcomes::default()),
             started_at: String::new(),
+            started_ms: 0,
             finished: Mutex::new(finished.map(|at| (JobState::Finished, String::new(), at))),
             errors: Mutex::new(Vec::new()),
             fence: None,

@@ -16,6 +16,7 @@
 //!   membership, inventory sync and write-through.
 //! - [`modules`]     — snmp_exporter's module format: files, built-ins, walk plans, decoding, rules.
 //! - [`snmp`]        — SNMP sessions: GET, GETBULK/GETNEXT walks of many columns, timeouts, retries.
+//! - [`usm_report`]  — why an SNMPv3 agent refused: its Report PDU, read through a loopback relay.
 //! - [`sample`]      — a poll's result, generic: per module, metric families of labelled series.
 //! - [`utilization`] — the interface-utilisation histogram derived across polls.
 //! - [`polled`]      — a poll as served and cached (sample + utilisation), and its wire format.
@@ -63,5 +64,6 @@ pub mod sample;
 pub mod snmp;
 pub mod store;
 pub mod telemetry;
+pub mod usm_report;
 pub mod utilization;
 pub mod web;

@@ -143,6 +143,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Name of the backend, for health and logs.
     fn backend(&self) -> &'static str;
+
+    /// Publishes a discovery job's progress (JSON) so every replica can
+    /// answer for it, kept for `keep_for`. Standalone there is no other
+    /// replica: nothing to do.
+    async fn publish_job(
+        &self,
+        _id: &str,
+        _started_ms: u64,
+        _progress: Vec<u8>,
+        _keep_for: Duration,
+    ) {
+    }
+
+    /// A job's progress as the replica running it published it.
+    async fn published_job(&self, _id: &str) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Recently published jobs, newest first, at most `limit`.
+    async fn published_jobs(&self, _limit: usize) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 /// Round claims held in this process (standalone, and a fleet replica that

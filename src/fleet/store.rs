@@ -76,6 +76,14 @@ impl Keys {
     pub fn failed(&self, device: &str) -> String {
         self.key(&format!("failed:{device}"))
     }
+    /// A discovery job's progress (JSON, expires).
+    pub fn job(&self, id: &str) -> String {
+        self.key(&format!("job:{id}"))
+    }
+    /// Recent jobs: a sorted set of ids by start time (ms).
+    pub fn jobs(&self) -> String {
+        self.key("jobs")
+    }
 }
 
 /// The Lua scripts of `lua/`, compiled into the binary, run with EVALSHA
@@ -1133,6 +1141,85 @@ impl Store for RedisStore {
 
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    /// `SET job:<id>` with an expiry and `ZADD jobs`, dropping index
+    /// entries older than `keep_for`, in one transaction. Best effort: a
+    /// failure leaves the job answerable on the replica running it.
+    async fn publish_job(&self, id: &str, started_ms: u64, progress: Vec<u8>, keep_for: Duration) {
+        let (job, jobs) = (self.keys.job(id), self.keys.jobs());
+        let id = id.to_string();
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let oldest = now_ms.saturating_sub(keep_for.as_millis() as u64);
+        let _ = self
+            .redis("publish_job", |mut conn| async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(&job)
+                    .arg(progress)
+                    .arg("PX")
+                    .arg(keep_for.as_millis() as u64)
+                    .ignore()
+                    .cmd("ZADD")
+                    .arg(&jobs)
+                    .arg(started_ms)
+                    .arg(&id)
+                    .ignore()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(&jobs)
+                    .arg("-inf")
+                    .arg(format!("({oldest}"))
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&jobs)
+                    .arg(keep_for.as_millis() as u64)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await;
+    }
+
+    async fn published_job(&self, id: &str) -> Option<Vec<u8>> {
+        let key = self.keys.job(id);
+        self.redis("published_job", |mut conn| async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<Vec<u8>>>(&mut conn)
+                .await
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn published_jobs(&self, limit: usize) -> Vec<Vec<u8>> {
+        let jobs = self.keys.jobs();
+        let ids: Vec<String> = self
+            .redis("published_jobs", |mut conn| async move {
+                redis::cmd("ZREVRANGE")
+                    .arg(jobs)
+                    .arg(0)
+                    .arg(limit.saturating_sub(1))
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.job(id)).collect();
+        self.redis("published_jobs", |mut conn| async move {
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
+                .await
+        })
+        .await
+        .map(|found| found.into_iter().flatten().collect())
+        .unwrap_or_default()
     }
 }
 

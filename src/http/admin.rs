@@ -133,7 +133,7 @@ pub async fn submit_discovery(state: &Arc<AppState>, req: &Request) -> Result<Re
 /// One saved seed (with the progress of its latest run), or a job's progress.
 pub async fn get_seed(state: &Arc<AppState>, id: &str) -> Result<Response, ApiError> {
     let snapshot = state.store.inventory().await?;
-    let progress = state.discovery.progress(id);
+    let progress = state.discovery.progress(id).await;
     match snapshot
         .inventory
         .discovery_seeds
@@ -157,6 +157,35 @@ pub async fn get_seed(state: &Arc<AppState>, id: &str) -> Result<Response, ApiEr
             ))),
         },
     }
+}
+
+/// `GET /promsnmp/discovery/jobs`: recent jobs of every replica, newest
+/// first, without their per-address outcomes (`GET /promsnmp/discovery/{id}`
+/// has them); `?limit=` (default 50, at most 200).
+pub async fn list_jobs(state: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
+    let limit = match req.param("limit") {
+        None => 50,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit=`{v}`: expected 1 to 200")))?,
+    };
+    let jobs: Vec<serde_json::Value> = state
+        .discovery
+        .recent(limit)
+        .await
+        .into_iter()
+        .map(|mut job| {
+            job.outcomes.clear();
+            let mut v = json!(job);
+            if let Some(fields) = v.as_object_mut() {
+                fields.remove("outcomes");
+            }
+            v
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!(jobs)))
 }
 
 pub async fn delete_seeds(state: &Arc<AppState>, id: Option<&str>) -> Result<Response, ApiError> {

@@ -88,6 +88,11 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 admin::delete_seeds(state, None).await,
             ),
+            ["promsnmp", "discovery", "jobs"] if get => (
+                "/promsnmp/discovery/jobs",
+                false,
+                admin::list_jobs(state, req).await,
+            ),
             ["promsnmp", "discovery", id] if get => (
                 "/promsnmp/discovery/{id}",
                 false,
