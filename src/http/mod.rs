@@ -10,6 +10,7 @@
 //! - [`request`]      — [`Request`], query decoding, body reading within the memory budget.
 //! - [`scrape`]       — `/snmp`, `/metrics`, `/targets`.
 //! - [`admin`]        — `/promsnmp/...` (inventory, discovery, management) and `/-/reload`.
+//! - [`api_docs`]     — the OpenAPI 3 document (`/v3/api-docs`) and its page (`/swagger-ui.html`).
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
 //! - [`client`]       — a small HTTP client for the subcommands that ask a running replica.
 //! - [`guard`]        — host, origin and body-type checks before dispatch (no cross-site writes).
@@ -20,6 +21,7 @@
 //! Polling, storage and rendering belong to other modules.
 
 pub mod admin;
+pub mod api_docs;
 pub mod body;
 pub mod client;
 pub mod connections;
@@ -162,6 +164,8 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 Ok(json_response(StatusCode::OK, &crate::identity::info_json())),
             ),
+            ["v3", "api-docs"] if get => ("/v3/api-docs", false, Ok(api_docs::json())),
+            ["swagger-ui.html"] if get => ("/swagger-ui.html", false, Ok(api_docs::page())),
             ["actuator", "prometheus"] if get => (
                 "/actuator/prometheus",
                 false,
@@ -173,6 +177,8 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             | ["promsnmp", "discovery", _]
             | ["-", "reload"]
             | ["actuator", "health" | "info" | "prometheus"]
+            | ["v3", "api-docs"]
+            | ["swagger-ui.html"]
             | ["actuator", "health", "liveness" | "readiness"] => {
                 ("other", false, Err(ApiError::MethodNotAllowed(m.clone())))
             }
