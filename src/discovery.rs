@@ -21,11 +21,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DiscoverySchedule;
-use crate::inventory::{now_seconds, Device, DiscoverySeed, InvalidInventory, Inventory};
+use crate::inventory::{
+    now_seconds, Agent, Device, DiscoverySeed, InvalidInventory, Inventory, PrimaryAgent,
+};
 use crate::modules::Modules;
 use crate::persistence::InventoryWriter;
-use crate::poll::read_system;
-use crate::snmp::{AgentParams, Session};
+use crate::poll::{read_system, SystemInfo};
+use crate::snmp::{AgentParams, Session, SnmpError};
 use crate::store::{Fence, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -514,12 +516,27 @@ impl Discovery {
         }
     }
 
+    /// Asks `agent` for its system group, as a probe does: one GET.
+    async fn ask_system(&self, agent: &Agent) -> Result<SystemInfo, SnmpError> {
+        let params = AgentParams::from_agent(agent, self.max_repetitions)?;
+        read_system(&mut Session::new(params)).await
+    }
+
+    /// Probes one agent on an API request (adding a device), under the
+    /// same limit of probes in flight as discovery jobs.
+    pub async fn probe_agent(&self, agent: &Agent) -> Result<SystemInfo, SnmpError> {
+        let _permit = self
+            .probe_permits
+            .acquire()
+            .await
+            .expect("the probe semaphore is never closed");
+        self.ask_system(agent).await
+    }
+
     /// Asks `ip` for its system group with the seed's credentials.
     async fn probe(&self, seed: &DiscoverySeed, ip: IpAddr) -> Option<Device> {
         let agent = seed.agent_for(ip, seed.port);
-        let params = AgentParams::from_agent(&agent, self.max_repetitions).ok()?;
-        let mut session = Session::new(params);
-        match read_system(&mut session).await {
+        match self.ask_system(&agent).await {
             Ok(sys) => Some(Device {
                 // The seed's modules, else what the module rules pick.
                 modules: seed.modules.clone().or_else(|| {
@@ -537,8 +554,8 @@ impl Discovery {
                 sys_contact: sys.sys_contact,
                 sys_location: sys.sys_location,
                 discovered_at: Some(now_seconds()),
-                agents: vec![agent.clone()],
-                primary_agent: Some(agent),
+                primary_agent: Some(PrimaryAgent::Id(agent.id.clone())),
+                agents: vec![agent],
             }),
             Err(e) => {
                 tracing::debug!(address = %ip, error = %e, "no agent");
