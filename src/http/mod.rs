@@ -10,6 +10,9 @@
 //! - [`request`]      — [`Request`], query decoding, body reading within the memory budget.
 //! - [`scrape`]       — `/snmp`, `/metrics`, `/targets`.
 //! - [`admin`]        — `/promsnmp/...` (inventory, discovery, management) and `/-/reload`.
+//! - [`inventory_api`] — `/promsnmp/inventory/devices|seeds[/{id}]`: one device or seed;
+//!   inventory `ETag` and `If-Match`.
+//! - [`merge_patch`]  — JSON Merge Patch (RFC 7396) for `PATCH`.
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
 //! - [`guard`]        — host, origin and body-type checks before dispatch (no cross-site writes).
 //! - [`error`]        — [`ApiError`], the one place errors become responses.
@@ -24,6 +27,8 @@ pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod health;
+pub mod inventory_api;
+pub mod merge_patch;
 pub mod negotiation;
 pub mod render_cache;
 pub mod request;
@@ -39,6 +44,7 @@ use crate::app::AppState;
 use error::{json_response, text};
 pub use error::{ApiError, Response};
 pub use health::probe_health;
+use inventory_api as inv;
 use request::percent_decode;
 pub use request::{parse_query, Request};
 pub use routes::{routes, Routes};
@@ -73,6 +79,13 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 admin::import_inventory(state, req).await,
             ),
+            ["promsnmp", "inventory", collection @ ("devices" | "seeds"), rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                let key = rest.first().map(|id| percent_decode(id));
+                let (route, result) = inv::dispatch(state, req, collection, key.as_deref()).await;
+                (route, false, result)
+            }
             ["promsnmp", "discovery"] if get => {
                 ("/promsnmp/discovery", false, admin::list_seeds(state).await)
             }
