@@ -946,7 +946,7 @@ fn discovery_jobs_are_capped() {
 const DEVICES: &str = "/promsnmp/inventory/devices";
 const SEEDS: &str = "/promsnmp/inventory/seeds";
 
-/// A request with a JSON body (when not empty) and extra headers.
+/// A request to `p` with extra headers and a JSON body (none when empty).
 fn call(
     p: &Promsnmp,
     method: &str,
@@ -954,11 +954,7 @@ fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> HttpResponse {
-    let mut all: Vec<(&str, &str)> = headers.to_vec();
-    if !body.is_empty() {
-        all.push(("Content-Type", "application/json"));
-    }
-    http_request(&p.addr(), method, path, &all, body.as_bytes())
+    http_json(&p.addr(), method, path, headers, body)
 }
 
 /// The ETag of a response, which every inventory read and write carries.

@@ -1404,6 +1404,21 @@ pub fn http_post_json(addr: &str, path: &str, json: &str) -> HttpResponse {
     )
 }
 
+/// A request with extra headers and a JSON body (none when empty).
+pub fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let mut all = headers.to_vec();
+    if !body.is_empty() {
+        all.push(("Content-Type", "application/json"));
+    }
+    http_request(addr, method, path, &all, body.as_bytes())
+}
+
 /// Percent-encodes everything except RFC 3986 unreserved characters.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
