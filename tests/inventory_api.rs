@@ -988,7 +988,7 @@ fn devices_and_seeds_one_at_a_time() {
     let doc = json!({"devices": [
         api_device("d1", "twin", free_udp_port()),
         api_device("d2", "twin", free_udp_port()),
-        api_device("d3", "rack 1/sw", free_udp_port()),
+        api_device("d3", "rack 1/sw+a", free_udp_port()),
     ]});
     post_inventory_ok(&p, &doc);
 
@@ -1002,7 +1002,7 @@ fn devices_and_seeds_one_at_a_time() {
     assert_eq!(one.status, 200, "{}", one.text());
     assert_eq!(one.json()["sysName"], "twin");
     assert_eq!(etag(&one), tag);
-    let named = call(&p, "GET", &format!("{DEVICES}/rack%201%2Fsw"), &[], "");
+    let named = call(&p, "GET", &format!("{DEVICES}/rack%201%2Fsw+a"), &[], "");
     assert_eq!(named.status, 200, "{}", named.text());
     assert_eq!(named.json()["id"], "d3");
     // An ambiguous sysName lists the devices it names; an unknown one is 404.
@@ -1028,13 +1028,13 @@ fn devices_and_seeds_one_at_a_time() {
     );
 
     // PUT by sysName replaces the device; the id stays; another id is refused.
-    let mut replaced = api_device("", "rack 1/sw", free_udp_port());
+    let mut replaced = api_device("", "rack 1/sw+a", free_udp_port());
     replaced.as_object_mut().unwrap().remove("id");
     replaced["sysLocation"] = json!("Rack 9");
     let put = call(
         &p,
         "PUT",
-        &format!("{DEVICES}/rack%201%2Fsw"),
+        &format!("{DEVICES}/rack%201%2Fsw+a"),
         &[],
         &replaced.to_string(),
     );
@@ -1112,7 +1112,7 @@ fn devices_and_seeds_one_at_a_time() {
         "a refused write changed the inventory"
     );
     // DELETE answers the id it removed.
-    let r = call(&p, "DELETE", &format!("{DEVICES}/rack%201%2Fsw"), &[], "");
+    let r = call(&p, "DELETE", &format!("{DEVICES}/rack%201%2Fsw+a"), &[], "");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["deleted"], "d3");
     etag(&r);

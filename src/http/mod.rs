@@ -45,8 +45,8 @@ use error::{json_response, text};
 pub use error::{ApiError, Response};
 pub use health::probe_health;
 use inventory_api as inv;
-use request::percent_decode;
 pub use request::{parse_query, Request};
+use request::{percent_decode, percent_decode_segment};
 pub use routes::{routes, Routes};
 
 /// Dispatches one request; returns the route template (for metrics) and the response.
@@ -82,7 +82,7 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             ["promsnmp", "inventory", collection @ ("devices" | "seeds"), rest @ ..]
                 if rest.len() <= 1 =>
             {
-                let key = rest.first().map(|id| percent_decode(id));
+                let key = rest.first().map(|id| percent_decode_segment(id));
                 let (route, result) = inv::dispatch(state, req, collection, key.as_deref()).await;
                 (route, false, result)
             }
