@@ -25,11 +25,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DiscoverySchedule;
-use crate::inventory::{now_seconds, Device, DiscoverySeed, InvalidInventory, Inventory};
+use crate::inventory::{
+    now_seconds, Agent, Device, DiscoverySeed, InvalidInventory, Inventory, PrimaryAgent,
+};
 use crate::modules::Modules;
 use crate::persistence::InventoryWriter;
-use crate::poll::read_system;
-use crate::snmp::{AgentParams, Session};
+use crate::poll::{read_system, SystemInfo};
+use crate::snmp::{AgentParams, Session, SnmpError};
 use crate::store::{Fence, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -703,6 +705,26 @@ impl Discovery {
         }
     }
 
+    /// Probes one agent on an API request (adding a device), under the
+    /// same limit of probes in flight as discovery jobs. `Err(None)`: the
+    /// agent's settings cannot be used (the error says which).
+    pub async fn probe_agent(&self, agent: &Agent) -> Result<SystemInfo, ProbeError> {
+        let params = AgentParams::from_agent(agent, self.max_repetitions)
+            .map_err(|e| ProbeError::Settings(e.to_string()))?;
+        let _permit = self
+            .probe_permits
+            .acquire()
+            .await
+            .expect("the probe semaphore is never closed");
+        match read_system(&mut Session::new(params.clone())).await {
+            Ok(sys) => Ok(sys),
+            Err(e) => {
+                let (outcome, detail) = explain(&params, e).await;
+                Err(ProbeError::Failed { outcome, detail })
+            }
+        }
+    }
+
     /// Asks `ip` for its system group with the seed's credentials.
     async fn probe(&self, seed: &DiscoverySeed, ip: IpAddr) -> Result<Device, AddressOutcome> {
         let agent = seed.agent_for(ip, seed.port);
@@ -714,8 +736,7 @@ impl Discovery {
         };
         let params = AgentParams::from_agent(&agent, self.max_repetitions)
             .map_err(|e| failed(Outcome::Refused, e.to_string()))?;
-        let mut session = Session::new(params.clone());
-        match read_system(&mut session).await {
+        match read_system(&mut Session::new(params.clone())).await {
             Ok(sys) => Ok(Device {
                 // The seed's modules, else what the module rules pick.
                 modules: seed.modules.clone().or_else(|| {
@@ -733,31 +754,13 @@ impl Discovery {
                 sys_contact: sys.sys_contact,
                 sys_location: sys.sys_location,
                 discovered_at: Some(now_seconds()),
-                agents: vec![agent.clone()],
-                primary_agent: Some(agent),
+                primary_agent: Some(PrimaryAgent::Id(agent.id.clone())),
+                agents: vec![agent],
             }),
-            // v1/v2c: a wrong community gets no answer either.
-            Err(e @ crate::snmp::SnmpError::Timeout { .. }) if params.usm.is_none() => Err(failed(
-                Outcome::NoAnswer,
-                format!("{e}: the agent is down or unreachable, or the community is wrong (v1/v2c agents do not answer a wrong one)"),
-            )),
-            // v3: an agent that answers the engine discovery and then drops
-            // the request could not decrypt it.
-            Err(e @ crate::snmp::SnmpError::Timeout { .. }) => {
-                match crate::usm_report::diagnose(&params).await {
-                    Some(report) => Err(failed(Outcome::Refused, format!("refused by the agent: {report}"))),
-                    None => Err(failed(Outcome::NoAnswer, e.to_string())),
-                }
+            Err(e) => {
+                let (outcome, detail) = explain(&params, e).await;
+                Err(failed(outcome, detail))
             }
-            // The agent refused: ask again through a relay that keeps its report.
-            Err(e @ crate::snmp::SnmpError::Auth { .. }) => {
-                let detail = match crate::usm_report::diagnose(&params).await {
-                    Some(report) => format!("refused by the agent: {report}"),
-                    None => e.to_string(),
-                };
-                Err(failed(Outcome::Refused, detail))
-            }
-            Err(e) => Err(failed(Outcome::Refused, e.to_string())),
         }
     }
 
@@ -808,6 +811,38 @@ impl Discovery {
     pub async fn drain(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// Why probing one agent did not give its system group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// The agent's settings cannot be used (a protocol name, a key).
+    Settings(String),
+    /// The agent did not answer, or refused: how, in words.
+    Failed { outcome: Outcome, detail: String },
+}
+
+/// How a failed probe of `params` ended, in words an operator can act on.
+async fn explain(params: &AgentParams, error: SnmpError) -> (Outcome, String) {
+    match error {
+        // v1/v2c: a wrong community gets no answer either.
+        e @ SnmpError::Timeout { .. } if params.usm.is_none() => (
+            Outcome::NoAnswer,
+            format!("{e}: the agent is down or unreachable, or the community is wrong (v1/v2c agents do not answer a wrong one)"),
+        ),
+        // v3: the agent's report says why (read through a relay that keeps
+        // it); one that answers the engine discovery and then drops the
+        // request could not decrypt it.
+        e @ (SnmpError::Timeout { .. } | SnmpError::Auth { .. }) => {
+            let timed_out = matches!(e, SnmpError::Timeout { .. });
+            match crate::usm_report::diagnose(params).await {
+                Some(report) => (Outcome::Refused, format!("refused by the agent: {report}")),
+                None if timed_out => (Outcome::NoAnswer, e.to_string()),
+                None => (Outcome::Refused, e.to_string()),
+            }
+        }
+        e => (Outcome::Refused, e.to_string()),
     }
 }
 

@@ -62,7 +62,8 @@ pub struct Inventory {
     pub discovery_seeds: Vec<DiscoverySeed>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Written by hand (below): `primaryAgent` is written as the agent it names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     #[serde(default, deserialize_with = "null_default")]
@@ -79,13 +80,75 @@ pub struct Device {
     pub discovered_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "null_default")]
     pub agents: Vec<Agent>,
+    /// Which of `agents` polls use; `None`: the first.
     #[serde(default)]
-    pub primary_agent: Option<Agent>,
+    pub primary_agent: Option<PrimaryAgent>,
     /// The modules polled for this device, in order; absent: the defaults.
     /// (The Java PromSNMP reads the file with Spring's ObjectMapper, which
     /// ignores properties it does not know, so the field is safe there.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules: Option<Vec<String>>,
+}
+
+impl Serialize for Device {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Timestamp<'a>(&'a Option<DateTime<Utc>>);
+        impl Serialize for Timestamp<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                timestamp::serialize(self.0, s)
+            }
+        }
+        let mut st = s.serialize_struct("Device", 9)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("sysName", &self.sys_name)?;
+        st.serialize_field("sysDescr", &self.sys_descr)?;
+        st.serialize_field("sysContact", &self.sys_contact)?;
+        st.serialize_field("sysLocation", &self.sys_location)?;
+        st.serialize_field("discoveredAt", &Timestamp(&self.discovered_at))?;
+        st.serialize_field("agents", &self.agents)?;
+        // The Java shape: the agent itself, not a reference.
+        st.serialize_field("primaryAgent", &self.primary())?;
+        match &self.modules {
+            Some(modules) => st.serialize_field("modules", modules)?,
+            None => st.skip_field("modules")?,
+        }
+        st.end()
+    }
+}
+
+/// A device's `primaryAgent`: the agent polls use, one of `agents`.
+///
+/// The Java shape writes it as a copy of that agent, which let an edit of
+/// the copy in `agents` go unused. Here it is a reference by agent id once
+/// validated ([`PrimaryAgent::Id`]), so an agent's settings live in `agents`
+/// only. Read as the agent itself (the Java shape: [`PrimaryAgent::Copy`])
+/// or as `{"id": "…"}`. Validation resolves a copy: one whose id is not in
+/// `agents` joins them (old files); one equal to the agent with its id is
+/// that agent; one that differs is refused by the API and, in a stored
+/// inventory (file, Redis), replaces that agent, since it is what polls used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrimaryAgent {
+    Id(String),
+    Copy(Box<Agent>),
+}
+
+impl<'de> Deserialize<'de> for PrimaryAgent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let reference = v.as_object().filter(|o| !o.contains_key("type"));
+        match reference {
+            Some(o) => match (o.get("id").and_then(|id| id.as_str()), o.len()) {
+                (Some(id), 1) => Ok(PrimaryAgent::Id(id.to_string())),
+                _ => Err(de::Error::custom(
+                    "expected the agent polls use (an agent with `type`) or `{\"id\": …}` naming one of `agents`; edit an agent's settings in `agents`",
+                )),
+            },
+            None => serde_json::from_value(v)
+                .map(|a| PrimaryAgent::Copy(Box::new(a)))
+                .map_err(de::Error::custom),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -729,7 +792,91 @@ impl DiscoverySeed {
 impl Device {
     /// The agent polls go to: the primary agent, else the first one.
     pub fn poll_agent(&self) -> Option<&Agent> {
-        self.primary_agent.as_ref().or_else(|| self.agents.first())
+        self.primary().or_else(|| self.agents.first())
+    }
+
+    /// The agent `primaryAgent` names, if any (and found).
+    fn primary(&self) -> Option<&Agent> {
+        match self.primary_agent.as_ref()? {
+            PrimaryAgent::Id(id) => self.agents.iter().find(|a| &a.id == id),
+            PrimaryAgent::Copy(agent) => Some(agent),
+        }
+    }
+
+    /// Every agent: `agents`, and a primary copy not resolved yet.
+    fn all_agents(&self) -> impl Iterator<Item = &Agent> {
+        let copy = match &self.primary_agent {
+            Some(PrimaryAgent::Copy(a)) => Some(&**a),
+            _ => None,
+        };
+        self.agents.iter().chain(copy)
+    }
+
+    /// Parses and validates one device (a request body of the device API).
+    /// A `primaryAgent` that differs from the agent with its id is refused.
+    pub fn from_json(bytes: &[u8]) -> Result<Device, InvalidInventory> {
+        let mut device: Device = parse_json(bytes)?;
+        device
+            .validate("", true)
+            .map_err(|e| InvalidInventory::new(e.field.trim_start_matches('.'), e.message))?;
+        Ok(device)
+    }
+
+    /// Makes `primaryAgent` a reference into `agents` (see [`PrimaryAgent`]);
+    /// `refuse_divergent`: a copy that differs from its agent is an error
+    /// rather than the agent's new settings. Agents are validated already.
+    fn resolve_primary(
+        &mut self,
+        path: &str,
+        refuse_divergent: bool,
+    ) -> Result<(), InvalidInventory> {
+        let field = format!("{path}.primaryAgent");
+        let id = match self.primary_agent.take() {
+            None => return Ok(()),
+            Some(PrimaryAgent::Id(id)) => {
+                if !self.agents.iter().any(|a| a.id == id) {
+                    return Err(InvalidInventory::new(
+                        field,
+                        format!("no agent with id `{id}` in agents"),
+                    ));
+                }
+                id
+            }
+            Some(PrimaryAgent::Copy(mut copy)) => {
+                let had_id = !copy.id.is_empty();
+                copy.validate(&field)?;
+                if !had_id {
+                    // A copy without id is the agent it equals, if any.
+                    let blank = |a: &Agent| Agent {
+                        id: String::new(),
+                        ..a.clone()
+                    };
+                    if let Some(a) = self.agents.iter().find(|a| blank(a) == blank(&copy)) {
+                        copy.id = a.id.clone();
+                    }
+                }
+                let id = copy.id.clone();
+                match self.agents.iter().position(|a| a.id == id) {
+                    None => self.agents.push(*copy),
+                    Some(i) if self.agents[i] == *copy => {}
+                    Some(i) if refuse_divergent => {
+                        return Err(InvalidInventory::new(
+                            field,
+                            format!(
+                                "differs from agents[{i}], which has the same id `{id}`: primaryAgent only names the agent polls use; change the agent in agents[{i}] and send primaryAgent equal to it, or as {{\"id\": \"{id}\"}}"
+                            ),
+                        ));
+                    }
+                    Some(i) => {
+                        tracing::warn!(device = %self.id, agent = %id, "primaryAgent differs from the agent with its id in agents: the primaryAgent copy, which polls used, replaces it");
+                        self.agents[i] = *copy;
+                    }
+                }
+                id
+            }
+        };
+        self.primary_agent = Some(PrimaryAgent::Id(id));
+        Ok(())
     }
 
     /// Whether `target` (sysName, IP, or IP:port) names this device.
@@ -738,34 +885,39 @@ impl Device {
         if !self.sys_name.is_empty() && self.sys_name == target {
             return true;
         }
-        let agents = self.primary_agent.iter().chain(self.agents.iter());
+        let mut agents = self.all_agents();
         if let Ok(sa) = target.parse::<SocketAddr>() {
-            return agents.into_iter().any(|a| {
+            return agents.any(|a| {
                 a.endpoint.port == sa.port()
                     && a.endpoint.address.parse::<IpAddr>().ok() == Some(sa.ip())
             });
         }
         let bare = target.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return agents
-                .into_iter()
-                .any(|a| a.endpoint.address.parse::<IpAddr>().ok() == Some(ip));
+            return agents.any(|a| a.endpoint.address.parse::<IpAddr>().ok() == Some(ip));
         }
         // host name (or host:port) stored verbatim as an address
-        agents
-            .into_iter()
-            .any(|a| a.endpoint.address == target || a.endpoint.target() == target)
+        agents.any(|a| a.endpoint.address == target || a.endpoint.target() == target)
     }
 
-    fn validate(&mut self, path: &str) -> Result<(), InvalidInventory> {
+    fn validate(&mut self, path: &str, refuse_divergent: bool) -> Result<(), InvalidInventory> {
         check_id(path, &mut self.id)?;
         check_modules(path, &mut self.modules)?;
         for (i, agent) in self.agents.iter_mut().enumerate() {
             agent.validate(&format!("{path}.agents[{i}]"))?;
         }
-        if let Some(primary) = self.primary_agent.as_mut() {
-            primary.validate(&format!("{path}.primaryAgent"))?;
+        let mut agent_ids = std::collections::HashSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            // primaryAgent names an agent by id: two with one id would be
+            // ambiguous (a stored inventory that has them still loads).
+            if !agent_ids.insert(agent.id.as_str()) && refuse_divergent {
+                return Err(InvalidInventory::new(
+                    format!("{path}.agents[{i}].id"),
+                    format!("duplicate agent id `{}`", agent.id),
+                ));
+            }
         }
+        self.resolve_primary(path, refuse_divergent)?;
         if self.poll_agent().is_none() {
             return Err(InvalidInventory::new(
                 format!("{path}.agents"),
@@ -816,7 +968,7 @@ impl Inventory {
             devices,
             discovery_seeds: doc.discovery_seeds.unwrap_or_default(),
         };
-        inv.validate()?;
+        inv.validate_with(true)?;
         Ok((inv, seeds_given))
     }
 
@@ -824,11 +976,18 @@ impl Inventory {
         serde_json::to_vec_pretty(self).expect("inventory serialises")
     }
 
+    /// Checks a stored inventory (file, Redis, each change) and fills what
+    /// can be inferred; a divergent `primaryAgent` copy is resolved, not
+    /// refused (see [`PrimaryAgent`]).
     pub fn validate(&mut self) -> Result<(), InvalidInventory> {
+        self.validate_with(false)
+    }
+
+    fn validate_with(&mut self, refuse_divergent: bool) -> Result<(), InvalidInventory> {
         let mut ids = std::collections::HashSet::new();
         for (i, device) in self.devices.iter_mut().enumerate() {
             let path = format!("devices[{i}]");
-            device.validate(&path)?;
+            device.validate(&path, refuse_divergent)?;
             if !ids.insert(device.id.clone()) {
                 return Err(InvalidInventory::new(
                     format!("{path}.id"),
@@ -850,6 +1009,17 @@ impl Inventory {
         Ok(())
     }
 
+    /// The positions of the devices `key` names in the device API: the
+    /// device with that id, else every device with that sysName.
+    pub fn devices_named(&self, key: &str) -> Vec<usize> {
+        if let Some(i) = self.devices.iter().position(|d| d.id == key) {
+            return vec![i];
+        }
+        (0..self.devices.len())
+            .filter(|i| !key.is_empty() && self.devices[*i].sys_name == key)
+            .collect()
+    }
+
     /// The device `target` (sysName, IP or IP:port) names, if any.
     pub fn find_device(&self, target: &str) -> Option<&Device> {
         self.devices
@@ -866,12 +1036,10 @@ impl Inventory {
         let Some(agent) = found.poll_agent().cloned() else {
             return String::new();
         };
-        let existing = self.devices.iter_mut().find(|d| {
-            d.primary_agent
-                .iter()
-                .chain(d.agents.iter())
-                .any(|a| a.endpoint == agent.endpoint)
-        });
+        let existing = self
+            .devices
+            .iter_mut()
+            .find(|d| d.all_agents().any(|a| a.endpoint == agent.endpoint));
         match existing {
             Some(d) => {
                 if seed_modules || d.modules.is_none() {
@@ -900,12 +1068,7 @@ impl Inventory {
                     a.priv_passphrase = agent.priv_passphrase.clone();
                 };
                 let mut matched = false;
-                for a in d
-                    .primary_agent
-                    .iter_mut()
-                    .chain(d.agents.iter_mut())
-                    .filter(|a| same_kind(a))
-                {
+                for a in d.agents.iter_mut().filter(|a| same_kind(a)) {
                     refresh(a);
                     matched = true;
                 }
@@ -1128,8 +1291,8 @@ mod tests {
                 sys_contact: String::new(),
                 sys_location: String::new(),
                 discovered_at: None,
-                agents: vec![agent.clone()],
-                primary_agent: Some(agent),
+                primary_agent: Some(PrimaryAgent::Id(agent.id.clone())),
+                agents: vec![agent],
                 modules: None,
             }
         };
@@ -1154,7 +1317,7 @@ mod tests {
         assert_eq!(inv.devices.len(), 1);
         assert_eq!(d.agents.len(), 2);
         assert_eq!(d.poll_agent().unwrap().id, v3_agent.id);
-        d.clone().validate("d").unwrap();
+        d.clone().validate("d", true).unwrap();
     }
 
     #[test]
@@ -1183,6 +1346,121 @@ mod tests {
         );
         let (inv, seeds_given) = Inventory::from_import_json(br#"{"devices": []}"#).unwrap();
         assert!(inv.devices.is_empty() && !seeds_given);
+    }
+
+    /// One device of JAVA_DOC's shape with a v2c agent `a1` and `primary` as its primaryAgent.
+    fn doc_with_primary(primary: &str) -> String {
+        format!(
+            r#"{{"devices": [{{"id": "d1", "sysName": "sw",
+                "agents": [{{"type": "snmp-community", "id": "a1", "endpoint": {{"address": "10.0.0.1"}},
+                             "version": 1, "readCommunity": "public"}}],
+                "primaryAgent": {primary}}}]}}"#
+        )
+    }
+
+    const AGENT_A1: &str = r#"{"type": "snmp-community", "id": "a1", "endpoint": {"address": "10.0.0.1"}, "version": 1, "readCommunity": "public"}"#;
+
+    #[test]
+    fn primary_agent_is_one_of_the_agents() {
+        // A Java document: the primary is a copy equal to agents[0].
+        let mut inv = Inventory::from_json(doc_with_primary(AGENT_A1).as_bytes()).unwrap();
+        let d = &inv.devices[0];
+        assert_eq!(d.primary_agent, Some(PrimaryAgent::Id("a1".into())));
+        assert_eq!(d.agents.len(), 1);
+        // Written in the Java shape: the agent itself.
+        let out: serde_json::Value = serde_json::from_slice(&inv.to_json()).unwrap();
+        assert_eq!(
+            out["devices"][0]["primaryAgent"],
+            out["devices"][0]["agents"][0]
+        );
+        assert_eq!(Inventory::from_json(&inv.to_json()).unwrap(), inv);
+        // An edit of the agent is what polls use: there is no other copy.
+        inv.devices[0].agents[0].read_community = Some(Secret("changed".into()));
+        let polled = inv.devices[0].poll_agent().unwrap();
+        assert_eq!(polled.read_community.as_ref().unwrap().expose(), "changed");
+        let out: serde_json::Value = serde_json::from_slice(&inv.to_json()).unwrap();
+        assert_eq!(
+            out["devices"][0]["primaryAgent"]["readCommunity"],
+            "changed"
+        );
+        // No primary: null stays null, the first agent polls.
+        let inv = Inventory::from_json(doc_with_primary("null").as_bytes()).unwrap();
+        assert_eq!(inv.devices[0].primary_agent, None);
+        assert_eq!(inv.devices[0].poll_agent().unwrap().id, "a1");
+        let out: serde_json::Value = serde_json::from_slice(&inv.to_json()).unwrap();
+        assert!(out["devices"][0]["primaryAgent"].is_null(), "{out}");
+    }
+
+    #[test]
+    fn primary_agent_rules_for_old_and_divergent_documents() {
+        // Old files: a primary whose id is not in agents joins them, and polls.
+        let other = AGENT_A1
+            .replace("\"a1\"", "\"a2\"")
+            .replace("10.0.0.1", "10.0.0.2");
+        let inv = Inventory::from_json(doc_with_primary(&other).as_bytes()).unwrap();
+        let d = &inv.devices[0];
+        assert_eq!(d.agents.len(), 2);
+        assert_eq!(d.poll_agent().unwrap().endpoint.address, "10.0.0.2");
+        // A copy that differs from the agent with its id: an import is
+        // refused naming the field; a stored inventory keeps the copy, which
+        // is what polls used.
+        let divergent = doc_with_primary(&AGENT_A1.replace("public", "secret"));
+        let e = Inventory::from_import_json(divergent.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "devices[0].primaryAgent", "{e}");
+        assert!(e.message.contains("agents[0]"), "{e}");
+        let inv = Inventory::from_json(divergent.as_bytes()).unwrap();
+        let d = &inv.devices[0];
+        assert_eq!(d.agents.len(), 1);
+        assert_eq!(
+            d.agents[0].read_community.as_ref().unwrap().expose(),
+            "secret"
+        );
+        // A reference by id; a dangling one and a partial agent are refused.
+        let inv =
+            Inventory::from_import_json(doc_with_primary(r#"{"id": "a1"}"#).as_bytes()).unwrap();
+        assert_eq!(
+            inv.0.devices[0].primary_agent,
+            Some(PrimaryAgent::Id("a1".into()))
+        );
+        let e = Inventory::from_json(doc_with_primary(r#"{"id": "zz"}"#).as_bytes()).unwrap_err();
+        assert_eq!(e.field, "devices[0].primaryAgent", "{e}");
+        let partial = doc_with_primary(r#"{"id": "a1", "readCommunity": "x"}"#);
+        let e = Inventory::from_json(partial.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "devices[0].primaryAgent", "{e}");
+        // Two agents with one id would make the reference ambiguous.
+        let twice = doc_with_primary("null").replace(
+            "\"readCommunity\": \"public\"}]",
+            &format!("\"readCommunity\": \"public\"}}, {AGENT_A1}]"),
+        );
+        let e = Inventory::from_import_json(twice.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "devices[0].agents[1].id", "{e}");
+        // A copy without id is the agent it equals.
+        let no_id = doc_with_primary(&AGENT_A1.replace("\"id\": \"a1\", ", ""));
+        let inv = Inventory::from_import_json(no_id.as_bytes()).unwrap().0;
+        assert_eq!(inv.devices[0].agents.len(), 1);
+        assert_eq!(
+            inv.devices[0].primary_agent,
+            Some(PrimaryAgent::Id("a1".into()))
+        );
+    }
+
+    #[test]
+    fn devices_are_named_by_id_or_sys_name() {
+        let doc = r#"{"devices": [
+            {"id": "d1", "sysName": "sw", "agents": [{"type": "snmp-community", "endpoint": {"address": "10.0.0.1"}, "version": 1, "readCommunity": "p"}]},
+            {"id": "d2", "sysName": "sw", "agents": [{"type": "snmp-community", "endpoint": {"address": "10.0.0.2"}, "version": 1, "readCommunity": "p"}]},
+            {"id": "sw", "sysName": "other", "agents": [{"type": "snmp-community", "endpoint": {"address": "10.0.0.3"}, "version": 1, "readCommunity": "p"}]}
+        ]}"#;
+        let inv = Inventory::from_json(doc.as_bytes()).unwrap();
+        assert_eq!(inv.devices_named("d2"), [1]);
+        assert_eq!(inv.devices_named("other"), [2]);
+        // An id wins over sysNames.
+        assert_eq!(inv.devices_named("sw"), [2]);
+        let mut inv = inv;
+        inv.devices.pop();
+        assert_eq!(inv.devices_named("sw"), [0, 1]);
+        assert!(inv.devices_named("nope").is_empty());
+        assert!(inv.devices_named("").is_empty());
     }
 
     #[test]

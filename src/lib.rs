@@ -28,7 +28,8 @@
 //! - [`telemetry`]   — the exporter's own metrics.
 //! - [`heap`]        — gives freed heap pages back after polling rounds and module loads.
 //! - [`web`]         — the web configuration file: TLS, users and roles, headers, rate limit; reloaded on change.
-//! - [`http`]        — the server (connection cap, timeouts, TLS), endpoints, negotiation,
+//! - [`http`]        — the server (connection cap, timeouts, TLS), endpoints (with the
+//!   per-device and per-seed API: ETag / If-Match, merge patch), negotiation,
 //!   rendered-body cache, the one place errors become responses.
 //! - [`app`]         — wiring, start-up, module reload and graceful shutdown.
 //! - [`backup`]      — `promsnmp inventory export|import|decrypt|encrypt`: backup and restore.

@@ -330,7 +330,17 @@ impl InventoryWriter {
         &self,
         change: crate::store::InventoryChange<'_>,
     ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
-        self.apply_fenced(change, None).await
+        self.apply_if(change, None).await
+    }
+
+    /// [`Self::apply`] when the inventory is still one `if_match` names
+    /// (checked atomically with the write); `None`: unconditionally.
+    pub async fn apply_if(
+        &self,
+        change: crate::store::InventoryChange<'_>,
+        if_match: Option<&crate::store::IfMatch>,
+    ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
+        self.write(change, None, if_match).await
     }
 
     /// Applies a change carrying `fence`, the leadership epoch of a leader-only
@@ -340,9 +350,18 @@ impl InventoryWriter {
         change: crate::store::InventoryChange<'_>,
         fence: crate::store::Fence,
     ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
+        self.write(change, fence, None).await
+    }
+
+    async fn write(
+        &self,
+        change: crate::store::InventoryChange<'_>,
+        fence: crate::store::Fence,
+        if_match: Option<&crate::store::IfMatch>,
+    ) -> Result<crate::store::InventorySnapshot, crate::store::StoreError> {
         let snapshot = {
             let _order = self.observe_order.lock().await;
-            let snapshot = self.store.update_inventory(change, fence).await?;
+            let snapshot = self.store.update_inventory(change, fence, if_match).await?;
             self.observe(&snapshot);
             snapshot
         };

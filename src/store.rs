@@ -31,6 +31,16 @@ pub enum StoreError {
     /// `PROM_ENCRYPT_KEY`, or not valid JSON).
     #[error("{0}")]
     Unreadable(String),
+    /// A change found the inventory at another version than its
+    /// precondition names (the HTTP layer says how to go on).
+    #[error("precondition failed: the inventory is at version {version}")]
+    PreconditionFailed { version: u64, etag: String },
+    /// A change names a device or seed the inventory does not hold.
+    #[error("{0}")]
+    NotFound(String),
+    /// A change clashes with entries of the inventory (`ids`).
+    #[error("{message}")]
+    Conflict { message: String, ids: Vec<String> },
 }
 
 /// The leadership epoch a leader-only write carries (the fencing token).
@@ -51,15 +61,62 @@ pub enum ScrapeTurn {
 /// An inventory as of one version.
 #[derive(Debug, Clone)]
 pub struct InventorySnapshot {
+    /// Grows by one with every change; in a fleet it is Redis' counter,
+    /// shared by every replica.
     pub version: u64,
+    /// The history `version` counts in: versions restart at 1 when a
+    /// standalone process starts and when a fleet's leader restores a lost
+    /// Redis inventory, so the pair, not the version, names one inventory.
+    /// Standalone: one per process; fleet: Redis' incarnation ("" before the
+    /// first read).
+    pub incarnation: Arc<str>,
     pub inventory: Arc<Inventory>,
+}
+
+impl InventorySnapshot {
+    /// The strong HTTP entity tag of this version, quotes included
+    /// (`"v17-3f2a9c1e0b4d"`).
+    pub fn etag(&self) -> String {
+        etag(&self.incarnation, self.version)
+    }
+
+    /// Refuses a write whose `If-Match` names another version.
+    pub fn check(&self, if_match: Option<&IfMatch>) -> Result<(), StoreError> {
+        match if_match {
+            Some(m) if !m.admits(&self.etag()) => Err(StoreError::PreconditionFailed {
+                version: self.version,
+                etag: self.etag(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The entity tag of `version` in `incarnation` (see [`InventorySnapshot::etag`]).
+pub fn etag(incarnation: &str, version: u64) -> String {
+    // A prefix tells incarnations apart well enough and keeps the tag short.
+    match incarnation.get(..12).unwrap_or(incarnation) {
+        "" => format!("\"v{version}\""),
+        short => format!("\"v{version}-{short}\""),
+    }
+}
+
+/// A write's precondition (`If-Match`): the entity tags it was made
+/// against. It applies only while the inventory is one of them (strong
+/// comparison: a weak tag never matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfMatch(pub Vec<String>);
+
+impl IfMatch {
+    pub fn admits(&self, etag: &str) -> bool {
+        self.0.iter().any(|t| t == etag)
+    }
 }
 
 /// A change to apply to the inventory. It may run more than once (a backend
 /// may retry on a concurrent change), so it must not have side effects; an
 /// error leaves the inventory untouched.
-pub type InventoryChange<'a> =
-    &'a (dyn Fn(&mut Inventory) -> Result<(), InvalidInventory> + Send + Sync);
+pub type InventoryChange<'a> = &'a (dyn Fn(&mut Inventory) -> Result<(), StoreError> + Send + Sync);
 
 /// A cached poll and when it was stored.
 #[derive(Debug, Clone)]
@@ -75,11 +132,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `change` atomically, validates the result and bumps the version.
     /// Returns the new snapshot. On error nothing changes. A `fence` that is
-    /// not the current leadership epoch is refused ([`StoreError::StaleEpoch`]).
+    /// not the current leadership epoch is refused ([`StoreError::StaleEpoch`]);
+    /// so is a change whose `if_match` does not name the version it would
+    /// apply to ([`StoreError::PreconditionFailed`]), checked in the same
+    /// atomic step as the write.
     async fn update_inventory(
         &self,
         change: InventoryChange<'_>,
         fence: Fence,
+        if_match: Option<&IfMatch>,
     ) -> Result<InventorySnapshot, StoreError>;
 
     /// Whether this replica should poll `device_id` for the current collection
@@ -248,6 +309,7 @@ impl MemoryStore {
         MemoryStore {
             inventory: Mutex::new(InventorySnapshot {
                 version: 1,
+                incarnation: uuid::Uuid::new_v4().simple().to_string().into(),
                 inventory: Arc::new(initial),
             }),
             cache: Mutex::new(HashMap::new()),
@@ -269,14 +331,17 @@ impl Store for MemoryStore {
         &self,
         change: InventoryChange<'_>,
         _fence: Fence,
+        if_match: Option<&IfMatch>,
     ) -> Result<InventorySnapshot, StoreError> {
         let snapshot = {
             let mut current = self.inventory.lock().expect("inventory lock");
+            current.check(if_match)?;
             let mut next = (*current.inventory).clone();
             change(&mut next)?;
             next.validate()?;
             *current = InventorySnapshot {
                 version: current.version + 1,
+                incarnation: current.incarnation.clone(),
                 inventory: Arc::new(next),
             };
             current.clone()
@@ -409,8 +474,9 @@ mod tests {
                     inv.discovery_seeds.push(
                         DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#).unwrap(),
                     );
-                    Err(InvalidInventory::new("x", "refused"))
+                    Err(InvalidInventory::new("x", "refused").into())
                 },
+                None,
                 None,
             )
             .await;
@@ -418,6 +484,40 @@ mod tests {
         let after = store.inventory().await.unwrap();
         assert_eq!(after.version, before.version);
         assert!(after.inventory.discovery_seeds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn if_match_is_checked_with_the_write() {
+        let store = MemoryStore::new(Inventory::default(), Duration::from_secs(60), 10);
+        let add_seed = |inv: &mut Inventory| {
+            let seed = DiscoverySeed::from_json(br#"{"potentialTargets":["127.0.0.1"]}"#);
+            inv.discovery_seeds.push(seed?);
+            Ok(())
+        };
+        let first = store.inventory().await.unwrap();
+        let tag = IfMatch(vec![first.etag()]);
+        let second = store
+            .update_inventory(&add_seed, None, Some(&tag))
+            .await
+            .unwrap();
+        assert_eq!(second.version, first.version + 1);
+        assert_ne!(second.etag(), first.etag());
+        // The same tag again is stale now: refused, nothing changes.
+        let err = store
+            .update_inventory(&add_seed, None, Some(&tag))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::PreconditionFailed { version, etag } if *version == second.version && *etag == second.etag()),
+            "{err}"
+        );
+        let after = store.inventory().await.unwrap();
+        assert_eq!(after.version, second.version);
+        assert_eq!(after.inventory.discovery_seeds.len(), 1);
+        // Another process (or a restored Redis) counts versions anew: its tags differ.
+        let other = MemoryStore::new(Inventory::default(), Duration::from_secs(60), 10);
+        assert_ne!(other.inventory().await.unwrap().etag(), first.etag());
+        assert!(!IfMatch(vec![format!("W/{}", after.etag())]).admits(&after.etag()));
     }
 
     #[tokio::test]

@@ -103,6 +103,9 @@ fn a_page_of_another_site_cannot_change_anything() {
         ("POST", "/promsnmp/discovery"),
         ("POST", "/promsnmp/evictCache"),
         ("POST", "/-/reload"),
+        ("PATCH", "/promsnmp/inventory/devices/x"),
+        ("PUT", "/promsnmp/inventory/seeds/x"),
+        ("DELETE", "/promsnmp/inventory/devices/x"),
     ] {
         let r = http_request(
             &addr,

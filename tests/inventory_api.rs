@@ -938,3 +938,500 @@ fn discovery_jobs_are_capped() {
     let r = http_post_json(&p.addr(), SAVE_SEED, &seed(9));
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+// ---------------------------------------------------------------------------
+// Per-device and per-seed API, ETag / If-Match
+// ---------------------------------------------------------------------------
+
+const DEVICES: &str = "/promsnmp/inventory/devices";
+const SEEDS: &str = "/promsnmp/inventory/seeds";
+
+/// A request to `p` with extra headers and a JSON body (none when empty).
+fn call(
+    p: &Promsnmp,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    http_json(&p.addr(), method, path, headers, body)
+}
+
+/// The ETag of a response, which every inventory read and write carries.
+fn etag(r: &HttpResponse) -> String {
+    let tag = r
+        .header("etag")
+        .unwrap_or_else(|| panic!("no ETag (status {}): {}", r.status, r.text()));
+    assert!(
+        tag.starts_with("\"v") && tag.ends_with('"'),
+        "not a strong tag: {tag}"
+    );
+    tag.to_string()
+}
+
+/// One v2c device: `id`, `sys_name`, agent `a-<id>` at 127.0.0.1:`port`.
+fn api_device(id: &str, sys_name: &str, port: u16) -> Value {
+    json!({
+        "id": id,
+        "sysName": sys_name,
+        "agents": [{
+            "type": "snmp-community", "id": format!("a-{id}"),
+            "endpoint": {"address": "127.0.0.1", "port": port},
+            "version": 1, "timeout": 500, "retries": 0, "readCommunity": "public"
+        }]
+    })
+}
+
+#[test]
+fn devices_and_seeds_one_at_a_time() {
+    let p = Promsnmp::start(&env_with(&[]));
+    let doc = json!({"devices": [
+        api_device("d1", "twin", free_udp_port()),
+        api_device("d2", "twin", free_udp_port()),
+        api_device("d3", "rack 1/sw+a", free_udp_port()),
+    ]});
+    post_inventory_ok(&p, &doc);
+
+    // Lists and reads, by id and by (percent-encoded) sysName, all tagged.
+    let list = call(&p, "GET", DEVICES, &[], "");
+    assert_eq!(list.status, 200, "{}", list.text());
+    let tag = etag(&list);
+    assert_eq!(list.json().as_array().map(Vec::len), Some(3));
+    assert_eq!(etag(&http_get(&p.addr(), INVENTORY)), tag);
+    let one = call(&p, "GET", &format!("{DEVICES}/d1"), &[], "");
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(one.json()["sysName"], "twin");
+    assert_eq!(etag(&one), tag);
+    let named = call(&p, "GET", &format!("{DEVICES}/rack%201%2Fsw+a"), &[], "");
+    assert_eq!(named.status, 200, "{}", named.text());
+    assert_eq!(named.json()["id"], "d3");
+    // An ambiguous sysName lists the devices it names; an unknown one is 404.
+    let twin = call(&p, "GET", &format!("{DEVICES}/twin"), &[], "");
+    assert_eq!(twin.status, 409, "{}", twin.text());
+    assert_eq!(twin.json()["ids"], json!(["d1", "d2"]));
+    assert_eq!(
+        call(
+            &p,
+            "PATCH",
+            &format!("{DEVICES}/twin"),
+            &[],
+            r#"{"sysLocation":"x"}"#
+        )
+        .status,
+        409
+    );
+    let missing = call(&p, "GET", &format!("{DEVICES}/nope"), &[], "");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_eq!(
+        call(&p, "DELETE", &format!("{DEVICES}/nope"), &[], "").status,
+        404
+    );
+
+    // PUT by sysName replaces the device; the id stays; another id is refused.
+    let mut replaced = api_device("", "rack 1/sw+a", free_udp_port());
+    replaced.as_object_mut().unwrap().remove("id");
+    replaced["sysLocation"] = json!("Rack 9");
+    let put = call(
+        &p,
+        "PUT",
+        &format!("{DEVICES}/rack%201%2Fsw+a"),
+        &[],
+        &replaced.to_string(),
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(put.json()["id"], "d3");
+    assert_eq!(put.json()["sysLocation"], "Rack 9");
+    assert_ne!(etag(&put), tag);
+    replaced["id"] = json!("other");
+    let r = call(
+        &p,
+        "PUT",
+        &format!("{DEVICES}/d3"),
+        &[],
+        &replaced.to_string(),
+    );
+    assert_bad_request(&r, Some("id"), "PUT with another id");
+    // PATCH merges; a field set to null goes back to its default.
+    let r = call(
+        &p,
+        "PATCH",
+        &format!("{DEVICES}/d3"),
+        &[],
+        r#"{"sysContact":"noc","modules":["system"]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (
+            r.json()["sysContact"].clone(),
+            r.json()["sysLocation"].clone()
+        ),
+        (json!("noc"), json!("Rack 9"))
+    );
+    assert_eq!(r.json()["modules"], json!(["system"]));
+    let r = call(
+        &p,
+        "PATCH",
+        &format!("{DEVICES}/d3"),
+        &[],
+        r#"{"modules":null}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json().get("modules").is_none(), "{}", r.text());
+    // Bad input changes nothing: malformed JSON, wrong types, unknown modules, an id change.
+    let (before, _) = get_inventory(&p);
+    let d3 = format!("{DEVICES}/d3");
+    assert_bad_request(
+        &call(&p, "PATCH", &d3, &[], "{\"sysName\":"),
+        Some("body"),
+        "malformed",
+    );
+    assert_bad_request(
+        &call(&p, "PATCH", &d3, &[], r#"{"agents":7}"#),
+        Some("agents"),
+        "agents not a list",
+    );
+    assert_bad_request(
+        &call(&p, "PATCH", &d3, &[], r#"{"modules":["nope"]}"#),
+        Some("modules[0]"),
+        "unknown module",
+    );
+    assert_bad_request(
+        &call(&p, "PATCH", &d3, &[], r#"{"id":"d9"}"#),
+        Some("id"),
+        "id change",
+    );
+    assert_bad_request(
+        &call(&p, "PATCH", &d3, &[], "[1]"),
+        Some("body"),
+        "not an object",
+    );
+    assert_bad_request(&call(&p, "PUT", &d3, &[], ""), Some("body"), "no body");
+    assert_eq!(
+        get_inventory(&p).0,
+        before,
+        "a refused write changed the inventory"
+    );
+    // DELETE answers the id it removed.
+    let r = call(&p, "DELETE", &format!("{DEVICES}/rack%201%2Fsw+a"), &[], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["deleted"], "d3");
+    etag(&r);
+    assert_eq!(call(&p, "GET", &d3, &[], "").status, 404);
+    assert!(p.log().contains("inventory entry changed"), "no INFO line");
+
+    // Seeds: add (201 + Location, id generated), read, patch, replace, delete.
+    let r = call(&p, "POST", SEEDS, &[], &seed_body().to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("generated id").to_string();
+    assert_eq!(r.header("location"), Some(format!("{SEEDS}/{id}").as_str()));
+    let seed = format!("{SEEDS}/{id}");
+    assert_eq!(call(&p, "GET", &seed, &[], "").json()["port"], 161);
+    let mut dup = seed_body();
+    dup["id"] = json!(id);
+    assert_eq!(call(&p, "POST", SEEDS, &[], &dup.to_string()).status, 409);
+    let r = call(&p, "PATCH", &seed, &[], r#"{"port":1161}"#);
+    assert_eq!(
+        (r.status, r.json()["port"].clone()),
+        (200, json!(1161)),
+        "{}",
+        r.text()
+    );
+    let bad_targets = json!({"potentialTargets": ["10.0.0.0/8"]}).to_string();
+    assert_eq!(call(&p, "PATCH", &seed, &[], &bad_targets).status, 400);
+    let r = call(&p, "PUT", &seed, &[], &seed_body().to_string());
+    assert_eq!(
+        (r.status, r.json()["port"].clone()),
+        (200, json!(161)),
+        "{}",
+        r.text()
+    );
+    let list = call(&p, "GET", SEEDS, &[], "");
+    assert_eq!(
+        list.json(),
+        http_get(&p.addr(), "/promsnmp/discovery").json()
+    );
+    assert_eq!(
+        call(&p, "DELETE", &seed, &[], "").json()["deleted"],
+        id.as_str()
+    );
+    assert_eq!(call(&p, "GET", &seed, &[], "").status, 404);
+    // Each route is counted under its template.
+    let counted = |route: &str, method: &str, status: u16| {
+        self_metric(
+            &p.addr(),
+            &format!("promsnmp_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"),
+        )
+    };
+    assert_eq!(counted("/promsnmp/inventory/devices/{id}", "GET", 409), 1.0);
+    assert_eq!(
+        counted("/promsnmp/inventory/seeds/{id}", "DELETE", 200),
+        1.0
+    );
+    assert_eq!(counted("/promsnmp/inventory/seeds", "POST", 201), 1.0);
+}
+
+#[test]
+fn stale_if_match_is_refused_and_changes_nothing() {
+    let p = Promsnmp::start(&env_with(&[]));
+    post_inventory_ok(
+        &p,
+        &json!({"devices": [api_device("d1", "one", free_udp_port())]}),
+    );
+    let read = http_get(&p.addr(), INVENTORY);
+    let tag = etag(&read);
+    // Writes with the current tag pass and answer the new one.
+    let r = call(
+        &p,
+        "PATCH",
+        &format!("{DEVICES}/d1"),
+        &[("If-Match", &tag)],
+        r#"{"sysLocation":"A"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let newer = etag(&r);
+    assert_ne!(newer, tag);
+    assert_eq!(etag(&http_get(&p.addr(), INVENTORY)), newer);
+    // The old tag is stale now, for every kind of write: 412, nothing changes.
+    let (before, _) = get_inventory(&p);
+    let stale = [("If-Match", tag.as_str())];
+    let d2 = api_device("d2", "two", free_udp_port()).to_string();
+    for (method, path, body) in [
+        (
+            "PATCH",
+            format!("{DEVICES}/d1"),
+            r#"{"sysLocation":"B"}"#.to_string(),
+        ),
+        (
+            "PUT",
+            format!("{DEVICES}/d1"),
+            api_device("d1", "one", 9).to_string(),
+        ),
+        ("DELETE", format!("{DEVICES}/d1"), String::new()),
+        ("POST", DEVICES.to_string(), d2.clone()),
+        ("POST", SEEDS.to_string(), seed_body().to_string()),
+        (
+            "POST",
+            INVENTORY.to_string(),
+            json!({"devices": []}).to_string(),
+        ),
+    ] {
+        let r = call(&p, method, &path, &stale, &body);
+        assert_eq!(r.status, 412, "{method} {path}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["etag"], newer.as_str(), "{v}");
+        assert!(
+            v["version"].is_u64() && v["message"].as_str().unwrap().contains("version"),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        get_inventory(&p).0,
+        before,
+        "a refused write changed the inventory"
+    );
+    // A tag list naming the current one, `*`, and no If-Match all pass.
+    let list = format!("\"v0-000000000000\", {newer}");
+    let r = call(&p, "POST", DEVICES, &[("If-Match", &list)], &d2);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = call(
+        &p,
+        "PATCH",
+        &format!("{DEVICES}/d2"),
+        &[("If-Match", "*")],
+        r#"{"sysLocation":"C"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(
+        &p,
+        "POST",
+        INVENTORY,
+        &[("If-Match", &etag(&r))],
+        &get_inventory(&p).1.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    etag(&r);
+    // A malformed If-Match is a 400 and changes nothing either.
+    let (before, _) = get_inventory(&p);
+    for bad in ["v17", "\"v1", "W/", "\"a\" \"b\""] {
+        let r = call(
+            &p,
+            "DELETE",
+            &format!("{DEVICES}/d1"),
+            &[("If-Match", bad)],
+            "",
+        );
+        assert_bad_request(&r, None, bad);
+    }
+    assert_eq!(get_inventory(&p).0, before);
+}
+
+/// Two clients patching two devices at once, without If-Match: each write
+/// changes only its own device, so both end with their last values.
+#[test]
+fn concurrent_changes_to_two_devices_are_both_kept() {
+    let p = Arc::new(Promsnmp::start(&env_with(&[])));
+    post_inventory_ok(
+        &p,
+        &json!({"devices": [api_device("d1", "one", free_udp_port()), api_device("d2", "two", free_udp_port())]}),
+    );
+    const ROUNDS: usize = 25;
+    let writers: Vec<_> = ["d1", "d2"]
+        .into_iter()
+        .map(|id| {
+            let p = p.clone();
+            thread::spawn(move || {
+                for i in 0..ROUNDS {
+                    let body = json!({"sysLocation": format!("{id}-{i}")}).to_string();
+                    let r = call(&p, "PATCH", &format!("{DEVICES}/{id}"), &[], &body);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let (_, inv) = get_inventory(&p);
+    for (i, id) in ["d1", "d2"].iter().enumerate() {
+        assert_eq!(
+            inv["devices"][i]["sysLocation"],
+            format!("{id}-{}", ROUNDS - 1),
+            "{inv}"
+        );
+    }
+}
+
+#[test]
+fn adding_a_device_with_and_without_a_probe() {
+    let snmpd = Snmpd::start(&SnmpdConfig {
+        sys_name: "probed-sw".into(),
+        sys_location: "hall-3".into(),
+        ..SnmpdConfig::default()
+    });
+    let p = Promsnmp::start(&env_with(&[]));
+    // Without a probe: stored as sent, id generated, sysName from the address.
+    let mut plain = api_device("", "", free_udp_port());
+    plain.as_object_mut().unwrap().remove("id");
+    let r = call(&p, "POST", DEVICES, &[], &plain.to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{DEVICES}/{id}").as_str())
+    );
+    assert_eq!(r.json()["sysName"], "127.0.0.1");
+    assert_eq!(
+        call(&p, "GET", &format!("{DEVICES}/{id}"), &[], "").status,
+        200
+    );
+    // The same endpoint again, or the same id: 409 naming the device.
+    let r = call(&p, "POST", DEVICES, &[], &plain.to_string());
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["ids"], json!([id]));
+    let mut same_id = api_device(&id, "x", free_udp_port());
+    same_id["id"] = json!(id);
+    assert_eq!(
+        call(&p, "POST", DEVICES, &[], &same_id.to_string()).status,
+        409
+    );
+
+    // With a probe of an agent that answers: the system group fills in.
+    let mut live = api_device("live", "", snmpd.port);
+    live["sysContact"] = json!("given@example.org");
+    let r = call(
+        &p,
+        "POST",
+        &format!("{DEVICES}?probe=true"),
+        &[],
+        &live.to_string(),
+    );
+    assert_eq!(r.status, 201, "{}\n{}", r.text(), p.log());
+    let v = r.json();
+    assert_eq!(v["sysName"], "probed-sw", "{v}");
+    assert_eq!(v["sysLocation"], "hall-3", "{v}");
+    assert_eq!(
+        v["sysContact"], "given@example.org",
+        "what the body gave stays: {v}"
+    );
+    assert!(v["sysDescr"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    assert!(v["discoveredAt"].is_string(), "{v}");
+    // Agents that do not answer (nothing there; a wrong community): 422
+    // naming the agent and the cause, nothing stored.
+    let (before, _) = get_inventory(&p);
+    let silent = api_device("silent", "", free_udp_port());
+    let mut wrong = api_device("wrong", "", snmpd.port);
+    wrong["agents"][0]["readCommunity"] = json!("not-public");
+    for body in [silent, wrong] {
+        let r = call(
+            &p,
+            "POST",
+            &format!("{DEVICES}?probe=true"),
+            &[],
+            &body.to_string(),
+        );
+        assert_eq!(r.status, 422, "{}", r.text());
+        let port = body["agents"][0]["endpoint"]["port"].as_u64().unwrap();
+        let message = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(
+            message.contains(&format!("127.0.0.1:{port} did not answer"))
+                && message.contains("no answer")
+                && message.contains("nothing was stored"),
+            "{message}"
+        );
+    }
+    assert_eq!(get_inventory(&p).0, before, "a refused device was stored");
+}
+
+/// The issue's case: the community of agents[0] is what polls use, also
+/// when the document carries a primaryAgent copy; the export keeps the
+/// Java shape.
+#[test]
+fn editing_an_agent_changes_what_is_polled() {
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let p = Promsnmp::start(&env_with(&[]));
+    let mut device = api_device("d1", "polled", snmpd.port);
+    device["primaryAgent"] = device["agents"][0].clone();
+    post_inventory_ok(&p, &json!({"devices": [device.clone()]}));
+    let scrape = || http_get(&p.addr(), "/snmp?target=polled&live=true");
+    assert_eq!(scrape().status, 200, "{}", scrape().text());
+
+    // Edit the agent alone (arrays are replaced whole by a merge patch):
+    // polls use it at once.
+    for (community, polled) in [("wrong", 503), ("public", 200)] {
+        let mut agents = device["agents"].clone();
+        agents[0]["readCommunity"] = json!(community);
+        let patch = json!({ "agents": agents }).to_string();
+        let r = call(&p, "PATCH", &format!("{DEVICES}/d1"), &[], &patch);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["primaryAgent"]["readCommunity"], community);
+        let scraped = scrape();
+        assert_eq!(scraped.status, polled, "{community}: {}", scraped.text());
+    }
+
+    // An import whose copy differs from its agent is refused, naming both.
+    let mut divergent = device.clone();
+    divergent["agents"][0]["readCommunity"] = json!("wrong");
+    let r = http_post_json(
+        &p.addr(),
+        INVENTORY,
+        &json!({"devices": [divergent]}).to_string(),
+    );
+    assert_bad_request(
+        &r,
+        Some("devices[0].primaryAgent"),
+        "divergent primaryAgent",
+    );
+    assert!(r.text().contains("agents[0]"), "{}", r.text());
+    // By reference it is accepted, and the agent is what polls use.
+    let mut by_id = device.clone();
+    by_id["agents"][0]["readCommunity"] = json!("wrong");
+    by_id["primaryAgent"] = json!({"id": "a-d1"});
+    post_inventory_ok(&p, &json!({"devices": [by_id]}));
+    assert_eq!(scrape().status, 503, "{}", scrape().text());
+
+    // The export keeps the Java shape: primaryAgent is the agent itself.
+    let (_, inv) = get_inventory(&p);
+    let d = &inv["devices"][0];
+    assert!(d["primaryAgent"].is_object(), "{d}");
+    assert_eq!(d["primaryAgent"], d["agents"][0], "{d}");
+}

@@ -195,7 +195,14 @@ fn actuator_and_management_endpoints() {
     assert_eq!(pools["collector"]["concurrency"], 32);
     assert_eq!(http_get(&p.addr(), "/nope").status, 404);
     assert_eq!(
-        http_request(&p.addr(), "PUT", "/promsnmp/inventory", &[], b"{}").status,
+        http_request(
+            &p.addr(),
+            "PUT",
+            "/promsnmp/inventory",
+            &[("Content-Type", "application/json")],
+            b"{}"
+        )
+        .status,
         405
     );
 }

@@ -24,7 +24,7 @@ use crate::inventory::Inventory;
 use crate::polled::{PolledDevice, WireError, HISTORY_FORMAT};
 use crate::sample::Sample;
 use crate::store::{
-    CachedPoll, DeviceHistories, Fence, InventoryChange, InventorySnapshot, RoundClaims,
+    CachedPoll, DeviceHistories, Fence, IfMatch, InventoryChange, InventorySnapshot, RoundClaims,
     ScrapeTurn, Store, StoreError,
 };
 use crate::telemetry::Telemetry;
@@ -154,13 +154,6 @@ struct LocalPoll {
     stored_at: Instant,
 }
 
-struct LocalInventory {
-    /// Changes whenever Redis loses the inventory and the leader restores it;
-    /// empty until the first read from Redis.
-    incarnation: String,
-    snapshot: InventorySnapshot,
-}
-
 pub struct RedisStore {
     pool: Pool,
     pub keys: Keys,
@@ -175,7 +168,10 @@ pub struct RedisStore {
     lock_ttl: Duration,
     /// TTL of a device's history, renewed by every poll.
     history_ttl: Duration,
-    inventory: Mutex<LocalInventory>,
+    /// The local snapshot; its incarnation changes whenever Redis loses the
+    /// inventory and the leader restores it, and is empty until the first
+    /// read from Redis.
+    inventory: Mutex<InventorySnapshot>,
     local_polls: Mutex<HashMap<String, LocalPoll>>,
     /// Histories for polls recorded while Redis was unreachable.
     local_histories: DeviceHistories,
@@ -243,12 +239,10 @@ impl RedisStore {
             cache_ttl,
             lock_ttl,
             history_ttl: (cache_ttl * 10).max(Duration::from_secs(24 * 3600)),
-            inventory: Mutex::new(LocalInventory {
-                incarnation: String::new(),
-                snapshot: InventorySnapshot {
-                    version: 0,
-                    inventory: Arc::new(initial),
-                },
+            inventory: Mutex::new(InventorySnapshot {
+                version: 0,
+                incarnation: "".into(),
+                inventory: Arc::new(initial),
             }),
             local_polls: Mutex::new(HashMap::new()),
             local_histories: DeviceHistories::default(),
@@ -291,8 +285,8 @@ impl RedisStore {
     /// The local snapshot with the Redis incarnation it came from ("" when
     /// it was never read from Redis).
     pub fn local_inventory(&self) -> (String, InventorySnapshot) {
-        let local = self.inventory.lock().expect("inventory lock");
-        (local.incarnation.clone(), local.snapshot.clone())
+        let local = self.inventory.lock().expect("inventory lock").clone();
+        (local.incarnation.to_string(), local)
     }
 
     pub fn members(&self) -> Vec<String> {
@@ -463,7 +457,7 @@ impl RedisStore {
         };
         {
             let local = self.inventory.lock().expect("inventory lock");
-            if local.incarnation == incarnation && local.snapshot.version == version {
+            if *local.incarnation == *incarnation && local.version == version {
                 return Ok(Refresh::Current);
             }
         }
@@ -487,12 +481,15 @@ impl RedisStore {
         inventory: Arc<Inventory>,
     ) -> Option<InventorySnapshot> {
         let mut local = self.inventory.lock().expect("inventory lock");
-        if local.incarnation == incarnation && local.snapshot.version >= version {
+        if *local.incarnation == *incarnation && local.version >= version {
             return None;
         }
-        local.incarnation = incarnation;
-        local.snapshot = InventorySnapshot { version, inventory };
-        let snapshot = local.snapshot.clone();
+        *local = InventorySnapshot {
+            version,
+            incarnation: incarnation.into(),
+            inventory,
+        };
+        let snapshot = local.clone();
         drop(local);
         self.prune_local(&snapshot.inventory);
         Some(snapshot)
@@ -740,7 +737,6 @@ impl RedisStore {
             .inventory
             .lock()
             .expect("inventory lock")
-            .snapshot
             .inventory
             .clone();
         if len > 2 * inventory.devices.len() + 1024 {
@@ -886,18 +882,14 @@ struct CacheEntry {
 impl Store for RedisStore {
     /// The local snapshot: always answers, also while Redis is unreachable.
     async fn inventory(&self) -> Result<InventorySnapshot, StoreError> {
-        Ok(self
-            .inventory
-            .lock()
-            .expect("inventory lock")
-            .snapshot
-            .clone())
+        Ok(self.inventory.lock().expect("inventory lock").clone())
     }
 
     async fn update_inventory(
         &self,
         change: InventoryChange<'_>,
         fence: Fence,
+        if_match: Option<&IfMatch>,
     ) -> Result<InventorySnapshot, StoreError> {
         let fence_arg = fence.map(|e| e.to_string()).unwrap_or_default();
         for _ in 0..CAS_ATTEMPTS {
@@ -906,6 +898,14 @@ impl Store for RedisStore {
                     "the fleet's inventory is not in Redis yet (the leader restores it from the file within a few seconds); nothing was changed, retry".into(),
                 ));
             };
+            // Checked against what Redis holds; the script's compare-and-set
+            // on (incarnation, version) makes the check and the write atomic.
+            if let Some(m) = if_match {
+                let tag = crate::store::etag(&incarnation, version);
+                if !m.admits(&tag) {
+                    return Err(StoreError::PreconditionFailed { version, etag: tag });
+                }
+            }
             let mut next = current.clone();
             change(&mut next)?;
             next.validate()?;
@@ -939,6 +939,7 @@ impl Store for RedisStore {
                         .collect();
                     let snapshot = InventorySnapshot {
                         version: new_version as u64,
+                        incarnation: incarnation.as_str().into(),
                         inventory: Arc::new(next),
                     };
                     // Adopting also drops local results of the devices gone

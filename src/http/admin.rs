@@ -7,11 +7,10 @@ use serde_json::json;
 use warp::http::StatusCode;
 
 use super::error::{json_bytes, json_response, ApiError, Response};
+use super::inventory_api::{check_seed, if_match, with_etag};
 use super::Request;
 use crate::app::AppState;
-use crate::inventory::{
-    DiscoverySeed, InvalidInventory, Inventory, AUTH_PROTOCOLS, PRIV_PROTOCOLS,
-};
+use crate::inventory::{DiscoverySeed, Inventory, AUTH_PROTOCOLS, PRIV_PROTOCOLS};
 
 pub fn auth_protocols() -> Response {
     json_response(StatusCode::OK, &json!(AUTH_PROTOCOLS))
@@ -39,21 +38,24 @@ pub async fn reload(state: &Arc<AppState>) -> Result<Response, ApiError> {
     ))
 }
 
+/// The whole inventory, tagged with its version (`ETag`).
 pub async fn export_inventory(state: &Arc<AppState>) -> Result<Response, ApiError> {
     let snapshot = state.store.inventory().await?;
-    Ok(json_bytes(StatusCode::OK, snapshot.inventory.to_json()))
+    Ok(with_etag(
+        json_bytes(StatusCode::OK, snapshot.inventory.to_json()),
+        &snapshot,
+    ))
 }
 
-/// Replaces the inventory with the posted document, all or nothing.
+/// Replaces the inventory with the posted document, all or nothing, when
+/// `If-Match` (if any) names the current version.
 /// Without `discoverySeeds` the saved seeds stay; `devices` is required.
 pub async fn import_inventory(state: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
+    let if_match = if_match(req)?;
     let (imported, seeds_given) = Inventory::from_import_json(&req.body)?;
     state.modules.current().check_inventory(&imported)?;
     for (i, seed) in imported.discovery_seeds.iter().enumerate() {
-        crate::discovery::parse_targets(&seed.potential_targets, state.discovery.max_addresses())
-            .map_err(|e| {
-            InvalidInventory::new(format!("discoverySeeds[{i}].{}", e.field), e.message)
-        })?;
+        check_seed(state, seed, &format!("discoverySeeds[{i}]"))?;
     }
     let counts = (imported.devices.len(), imported.discovery_seeds.len());
     let change = move |inv: &mut Inventory| {
@@ -64,21 +66,19 @@ pub async fn import_inventory(state: &Arc<AppState>, req: &Request) -> Result<Re
         }
         Ok(())
     };
-    let snapshot = state.writer.apply(&change).await?;
+    let snapshot = state.writer.apply_if(&change, if_match.as_ref()).await?;
     tracing::info!(
         devices = counts.0,
         seeds = counts.1,
         version = snapshot.version,
         "inventory imported"
     );
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "devices": counts.0,
-            "discoverySeeds": snapshot.inventory.discovery_seeds.len(),
-            "version": snapshot.version,
-        }),
-    ))
+    let body = json!({
+        "devices": counts.0,
+        "discoverySeeds": snapshot.inventory.discovery_seeds.len(),
+        "version": snapshot.version,
+    });
+    Ok(with_etag(json_response(StatusCode::OK, &body), &snapshot))
 }
 
 pub async fn list_seeds(state: &Arc<AppState>) -> Result<Response, ApiError> {
@@ -99,11 +99,7 @@ pub async fn submit_discovery(state: &Arc<AppState>, req: &Request) -> Result<Re
         ));
     }
     let seed = DiscoverySeed::from_json(&req.body)?;
-    if let Some(modules) = &seed.modules {
-        state.modules.current().check_names("modules", modules)?;
-    }
-    crate::discovery::parse_targets(&seed.potential_targets, state.discovery.max_addresses())
-        .map_err(|e| InvalidInventory::new(e.field, e.message))?;
+    check_seed(state, &seed, "")?;
     if schedule_now {
         // Refused before anything is saved.
         state.discovery.has_room()?;

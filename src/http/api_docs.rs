@@ -24,6 +24,41 @@ pub fn document() -> &'static [u8] {
     })
 }
 
+/// The methods the document gives `path` (a `{…}` template segment matches
+/// any one segment), as an `Allow` header value; `HEAD` goes with `GET`.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static TEMPLATES: OnceLock<Vec<(Vec<String>, String)>> = OnceLock::new();
+    let templates = TEMPLATES.get_or_init(|| {
+        let doc: serde_json::Value = serde_json::from_slice(document()).unwrap_or_default();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(template, item)| {
+                let mut methods: Vec<&str> = ["get", "put", "post", "patch", "delete"]
+                    .into_iter()
+                    .filter(|m| item.get(*m).is_some())
+                    .collect();
+                if methods.contains(&"get") {
+                    methods.insert(1, "head");
+                }
+                let segments = template.split('/').map(str::to_string).collect();
+                (segments, methods.join(", ").to_uppercase())
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    templates
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+        })
+        .map(|(_, methods)| methods.clone())
+}
+
 pub fn json() -> Response {
     text(StatusCode::OK, "application/json", document().to_vec())
 }
@@ -41,9 +76,10 @@ mod tests {
     use super::*;
 
     /// Route templates the dispatcher counts requests by (`"/…"` literals
-    /// of `mod.rs`).
+    /// of `mod.rs` and `inventory_api.rs`).
     fn routed() -> std::collections::BTreeSet<String> {
-        include_str!("mod.rs")
+        [include_str!("mod.rs"), include_str!("inventory_api.rs")]
+            .concat()
             .split('"')
             .skip(1)
             .step_by(2)
@@ -60,6 +96,55 @@ mod tests {
         let documented: std::collections::BTreeSet<String> =
             doc["paths"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(routed(), documented);
+    }
+
+    #[test]
+    fn allow_lists_the_methods_of_the_path() {
+        assert_eq!(allowed_methods("/targets").as_deref(), Some("GET, HEAD"));
+        assert_eq!(
+            allowed_methods("/promsnmp/inventory/devices/sw-1").as_deref(),
+            Some("GET, HEAD, PUT, PATCH, DELETE")
+        );
+        assert_eq!(
+            allowed_methods("/promsnmp/evictCache").as_deref(),
+            Some("POST")
+        );
+        assert_eq!(allowed_methods("/nowhere"), None);
+    }
+
+    /// A comma in an unquoted flow-mapping value splits it into keys with no
+    /// value (`{description: a, b}` has a key `b`): none of those.
+    #[test]
+    fn no_value_was_split_by_the_yaml_syntax() {
+        fn walk(v: &serde_json::Value, path: &str) {
+            match v {
+                serde_json::Value::Object(fields) => {
+                    for (key, value) in fields {
+                        assert!(
+                            !(value.is_null() && key.contains(' ')),
+                            "{path}/{key}: a split value"
+                        );
+                        walk(value, &format!("{path}/{key}"));
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, path)),
+                _ => {}
+            }
+        }
+        walk(&serde_json::from_slice(document()).unwrap(), "");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc: serde_json::Value = serde_json::from_slice(document()).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                if let Some(id) = op["operationId"].as_str() {
+                    assert!(seen.insert(id.to_string()), "operationId {id} twice");
+                }
+            }
+        }
     }
 
     #[test]

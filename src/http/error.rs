@@ -20,6 +20,17 @@ pub enum ApiError {
     Invalid(InvalidInventory),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the inventory (an ambiguous sysName, a
+    /// duplicate id or endpoint); `ids` are the entries it conflicts with.
+    #[error("{message}")]
+    Conflict { message: String, ids: Vec<String> },
+    /// `If-Match` names another version than the current one.
+    #[error("If-Match does not name the current inventory, which is version {version} (ETag {etag}); nothing was changed: read it again and retry")]
+    PreconditionFailed { version: u64, etag: String },
+    /// The device's agent, probed on the client's behalf, did not answer or
+    /// refused: the request cannot be carried out (422, not a server error).
+    #[error("{0}")]
+    ProbeFailed(String),
     #[error("method {0} not allowed here")]
     MethodNotAllowed(Method),
     /// A method the path had once (the Java PromSNMP's), with what to use now.
@@ -49,6 +60,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Invalid(i) => ApiError::Invalid(i),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Conflict { message, ids } => ApiError::Conflict { message, ids },
+            StoreError::PreconditionFailed { version, etag } => {
+                ApiError::PreconditionFailed { version, etag }
+            }
             StoreError::StaleEpoch(_) | StoreError::Unreadable(_) => {
                 ApiError::Unavailable(e.to_string())
             }
@@ -82,6 +98,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::ProbeFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) | ApiError::MethodMoved { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
@@ -126,11 +145,26 @@ impl ApiError {
             "error": status.canonical_reason().unwrap_or(""),
             "message": self.to_string(),
         });
-        if let ApiError::Invalid(i) = &self {
-            body["field"] = json!(i.field);
-            body["message"] = json!(i.message);
+        match &self {
+            ApiError::Invalid(i) => {
+                body["field"] = json!(i.field);
+                body["message"] = json!(i.message);
+            }
+            ApiError::Conflict { ids, .. } => body["ids"] = json!(ids),
+            ApiError::PreconditionFailed { version, etag } => {
+                body["version"] = json!(version);
+                body["etag"] = json!(etag);
+            }
+            _ => {}
         }
-        json_response(status, &body)
+        let mut r = json_response(status, &body);
+        if let ApiError::PreconditionFailed { etag, .. } = &self {
+            // The current tag, so a client can tell what it would overwrite.
+            if let Ok(v) = etag.parse() {
+                r.headers_mut().insert("etag", v);
+            }
+        }
+        r
     }
 }
 

@@ -19,7 +19,10 @@ fn is_health_probe(path: &str) -> bool {
 /// The methods of promsnmp's state-changing routes (any other method is
 /// answered 405 by dispatch, whatever its body).
 pub fn is_write(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::DELETE)
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 /// The largest body a request of `method` may carry: reads none, any other
@@ -113,9 +116,12 @@ fn check_body_type(req: &Request) -> Result<(), ApiError> {
     }
 }
 
+/// JSON, or a JSON merge patch (RFC 7396's own type); neither is a type a
+/// cross-site form can send.
 fn is_json(content_type: &str) -> bool {
     let media = content_type.split(';').next().unwrap_or("").trim();
     media.eq_ignore_ascii_case("application/json")
+        || media.eq_ignore_ascii_case("application/merge-patch+json")
 }
 
 #[cfg(test)]

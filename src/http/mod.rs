@@ -10,6 +10,9 @@
 //! - [`request`]      — [`Request`], query decoding, body reading within the memory budget.
 //! - [`scrape`]       — `/snmp`, `/metrics`, `/targets`.
 //! - [`admin`]        — `/promsnmp/...` (inventory, discovery, management) and `/-/reload`.
+//! - [`inventory_api`] — `/promsnmp/inventory/devices|seeds[/{id}]`: one device or seed;
+//!   inventory `ETag` and `If-Match`.
+//! - [`merge_patch`]  — JSON Merge Patch (RFC 7396) for `PATCH`.
 //! - [`api_docs`]     — the OpenAPI 3 document (`/v3/api-docs`) and its page (`/swagger-ui.html`).
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
 //! - [`client`]       — a small HTTP client for the subcommands that ask a running replica.
@@ -28,6 +31,8 @@ pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod health;
+pub mod inventory_api;
+pub mod merge_patch;
 pub mod negotiation;
 pub mod render_cache;
 pub mod request;
@@ -43,8 +48,9 @@ use crate::app::AppState;
 use error::{json_response, text};
 pub use error::{ApiError, Response};
 pub use health::probe_health;
-use request::percent_decode;
+use inventory_api as inv;
 pub use request::{parse_query, Request};
+use request::{percent_decode, percent_decode_segment};
 pub use routes::{routes, Routes};
 
 /// Dispatches one request; returns the route template (for metrics) and the response.
@@ -77,6 +83,13 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 admin::import_inventory(state, req).await,
             ),
+            ["promsnmp", "inventory", collection @ ("devices" | "seeds"), rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                let key = rest.first().map(|id| percent_decode_segment(id));
+                let (route, result) = inv::dispatch(state, req, collection, key.as_deref()).await;
+                (route, false, result)
+            }
             ["promsnmp", "discovery"] if get => {
                 ("/promsnmp/discovery", false, admin::list_seeds(state).await)
             }
@@ -192,7 +205,18 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
         if e.status().is_server_error() {
             tracing::warn!(route, error = %e, "request failed");
         }
-        e.into_response(plain)
+        let not_allowed = e.status() == StatusCode::METHOD_NOT_ALLOWED;
+        let mut response = e.into_response(plain);
+        // RFC 9110: a 405 lists what the path takes.
+        if let Some(allow) = not_allowed
+            .then(|| api_docs::allowed_methods(path))
+            .flatten()
+        {
+            if let Ok(value) = allow.parse() {
+                response.headers_mut().insert("allow", value);
+            }
+        }
+        response
     });
     (route, response)
 }

@@ -66,14 +66,24 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Decodes a query-string part: percent-escapes, and `+` as a space.
 pub fn percent_decode(s: &str) -> String {
+    decode(s, true)
+}
+
+/// Decodes a path segment: percent-escapes only (`+` is itself in a path).
+pub fn percent_decode_segment(s: &str) -> String {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
@@ -190,6 +200,7 @@ mod tests {
         assert_eq!(request.param("tail"), Some("%4"));
         assert_eq!(request.params("module").collect::<Vec<_>>(), ["a", "b,c"]);
         assert_eq!(request.param("module"), Some("b,c"));
+        assert_eq!(percent_decode_segment("rack+1%2Fsw%20a"), "rack+1/sw a");
     }
 
     fn body(

@@ -148,7 +148,7 @@ pub fn file_tail(path: &Path, lines: usize) -> String {
 
 /// A child process whose stdout+stderr go to a log file; SIGTERM, then SIGKILL
 /// after 3 s, and reaped on drop.
-struct ProcGuard {
+pub struct ProcGuard {
     child: Child,
     name: String,
     log: PathBuf,
@@ -156,7 +156,7 @@ struct ProcGuard {
 }
 
 impl ProcGuard {
-    fn spawn(mut cmd: Command, name: &str, log: &Path) -> ProcGuard {
+    pub fn spawn(mut cmd: Command, name: &str, log: &Path) -> ProcGuard {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -179,7 +179,7 @@ impl ProcGuard {
         self.child.id()
     }
 
-    fn try_wait(&mut self) -> Option<ExitStatus> {
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             if let Ok(Some(s)) = self.child.try_wait() {
                 self.status = Some(s);
@@ -232,7 +232,7 @@ impl ProcGuard {
         self.stop(Duration::ZERO)
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         file_tail(&self.log, 60)
     }
 }
@@ -1402,6 +1402,21 @@ pub fn http_post_json(addr: &str, path: &str, json: &str) -> HttpResponse {
         &[("Content-Type", "application/json")],
         json.as_bytes(),
     )
+}
+
+/// A request with extra headers and a JSON body (none when empty).
+pub fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let mut all = headers.to_vec();
+    if !body.is_empty() {
+        all.push(("Content-Type", "application/json"));
+    }
+    http_request(addr, method, path, &all, body.as_bytes())
 }
 
 /// Percent-encodes everything except RFC 3986 unreserved characters.
