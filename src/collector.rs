@@ -121,6 +121,16 @@ impl Collector {
         locks.entry(device_id.to_string()).or_default().clone()
     }
 
+    /// This replica's last failed poll of `device_id` since its last success:
+    /// how long ago, and why.
+    pub fn last_failure(&self, device_id: &str) -> Option<(Duration, String)> {
+        self.recent_failures
+            .lock()
+            .expect("failures")
+            .get(device_id)
+            .map(|(at, e)| (at.elapsed(), e.to_string()))
+    }
+
     /// Polls `device` now and stores the result.
     pub async fn poll(&self, device: &Device) -> Result<Arc<PolledDevice>, CollectError> {
         let lock = self.device_lock(&device.id);

@@ -257,7 +257,12 @@ fn an_encrypted_backup_is_restored_into_a_running_fleet() {
 
     // The loss: someone imports the wrong document.
     post(&b.addr(), &document(&[("wrong-9", "192.0.2.9")]));
-    assert_eq!(names(&inventory_on(&a.addr())), ["wrong-9"]);
+    wait_for(
+        "the wrong document on the other replica",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (names(&inventory_on(&a.addr())) == ["wrong-9"]).then_some(()),
+    );
 
     // The restore, through the other replica, with a password from the environment.
     let mut args = vec![

@@ -95,7 +95,11 @@ mod tests {
         assert_eq!(doc["info"]["version"], crate::identity::VERSION);
         let documented: std::collections::BTreeSet<String> =
             doc["paths"].as_object().unwrap().keys().cloned().collect();
-        assert_eq!(routed(), documented);
+        let mut routed = routed();
+        // The console's route is "/", which the scan skips (mod.rs also
+        // names the empty path "/").
+        routed.insert("/".into());
+        assert_eq!(routed, documented);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`merge_patch`]  — JSON Merge Patch (RFC 7396) for `PATCH`.
 //! - [`api_docs`]     — the OpenAPI 3 document (`/v3/api-docs`) and its page (`/swagger-ui.html`).
 //! - [`health`]       — `/actuator/...`, and the `healthcheck` subcommand's probe.
+//! - [`status`]       — `/promsnmp/status/...` and `/promsnmp/settings`: devices' polls, configuration.
+//! - [`console`]      — the web console at `/` (embedded page, script and style).
 //! - [`client`]       — a small HTTP client for the subcommands that ask a running replica.
 //! - [`guard`]        — host, origin and body-type checks before dispatch (no cross-site writes).
 //! - [`error`]        — [`ApiError`], the one place errors become responses.
@@ -28,6 +30,7 @@ pub mod api_docs;
 pub mod body;
 pub mod client;
 pub mod connections;
+pub mod console;
 pub mod error;
 pub mod guard;
 pub mod health;
@@ -39,6 +42,7 @@ pub mod request;
 pub mod routes;
 pub mod scrape;
 pub mod server;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -118,6 +122,21 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 admin::delete_seeds(state, Some(&percent_decode(id))).await,
             ),
+            ["promsnmp", "status", "devices"] if get => (
+                "/promsnmp/status/devices",
+                false,
+                status::devices(state).await,
+            ),
+            ["promsnmp", "status", "devices", id] if get => (
+                "/promsnmp/status/devices/{id}",
+                false,
+                status::device(state, &percent_decode(id)).await,
+            ),
+            ["promsnmp", "settings"] if get => {
+                ("/promsnmp/settings", false, status::settings(state).await)
+            }
+            [""] if get => ("/", false, Ok(console::page())),
+            ["console", asset] if get => ("/console/{asset}", false, console::asset(asset)),
             ["promsnmp", "hello"] if get => (
                 "/promsnmp/hello",
                 false,
@@ -188,6 +207,11 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             | ["promsnmp", "inventory" | "discovery" | "hello" | "evictCache" | "authProtocols"
             | "privProtocols" | "threadPools"]
             | ["promsnmp", "discovery", _]
+            | ["promsnmp", "status", "devices"]
+            | ["promsnmp", "status", "devices", _]
+            | ["promsnmp", "settings"]
+            | [""]
+            | ["console", _]
             | ["-", "reload"]
             | ["actuator", "health" | "info" | "prometheus"]
             | ["v3", "api-docs"]

@@ -1,0 +1,136 @@
+//! What a replica knows of its work, for the web console and for curl:
+//! `GET /promsnmp/status/devices` (every device: its last poll, state, last
+//! error and, in a fleet, the replica that polls it),
+//! `GET /promsnmp/status/devices/{id}` (one device's latest series grouped
+//! by module) and `GET /promsnmp/settings` (the configuration in force,
+//! secrets redacted, and the modules loaded).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use super::error::{json_response, ApiError, Response};
+use crate::app::AppState;
+use crate::inventory::Device;
+use crate::polled::PolledDevice;
+
+/// Series listed per family on a device's page (a large table is cut).
+const SERIES_PER_FAMILY: usize = 200;
+
+/// The device's last poll this replica can see: a cached one of the fleet,
+/// else its own however old.
+async fn last_poll(state: &AppState, device: &Device) -> Option<Arc<PolledDevice>> {
+    match state
+        .store
+        .cached_poll(&device.id, state.config.metrics_max_age())
+        .await
+    {
+        Ok(Some(cached)) => Some(cached.polled),
+        _ => state.store.previous_poll(&device.id),
+    }
+}
+
+fn device_status(state: &AppState, device: &Device, poll: Option<&PolledDevice>) -> Value {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let poll_age_ms = poll.map(|p| now_ms.saturating_sub(p.sample.polled_at_ms).max(0));
+    let failure = state.collector.last_failure(&device.id);
+    // A failure newer than the last poll is the device's state.
+    let failed = match (&failure, poll_age_ms) {
+        (Some((ago, _)), Some(age_ms)) => (ago.as_millis() as i64) < age_ms,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let members = state
+        .fleet
+        .as_ref()
+        .map(|f| f.members())
+        .unwrap_or_default();
+    json!({
+        "id": device.id,
+        "sysName": device.sys_name,
+        "target": device.poll_agent().map(|a| a.endpoint.target()),
+        "modules": device.modules,
+        "state": if failed { "failed" } else if poll.is_some() { "polled" } else { "waiting" },
+        "lastError": failure.map(|(_, e)| e),
+        "lastPollAt": poll.and_then(|p| chrono::DateTime::from_timestamp_millis(p.sample.polled_at_ms)).map(|t| t.to_rfc3339()),
+        "lastPollSeconds": poll.map(|p| p.sample.poll_duration_seconds),
+        "series": poll.map(|p| p.sample.modules.iter().flat_map(|m| m.families()).map(|(_, s)| s.len()).sum::<usize>()),
+        "owner": crate::fleet::store::rendezvous_owner(&members, &device.id),
+    })
+}
+
+/// `GET /promsnmp/status/devices`.
+pub async fn devices(state: &Arc<AppState>) -> Result<Response, ApiError> {
+    let snapshot = state.store.inventory().await?;
+    let mut out = Vec::with_capacity(snapshot.inventory.devices.len());
+    for device in &snapshot.inventory.devices {
+        let poll = last_poll(state, device).await;
+        out.push(device_status(state, device, poll.as_deref()));
+    }
+    Ok(json_response(StatusCode::OK, &json!(out)))
+}
+
+/// `GET /promsnmp/status/devices/{id}`: the status and the latest series,
+/// grouped by module (`id` or sysName).
+pub async fn device(state: &Arc<AppState>, key: &str) -> Result<Response, ApiError> {
+    let snapshot = state.store.inventory().await?;
+    let device = snapshot
+        .inventory
+        .devices
+        .iter()
+        .find(|d| d.id == key)
+        .or_else(|| snapshot.inventory.find_device(key))
+        .ok_or_else(|| ApiError::NotFound(format!("no device with id or name `{key}`")))?;
+    let poll = last_poll(state, device).await;
+    let mut body = device_status(state, device, poll.as_deref());
+    let modules: Vec<Value> = poll
+        .iter()
+        .flat_map(|p| p.sample.modules.iter())
+        .map(|m| {
+            let families: Vec<Value> = m
+                .families()
+                .map(|(meta, series)| {
+                    json!({
+                        "name": meta.name,
+                        "help": meta.help,
+                        "type": meta.kind.as_str(),
+                        "seriesCount": series.len(),
+                        "series": series.iter().take(SERIES_PER_FAMILY).map(|s| json!({
+                            "labels": s.labels.iter().map(|l| (l.name.to_string(), json!(l.value))).collect::<serde_json::Map<_, _>>(),
+                            "value": s.value,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({"module": m.module, "families": families})
+        })
+        .collect();
+    body["samples"] = json!(modules);
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /promsnmp/settings`.
+pub async fn settings(state: &Arc<AppState>) -> Result<Response, ApiError> {
+    let set = state.modules.current();
+    let settings: serde_json::Map<String, Value> = state
+        .config
+        .settings()
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), json!(value)))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "version": crate::identity::VERSION,
+            "commit": crate::identity::COMMIT,
+            "replica": state.fleet.as_ref().map(|f| f.replica_id().to_string()),
+            "settings": settings,
+            "modules": {
+                "names": set.module_names().collect::<Vec<_>>(),
+                "fingerprint": set.fingerprint,
+                "files": set.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            },
+        }),
+    ))
+}
