@@ -172,6 +172,9 @@ impl AppState {
                 config.discovery_on_start,
             ))
         });
+        if let Some(fleet) = &fleet {
+            fleet.set_member_info(member_info(&modules.current()));
+        }
         let render_cache = crate::http::render_cache::RenderCache::new(config.cache_entry_count);
         Ok(Arc::new(AppState {
             config: Arc::new(config),
@@ -203,6 +206,9 @@ impl AppState {
         match result {
             Ok(set) => {
                 self.telemetry.module_reload(true);
+                if let Some(fleet) = &self.fleet {
+                    fleet.set_member_info(member_info(&set));
+                }
                 tracing::info!(reason, "modules reloaded");
                 match self.store.inventory().await {
                     Ok(snapshot) => report_modules(&set, &snapshot.inventory, &self.telemetry),
@@ -219,6 +225,17 @@ impl AppState {
             }
         }
     }
+}
+
+/// What a replica tells the fleet of itself: so the console can show
+/// replicas running another version or other module files.
+fn member_info(set: &ModuleSet) -> String {
+    serde_json::json!({
+        "version": crate::identity::VERSION,
+        "commit": crate::identity::COMMIT,
+        "fingerprint": set.fingerprint,
+    })
+    .to_string()
 }
 
 /// Logs and exposes the loaded modules, and the devices naming modules that

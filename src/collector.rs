@@ -34,6 +34,20 @@ pub fn check_period(interval: Duration) -> Duration {
     (interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
 }
 
+/// Polls of a device remembered for its page in the console.
+const POLLS_REMEMBERED: usize = 20;
+
+/// One poll of a device by this replica.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRecord {
+    /// When it ended, ms since the Unix epoch.
+    pub at_ms: i64,
+    pub seconds: f64,
+    /// Why it failed; `None`: it succeeded.
+    pub error: Option<String>,
+}
+
 /// Polls devices and serves their latest results.
 pub struct Collector {
     store: Arc<dyn Store>,
@@ -48,6 +62,8 @@ pub struct Collector {
     /// The last failed poll per device, so scrapes that waited for it share
     /// its error instead of each walking an unreachable device again.
     recent_failures: std::sync::Mutex<HashMap<String, (Instant, CollectError)>>,
+    /// This replica's last polls per device, newest last (for the console).
+    poll_history: std::sync::Mutex<HashMap<String, std::collections::VecDeque<PollRecord>>>,
     /// Walks running at once, background and scrape-triggered together.
     poll_slots: tokio::sync::Semaphore,
 }
@@ -104,6 +120,7 @@ impl Collector {
             cache_expiry,
             device_locks: Default::default(),
             recent_failures: Default::default(),
+            poll_history: Default::default(),
             poll_slots: tokio::sync::Semaphore::new(poll_concurrency.max(1)),
         }
     }
@@ -117,8 +134,31 @@ impl Collector {
                 .lock()
                 .expect("failures")
                 .retain(|id, _| locks.contains_key(id));
+            self.poll_history
+                .lock()
+                .expect("history")
+                .retain(|id, _| locks.contains_key(id));
         }
         locks.entry(device_id.to_string()).or_default().clone()
+    }
+
+    /// This replica's last polls of `device_id`, oldest first.
+    pub fn poll_history(&self, device_id: &str) -> Vec<PollRecord> {
+        self.poll_history
+            .lock()
+            .expect("history")
+            .get(device_id)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn remember_poll(&self, device_id: &str, record: PollRecord) {
+        let mut history = self.poll_history.lock().expect("history");
+        let polls = history.entry(device_id.to_string()).or_default();
+        if polls.len() == POLLS_REMEMBERED {
+            polls.pop_front();
+        }
+        polls.push_back(record);
     }
 
     /// This replica's last failed poll of `device_id` since its last success:
@@ -158,6 +198,7 @@ impl Collector {
         let resolved = self.modules.current().resolve(device.modules.as_deref());
         let previous = self.store.previous_poll(&device.id);
         let in_flight = InFlight::start(&self.telemetry);
+        let started = std::time::Instant::now();
         let result = poll_device(device, &resolved, self.settings, previous.as_deref()).await;
         drop(previous);
         drop(in_flight);
@@ -172,6 +213,14 @@ impl Collector {
         match result {
             Ok((sample, stats, skipped)) => {
                 self.telemetry.record_poll(&device.sys_name, stats, true);
+                self.remember_poll(
+                    &device.id,
+                    PollRecord {
+                        at_ms: sample.polled_at_ms,
+                        seconds: sample.poll_duration_seconds,
+                        error: None,
+                    },
+                );
                 if skipped.count > 0 {
                     self.telemetry.decode_skipped.inc_by(skipped.count);
                     tracing::debug!(device = %device.sys_name, skipped = skipped.count, first = skipped.first.as_deref().unwrap_or(""), "values the modules could not read were left out");
@@ -185,6 +234,14 @@ impl Collector {
             Err((e, stats)) => {
                 let e = CollectError::from(e);
                 self.telemetry.record_poll(&device.sys_name, stats, false);
+                self.remember_poll(
+                    &device.id,
+                    PollRecord {
+                        at_ms: chrono::Utc::now().timestamp_millis(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        error: Some(e.to_string()),
+                    },
+                );
                 self.recent_failures
                     .lock()
                     .expect("failures")

@@ -30,6 +30,7 @@ fn run_e2e(
     snmpd: &Snmpd,
     shots: &std::path::Path,
     user: Option<(&str, &str)>,
+    members: usize,
 ) -> CmdOutput {
     let node = require_program("node", "nodejs");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -49,7 +50,8 @@ fn run_e2e(
         .env("SNMP_PORT", snmpd.port.to_string())
         .env("DEVICE_NAME", "console-dev")
         .env("SCREENSHOT_DIR", shots)
-        .env("CHROMIUM", &chromium);
+        .env("CHROMIUM", &chromium)
+        .env("EXPECT_MEMBERS", members.to_string());
     if let Some((name, password)) = user {
         cmd.env("CONSOLE_USER", name)
             .env("CONSOLE_PASSWORD", password);
@@ -69,7 +71,7 @@ fn the_console_adds_polls_edits_and_deletes_a_device() {
     let snmpd = agent();
     let promsnmp = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "1000")]);
     let shots = screenshot_dir("standalone");
-    let out = run_e2e(&promsnmp, &snmpd, &shots, None);
+    let out = run_e2e(&promsnmp, &snmpd, &shots, None, 1);
     assert!(
         out.status.success() && out.stdout.contains("console e2e: all steps passed"),
         "{}\n{}\npromsnmp log:\n{}",
@@ -131,7 +133,13 @@ fn the_console_honours_users() {
     // A user who may scrape but not administer: the console loads, the API
     // behind it refuses, and the e2e run fails at its first change.
     let shots = screenshot_dir("viewer");
-    let out = run_e2e(&promsnmp, &snmpd, &shots, Some(("viewer", "view-secret")));
+    let out = run_e2e(
+        &promsnmp,
+        &snmpd,
+        &shots,
+        Some(("viewer", "view-secret")),
+        1,
+    );
     assert!(
         !out.status.success(),
         "a viewer changed the inventory:\n{}",
@@ -144,12 +152,49 @@ fn the_console_honours_users() {
     );
     // The admin does everything.
     let shots = screenshot_dir("operator");
-    let out = run_e2e(&promsnmp, &snmpd, &shots, Some(("operator", "op-secret")));
+    let out = run_e2e(
+        &promsnmp,
+        &snmpd,
+        &shots,
+        Some(("operator", "op-secret")),
+        1,
+    );
     assert!(
         out.status.success(),
         "{}\n{}\npromsnmp log:\n{}",
         out.stdout,
         out.stderr,
         promsnmp.log()
+    );
+}
+
+#[test]
+fn the_console_of_a_fleet_replica() {
+    let snmpd = agent();
+    let redis = Redis::start();
+    let shared = tempfile::tempdir().unwrap();
+    let file = shared.path().join("inventory.json");
+    let url = redis.url();
+    let replica = || {
+        Promsnmp::start(&[
+            ("REDIS_URL", url.as_str()),
+            ("PROM_INV_FILE", file.to_str().unwrap()),
+            ("PROMSNMP_BIND_ADDRESS", "127.0.0.1"),
+            ("PROMSNMP_LEASE_TTL_MS", "3000"),
+            ("PROMSNMP_LEASE_RENEW_MS", "1000"),
+            ("DISCOVERY_CRON", "-"),
+            ("COLLECTION_INTERVAL", "1000"),
+        ])
+    };
+    let a = replica();
+    let _b = replica();
+    let shots = screenshot_dir("fleet");
+    let out = run_e2e(&a, &snmpd, &shots, None, 2);
+    assert!(
+        out.status.success(),
+        "{}\n{}\npromsnmp log:\n{}",
+        out.stdout,
+        out.stderr,
+        a.log()
     );
 }

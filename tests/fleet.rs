@@ -1541,3 +1541,56 @@ fn metrics_read_the_shared_cache_in_batches() {
         .log()
         .contains("served the devices read so far"));
 }
+
+#[test]
+fn the_fleet_view_names_the_leader_and_each_members_modules() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, "- sys_descr: Linux\n  modules: [system]\n").unwrap();
+    let rules = rules.display().to_string();
+    let mut fleet = Fleet::start(2, 600_000, &[]);
+    // A third replica with other module rules: another fingerprint.
+    let odd = fleet.start_replica(600_000, &[("PROMSNMP_MODULE_RULES", &rules)]);
+    fleet.replicas.push(odd);
+    let leader = fleet.wait_one_leader(Duration::from_secs(15));
+    let id_of = |addr: &str| {
+        health(addr).unwrap()["components"]["redis"]["details"]["replicaId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let leader_id = id_of(&fleet.replicas[leader].addr());
+    let odd_id = id_of(&fleet.replicas[2].addr());
+    for addr in fleet.addrs() {
+        let view = wait_for(
+            "every member in the fleet view",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || {
+                let view = http_get(&addr, "/promsnmp/status/fleet").json();
+                (view["members"].as_array().map(Vec::len) == Some(3)
+                    && view["leader"] == leader_id.as_str())
+                .then_some(view)
+            },
+        );
+        assert_eq!(view["mode"], "fleet");
+        assert_eq!(view["redis"], "UP", "{view}");
+        let members = view["members"].as_array().unwrap();
+        let fingerprint = |id: &str| {
+            members.iter().find(|m| m["id"] == id).unwrap()["fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        for m in members {
+            assert_eq!(m["version"], env!("CARGO_PKG_VERSION"), "{m}");
+            let id = m["id"].as_str().unwrap();
+            if id == odd_id {
+                assert_ne!(fingerprint(id), fingerprint(&leader_id), "{view}");
+            } else {
+                assert_eq!(fingerprint(id), fingerprint(&leader_id), "{view}");
+            }
+        }
+    }
+}

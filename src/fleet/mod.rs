@@ -126,6 +126,19 @@ impl Fleet {
         self.store.unreadable_inventory()
     }
 
+    /// What the heartbeat tells the other replicas of this one.
+    pub fn set_member_info(&self, info: String) {
+        self.store.set_member_info(info);
+    }
+
+    /// The lease holder and the live members with what they told of
+    /// themselves (version, commit, module fingerprint), asked of Redis now.
+    pub async fn view(
+        &self,
+    ) -> Result<(Option<String>, Vec<(String, Option<String>)>), crate::store::StoreError> {
+        self.store.fleet_view().await
+    }
+
     /// Live members as of the last heartbeat.
     pub fn members(&self) -> Vec<String> {
         self.store.members()

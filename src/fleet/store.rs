@@ -54,6 +54,11 @@ impl Keys {
     pub fn members(&self) -> String {
         self.key("members")
     }
+    /// A member's version, commit and module fingerprint (JSON), as long
+    /// as its membership lasts.
+    pub fn member(&self, replica: &str) -> String {
+        self.key(&format!("member:{replica}"))
+    }
     pub fn inventory(&self) -> String {
         self.key("inventory")
     }
@@ -180,6 +185,8 @@ pub struct RedisStore {
     /// Live members from the last heartbeat; empty when Redis is unreachable
     /// (then this replica polls every device itself).
     members: Mutex<Vec<String>>,
+    /// What the heartbeat tells the others of this replica (JSON).
+    member_info: Mutex<String>,
     /// Set after the first heartbeat attempt: until then this replica does
     /// not know whether to poll its share or everything.
     view_ready: AtomicBool,
@@ -248,6 +255,7 @@ impl RedisStore {
             local_histories: DeviceHistories::default(),
             local_claims: RoundClaims::default(),
             members: Mutex::new(Vec::new()),
+            member_info: Mutex::new("{}".into()),
             view_ready: AtomicBool::new(false),
             unreadable: Mutex::new(None),
             redis_up: AtomicBool::new(false),
@@ -382,16 +390,50 @@ impl RedisStore {
 
     /// Membership heartbeat; returns the live members (sorted by id).
     pub async fn heartbeat(&self, member_ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let info = self.member_info.lock().expect("member info").clone();
         let mut members: Vec<String> = self
             .eval(
                 "heartbeat",
                 &self.scripts.heartbeat,
-                &[self.keys.members()],
-                &[&self.replica_id, &millis(member_ttl)],
+                &[self.keys.members(), self.keys.member(&self.replica_id)],
+                &[&self.replica_id, &millis(member_ttl), &info],
             )
             .await?;
         members.sort();
         Ok(members)
+    }
+
+    /// What this replica tells the others about itself at every heartbeat.
+    pub fn set_member_info(&self, info: String) {
+        *self.member_info.lock().expect("member info") = info;
+    }
+
+    /// The lease holder, and each live member with what it told of itself.
+    pub async fn fleet_view(
+        &self,
+    ) -> Result<(Option<String>, Vec<(String, Option<String>)>), StoreError> {
+        let members = self.members();
+        let leader_key = self.keys.leader();
+        let info_keys: Vec<String> = members.iter().map(|m| self.keys.member(m)).collect();
+        let (leader, infos): (Option<String>, Vec<Option<String>>) = self
+            .redis("fleet_view", |mut conn| async move {
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(leader_key);
+                if info_keys.is_empty() {
+                    let (leader,): (Option<String>,) = pipe.query_async(&mut conn).await?;
+                    return Ok((leader, Vec::new()));
+                }
+                pipe.cmd("MGET").arg(info_keys);
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        Ok((
+            leader,
+            members
+                .into_iter()
+                .zip(infos.into_iter().chain(std::iter::repeat(None)))
+                .collect(),
+        ))
     }
 
     /// Leaves the membership (graceful shutdown): the others take over this

@@ -132,6 +132,9 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
                 false,
                 status::device(state, &percent_decode(id)).await,
             ),
+            ["promsnmp", "status", "fleet"] if get => {
+                ("/promsnmp/status/fleet", false, status::fleet(state).await)
+            }
             ["promsnmp", "settings"] if get => {
                 ("/promsnmp/settings", false, status::settings(state).await)
             }
@@ -207,7 +210,7 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             | ["promsnmp", "inventory" | "discovery" | "hello" | "evictCache" | "authProtocols"
             | "privProtocols" | "threadPools"]
             | ["promsnmp", "discovery", _]
-            | ["promsnmp", "status", "devices"]
+            | ["promsnmp", "status", "devices" | "fleet"]
             | ["promsnmp", "status", "devices", _]
             | ["promsnmp", "settings"]
             | [""]

@@ -2,8 +2,10 @@
 //! `GET /promsnmp/status/devices` (every device: its last poll, state, last
 //! error and, in a fleet, the replica that polls it),
 //! `GET /promsnmp/status/devices/{id}` (one device's latest series grouped
-//! by module) and `GET /promsnmp/settings` (the configuration in force,
-//! secrets redacted, and the modules loaded).
+//! by module, and this replica's last polls of it),
+//! `GET /promsnmp/status/fleet` (the leader and every member's version and
+//! module fingerprint) and `GET /promsnmp/settings` (the configuration in
+//! force, secrets redacted, and the modules loaded).
 
 use std::sync::Arc;
 
@@ -107,7 +109,63 @@ pub async fn device(state: &Arc<AppState>, key: &str) -> Result<Response, ApiErr
         })
         .collect();
     body["samples"] = json!(modules);
+    body["history"] = json!(state
+        .collector
+        .poll_history(&device.id)
+        .into_iter()
+        .map(|p| json!({
+            "at": chrono::DateTime::from_timestamp_millis(p.at_ms).map(|t| t.to_rfc3339()),
+            "seconds": p.seconds,
+            "error": p.error,
+        }))
+        .collect::<Vec<_>>());
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /promsnmp/status/fleet`: standalone, this replica only; in a
+/// fleet the lease holder and every live member with its version, commit
+/// and module fingerprint (Redis asked now), and Redis' state.
+pub async fn fleet(state: &Arc<AppState>) -> Result<Response, ApiError> {
+    let fingerprint = state.modules.current().fingerprint.clone();
+    let Some(fleet) = &state.fleet else {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "mode": "standalone",
+                "members": [{"id": state.config.fleet.replica_id, "version": crate::identity::VERSION,
+                             "commit": crate::identity::COMMIT, "fingerprint": fingerprint}],
+            }),
+        ));
+    };
+    let status = fleet.status();
+    let (leader, members, redis_error) = match fleet.view().await {
+        Ok((leader, members)) => (leader, members, None),
+        Err(e) => (None, Vec::new(), Some(e.to_string())),
+    };
+    let members: Vec<Value> = members
+        .into_iter()
+        .map(|(id, info)| {
+            let mut member = info
+                .and_then(|i| serde_json::from_str::<Value>(&i).ok())
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({}));
+            member["id"] = json!(id);
+            member
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "mode": "fleet",
+            "replica": fleet.replica_id(),
+            "role": if fleet.is_leader() { "leader" } else { "follower" },
+            "leader": leader,
+            "epoch": status.leading_epoch.unwrap_or(status.epoch_seen),
+            "redis": if redis_error.is_none() && fleet.is_redis_up() { "UP" } else { "DOWN" },
+            "error": redis_error.or(status.last_error),
+            "members": members,
+        }),
+    ))
 }
 
 /// `GET /promsnmp/settings`.

@@ -6,7 +6,8 @@
 //
 // Environment: PROMSNMP_URL (the console), SNMP_PORT (the agent on
 // 127.0.0.1), DEVICE_NAME (its sysName), SCREENSHOT_DIR, CHROMIUM
-// (default /usr/bin/chromium), CONSOLE_USER / CONSOLE_PASSWORD (optional).
+// (default /usr/bin/chromium), CONSOLE_USER / CONSOLE_PASSWORD (optional),
+// EXPECT_MEMBERS (replicas the fleet page must list, default 1).
 import { chromium } from 'playwright-core';
 
 const base = process.env.PROMSNMP_URL;
@@ -66,6 +67,8 @@ try {
     const value = await box.getAttribute('value');
     if ((value === 'system') !== (await box.isChecked())) await box.click();
   }
+  // Standalone this replica polls it; in a fleet the device's owner may be another.
+  if (!process.env.EXPECT_MEMBERS || process.env.EXPECT_MEMBERS === '1') await page.waitForSelector('#poll-history tbody tr');
   await page.click('#modules-form button[type=submit]');
   await page.waitForSelector('#device-message.ok');
   const id = (await page.url()).split('/').pop();
@@ -76,6 +79,9 @@ try {
   // 4. Fleet and settings pages.
   await page.goto(base + '/#/fleet');
   await page.waitForSelector('#fleet');
+  await page.waitForSelector('#members tr[data-member]');
+  const members = Number(process.env.EXPECT_MEMBERS || '1');
+  await page.waitForFunction((n) => document.querySelectorAll('#members tr[data-member]').length === n, members);
   await shot('4-fleet');
   await page.goto(base + '/#/settings');
   await page.waitForSelector('#settings');

@@ -179,6 +179,13 @@ async function deviceView(id) {
       h('dt', {}, 'Description'), h('dd', {}, device.sysDescr || '—'),
       h('dt', {}, 'Id'), h('dd', {}, device.id)),
     message, h('div', {class: 'columns'}, modulesForm, credentialsForm), remove,
+    h('h2', {}, 'Last polls by this replica'),
+    (d.history || []).length
+      ? h('table', {id: 'poll-history'}, h('thead', {}, h('tr', {}, ['When', 'Duration', 'Result'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, d.history.slice().reverse().map((p) => h('tr', {},
+          h('td', {title: p.at || ''}, ago(p.at)), h('td', {}, p.seconds.toFixed(3) + ' s'),
+          h('td', {class: p.error ? 'error-text' : 'ok'}, p.error || 'ok')))))
+      : h('p', {class: 'muted'}, 'None yet here (in a fleet another replica may poll it).'),
     h('h2', {}, 'Latest series by module'),
     samples.length ? samples : h('p', {class: 'muted'}, 'Not polled yet.'));
 }
@@ -265,24 +272,27 @@ async function discoveryView() {
 
 async function fleetView() {
   try {
-    const [health, devices, settings] = await Promise.all([
-      fetch('actuator/health', {credentials: 'same-origin'}).then((r) => r.json()),
-      api('GET', 'promsnmp/status/devices'), api('GET', 'promsnmp/settings')]);
-    const redis = health.components && health.components.redis;
+    const [fleet, devices] = await Promise.all([api('GET', 'promsnmp/status/fleet'), api('GET', 'promsnmp/status/devices')]);
+    const f = fleet.data;
     const perReplica = {};
-    for (const d of devices.data) perReplica[d.owner || 'this replica'] = (perReplica[d.owner || 'this replica'] || 0) + 1;
-    const members = redis ? redis.details.members : [];
+    for (const d of devices.data) perReplica[d.owner || f.members[0].id] = (perReplica[d.owner || f.members[0].id] || 0) + 1;
+    // Members whose module files differ from the leader's (or this replica's) stand out.
+    const reference = (f.members.find((m) => m.id === f.leader) || f.members.find((m) => m.id === f.replica) || f.members[0] || {}).fingerprint;
     show(h('h1', {}, 'Fleet'),
-      redis ? h('dl', {class: 'facts', id: 'fleet'},
-        h('dt', {}, 'This replica'), h('dd', {}, redis.details.replicaId + ' (' + redis.details.role + ')'),
-        h('dt', {}, 'Leadership epoch'), h('dd', {}, String(redis.details.epoch)),
-        h('dt', {}, 'Redis'), h('dd', {}, h('span', {class: 'state ' + (redis.status === 'UP' ? 'polled' : 'failed')}, redis.status), ' ', redis.details.error || ''),
-        h('dt', {}, 'Modules here'), h('dd', {}, settings.data.modules.fingerprint))
-        : h('p', {id: 'fleet'}, 'Standalone: no Redis (REDIS_URL unset). Modules fingerprint ' + settings.data.modules.fingerprint + '.'),
-      h('h2', {}, 'Members and their devices'),
-      h('table', {id: 'members'}, h('thead', {}, h('tr', {}, h('th', {}, 'Replica'), h('th', {}, 'Devices polled'))),
-        h('tbody', {}, (members.length ? members : Object.keys(perReplica)).map((m) => h('tr', {}, h('td', {}, m), h('td', {}, String(perReplica[m] || 0)))))),
-      h('p', {class: 'muted'}, 'Health: ' + health.status + '.'));
+      f.mode === 'fleet'
+        ? h('dl', {class: 'facts', id: 'fleet'},
+          h('dt', {}, 'Leader'), h('dd', {}, f.leader || 'none (an election is due)'),
+          h('dt', {}, 'Leadership epoch'), h('dd', {}, String(f.epoch)),
+          h('dt', {}, 'This replica'), h('dd', {}, f.replica + ' (' + f.role + ')'),
+          h('dt', {}, 'Redis'), h('dd', {}, h('span', {class: 'state ' + (f.redis === 'UP' ? 'polled' : 'failed')}, f.redis), ' ', f.error || ''))
+        : h('p', {id: 'fleet'}, 'Standalone: no Redis (REDIS_URL unset).'),
+      h('h2', {}, 'Members'),
+      h('table', {id: 'members'}, h('thead', {}, h('tr', {}, ['Replica', 'Devices polled', 'Version', 'Module fingerprint'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, f.members.map((m) => h('tr', {'data-member': m.id},
+          h('td', {}, m.id + (m.id === f.leader ? ' (leader)' : '')), h('td', {}, String(perReplica[m.id] || 0)),
+          h('td', {}, (m.version || '?') + ' (' + (m.commit || '?') + ')'),
+          h('td', {class: m.fingerprint && m.fingerprint !== reference ? 'error-text' : ''},
+            (m.fingerprint || '?') + (m.fingerprint && m.fingerprint !== reference ? ' — differs' : '')))))));
   } catch (e) { show(h('h1', {}, 'Fleet'), failure(e)); }
 }
 
