@@ -91,7 +91,7 @@ pub async fn run(command: InventoryCommand, config: &Config) -> Result<String, B
             if plaintext {
                 write_new(&output, &pretty(&answer.body))?;
             } else {
-                write_encrypted(&output, &inventory, &cipher).await?;
+                write_encrypted(&output, &inventory, &cipher)?;
             }
             let etag = answer
                 .headers
@@ -178,7 +178,7 @@ pub async fn run(command: InventoryCommand, config: &Config) -> Result<String, B
                     path: input.clone(),
                     source,
                 })?;
-            write_encrypted(&output, &inventory, &cipher).await?;
+            write_encrypted(&output, &inventory, &cipher)?;
             Ok(format!(
                 "encrypted {} ({} devices, {} seeds) to {}",
                 input.display(),
@@ -200,17 +200,17 @@ fn read(path: &Path, cipher: &Arc<InventoryCipher>) -> Result<Inventory, BackupE
         })
 }
 
-async fn write_encrypted(
+/// Creates `path` holding `inventory` in the file format (never replaces one).
+fn write_encrypted(
     path: &Path,
     inventory: &Inventory,
-    cipher: &Arc<InventoryCipher>,
+    cipher: &InventoryCipher,
 ) -> Result<(), BackupError> {
-    InventoryFile::new(path.to_path_buf(), cipher.clone())
-        .save(inventory, 0)
-        .await?;
-    Ok(())
+    write_new(path, cipher.encrypt(&inventory.to_json()).as_bytes())
 }
 
+/// An early, clear refusal before any work; `write_new` is what guarantees
+/// no file is replaced.
 fn refuse_existing(path: &Path) -> Result<(), BackupError> {
     match path.try_exists() {
         Ok(false) => Ok(()),

@@ -619,12 +619,12 @@ impl Config {
 }
 
 /// A URL with its user information (`user:password@`) replaced by `***@`.
+/// Everything up to the last `@` counts: a password may hold `/`, `?` or `#`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => url.to_string(),
     }
@@ -870,6 +870,10 @@ mod tests {
         assert!(all.contains("redis://***@redis.example:6379/0"), "{all}");
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
         assert_eq!(redact_url("redis://:p@ss@h/1"), "redis://***@h/1");
+        assert_eq!(
+            redact_url("redis://:ab/cd?e#f@redis:6379/0"),
+            "redis://***@redis:6379/0"
+        );
     }
 
     #[test]

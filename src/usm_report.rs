@@ -61,10 +61,14 @@ const UNKNOWN_ENGINE_IDS: &str = "1.3.6.1.6.3.15.1.1.4.0";
 /// privacy key makes the request unreadable, and an unreadable request
 /// gets no answer.
 pub async fn diagnose(params: &AgentParams) -> Option<String> {
-    let upstream = tokio::net::lookup_host(params.target.as_str())
-        .await
-        .ok()?
-        .next()?;
+    let upstream = tokio::time::timeout(
+        params.timeout,
+        tokio::net::lookup_host(params.target.as_str()),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .next()?;
     let relay = UdpSocket::bind("127.0.0.1:0").await.ok()?;
     let outward = UdpSocket::bind(if upstream.is_ipv4() {
         "0.0.0.0:0"
@@ -86,9 +90,14 @@ pub async fn diagnose(params: &AgentParams) -> Option<String> {
         let mut client = None;
         let mut buf = vec![0u8; 65_536];
         let mut back = vec![0u8; 65_536];
+        // Nothing back within one timeout: nobody there (an empty address
+        // of a swept range); do not wait out every retry again.
+        let silence = tokio::time::sleep(params.timeout);
+        tokio::pin!(silence);
         loop {
             tokio::select! {
                 _ = &mut probe => return answers,
+                _ = &mut silence, if answers.is_empty() => return answers,
                 Ok((n, from)) = relay.recv_from(&mut buf) => {
                     client = Some(from);
                     let _ = outward.send(&buf[..n]).await;

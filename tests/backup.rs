@@ -196,6 +196,7 @@ fn an_encrypted_backup_is_restored_into_a_running_fleet() {
     let b = replica(&redis, &file, &web);
     let auth = [("Authorization", basic_auth("operator", "restore-me"))];
     let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    wait_for_fleet_leader(&[a.addr(), b.addr()], &auth);
     let post = |addr: &str, doc: &Value| {
         let mut headers = auth.clone();
         headers.push(("Content-Type", "application/json"));

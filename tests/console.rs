@@ -16,6 +16,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+
+/// A device name that is markup: shown as text, it runs nothing.
+const XSS_NAME: &str = "<img src=x onerror=\"window.__xss=1\">sw<b>1</b>";
+
 fn screenshot_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("console-screenshots")
@@ -25,12 +30,22 @@ fn screenshot_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// What the browser run must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Everything works; the fleet page lists this many replicas.
+    Members(usize),
+    /// The user is no admin: the API behind the pages refuses.
+    Forbidden,
+}
+
 fn run_e2e(
     promsnmp: &Promsnmp,
     snmpd: &Snmpd,
     shots: &std::path::Path,
     user: Option<(&str, &str)>,
-    members: usize,
+    expect: Expect,
+    extra_env: &[(&str, &str)],
 ) -> CmdOutput {
     let node = require_program("node", "nodejs");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -51,7 +66,17 @@ fn run_e2e(
         .env("DEVICE_NAME", "console-dev")
         .env("SCREENSHOT_DIR", shots)
         .env("CHROMIUM", &chromium)
-        .env("EXPECT_MEMBERS", members.to_string());
+        .envs(extra_env.iter().copied())
+        .env(
+            "EXPECT_MEMBERS",
+            match expect {
+                Expect::Members(n) => n.to_string(),
+                Expect::Forbidden => "1".into(),
+            },
+        );
+    if expect == Expect::Forbidden {
+        cmd.env("EXPECT_FORBIDDEN", "1");
+    }
     if let Some((name, password)) = user {
         cmd.env("CONSOLE_USER", name)
             .env("CONSOLE_PASSWORD", password);
@@ -70,8 +95,26 @@ fn agent() -> Snmpd {
 fn the_console_adds_polls_edits_and_deletes_a_device() {
     let snmpd = agent();
     let promsnmp = Promsnmp::start(&[("DISCOVERY_CRON", "-"), ("COLLECTION_INTERVAL", "1000")]);
+    // A device whose name is markup (sysName comes from the agent): the
+    // console must show it as text.
+    let xss = json!({"sysName": XSS_NAME, "agents": [{"type": "snmp-community",
+        "endpoint": {"address": "127.0.0.1", "port": free_udp_port()}, "version": 1,
+        "readCommunity": "public", "timeout": 200, "retries": 0}]});
+    let r = http_post_json(
+        &promsnmp.addr(),
+        "/promsnmp/inventory/devices",
+        &xss.to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
     let shots = screenshot_dir("standalone");
-    let out = run_e2e(&promsnmp, &snmpd, &shots, None, 1);
+    let out = run_e2e(
+        &promsnmp,
+        &snmpd,
+        &shots,
+        None,
+        Expect::Members(1),
+        &[("XSS_NAME", XSS_NAME)],
+    );
     assert!(
         out.status.success() && out.stdout.contains("console e2e: all steps passed"),
         "{}\n{}\npromsnmp log:\n{}",
@@ -85,6 +128,7 @@ fn the_console_adds_polls_edits_and_deletes_a_device() {
         "3-device",
         "4-fleet",
         "5-settings",
+        "5b-api",
         "6-deleted",
     ] {
         let png = shots.join(format!("{step}.png"));
@@ -95,13 +139,15 @@ fn the_console_adds_polls_edits_and_deletes_a_device() {
             png.display()
         );
     }
-    // The API agrees with what the browser did.
+    // The API agrees with what the browser did: only the markup-named device is left.
     let inventory = http_get(&promsnmp.addr(), "/promsnmp/inventory").json();
-    assert_eq!(
-        inventory["devices"].as_array().map(Vec::len),
-        Some(0),
-        "{inventory}"
-    );
+    let names: Vec<&str> = inventory["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["sysName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [XSS_NAME], "{inventory}");
     println!("console screenshots: {}", shots.display());
 }
 
@@ -131,24 +177,34 @@ fn the_console_honours_users() {
         .header("www-authenticate")
         .is_some_and(|v| v.starts_with("Basic")));
     // A user who may scrape but not administer: the console loads, the API
-    // behind it refuses, and the e2e run fails at its first change.
+    // behind it refuses (403), and the page says so.
     let shots = screenshot_dir("viewer");
     let out = run_e2e(
         &promsnmp,
         &snmpd,
         &shots,
         Some(("viewer", "view-secret")),
-        1,
+        Expect::Forbidden,
+        &[],
     );
     assert!(
-        !out.status.success(),
-        "a viewer changed the inventory:\n{}",
-        out.stdout
-    );
-    assert!(
-        out.stderr.contains("#outcomes") || out.stderr.contains("403"),
-        "{}",
+        out.status.success() && out.stdout.contains("refused as expected"),
+        "{}\n{}",
+        out.stdout,
         out.stderr
+    );
+    let inventory = http_request(
+        &promsnmp.addr(),
+        "GET",
+        "/promsnmp/inventory",
+        &[("Authorization", &basic_auth("operator", "op-secret"))],
+        &[],
+    )
+    .json();
+    assert_eq!(
+        inventory["devices"].as_array().map(Vec::len),
+        Some(0),
+        "the viewer changed the inventory"
     );
     // The admin does everything.
     let shots = screenshot_dir("operator");
@@ -157,7 +213,8 @@ fn the_console_honours_users() {
         &snmpd,
         &shots,
         Some(("operator", "op-secret")),
-        1,
+        Expect::Members(1),
+        &[],
     );
     assert!(
         out.status.success(),
@@ -187,9 +244,10 @@ fn the_console_of_a_fleet_replica() {
         ])
     };
     let a = replica();
-    let _b = replica();
+    let b = replica();
+    wait_for_fleet_leader(&[a.addr(), b.addr()], &[]);
     let shots = screenshot_dir("fleet");
-    let out = run_e2e(&a, &snmpd, &shots, None, 2);
+    let out = run_e2e(&a, &snmpd, &shots, None, Expect::Members(2), &[]);
     assert!(
         out.status.success(),
         "{}\n{}\npromsnmp log:\n{}",

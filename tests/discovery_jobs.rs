@@ -196,6 +196,7 @@ fn a_fleet_job_is_followed_through_any_replica() {
     };
     let a = replica("replica-a");
     let b = replica("replica-b");
+    wait_for_fleet_leader(&[a.addr(), b.addr()], &[]);
 
     let progress = run_job(
         &a.addr(),

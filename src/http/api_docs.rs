@@ -64,11 +64,7 @@ pub fn json() -> Response {
 }
 
 pub fn page() -> Response {
-    text(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        PAGE.as_bytes().to_vec(),
-    )
+    super::console::asset_response("text/html; charset=utf-8", PAGE)
 }
 
 #[cfg(test)]

@@ -53,8 +53,8 @@ use error::{json_response, text};
 pub use error::{ApiError, Response};
 pub use health::probe_health;
 use inventory_api as inv;
+use request::percent_decode_segment;
 pub use request::{parse_query, Request};
-use request::{percent_decode, percent_decode_segment};
 pub use routes::{routes, Routes};
 
 /// Dispatches one request; returns the route template (for metrics) and the response.
@@ -115,12 +115,12 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             ["promsnmp", "discovery", id] if get => (
                 "/promsnmp/discovery/{id}",
                 false,
-                admin::get_seed(state, &percent_decode(id)).await,
+                admin::get_seed(state, &percent_decode_segment(id)).await,
             ),
             ["promsnmp", "discovery", id] if delete => (
                 "/promsnmp/discovery/{id}",
                 false,
-                admin::delete_seeds(state, Some(&percent_decode(id))).await,
+                admin::delete_seeds(state, Some(&percent_decode_segment(id))).await,
             ),
             ["promsnmp", "status", "devices"] if get => (
                 "/promsnmp/status/devices",
@@ -130,7 +130,7 @@ pub async fn handle(state: &Arc<AppState>, req: &Request) -> (&'static str, Resp
             ["promsnmp", "status", "devices", id] if get => (
                 "/promsnmp/status/devices/{id}",
                 false,
-                status::device(state, &percent_decode(id)).await,
+                status::device(state, &percent_decode_segment(id)).await,
             ),
             ["promsnmp", "status", "fleet"] if get => {
                 ("/promsnmp/status/fleet", false, status::fleet(state).await)

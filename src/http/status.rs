@@ -65,11 +65,30 @@ fn device_status(state: &AppState, device: &Device, poll: Option<&PolledDevice>)
 /// `GET /promsnmp/status/devices`.
 pub async fn devices(state: &Arc<AppState>) -> Result<Response, ApiError> {
     let snapshot = state.store.inventory().await?;
-    let mut out = Vec::with_capacity(snapshot.inventory.devices.len());
-    for device in &snapshot.inventory.devices {
-        let poll = last_poll(state, device).await;
-        out.push(device_status(state, device, poll.as_deref()));
-    }
+    let ids: Vec<String> = snapshot
+        .inventory
+        .devices
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    // One batched read of the cache (few round trips in a fleet), not one per device.
+    let cached = state
+        .store
+        .cached_polls(&ids, state.config.metrics_max_age())
+        .await
+        .unwrap_or_else(|_| vec![None; ids.len()]);
+    let out: Vec<Value> = snapshot
+        .inventory
+        .devices
+        .iter()
+        .zip(cached)
+        .map(|(device, cached)| {
+            let poll = cached
+                .map(|c| c.polled)
+                .or_else(|| state.store.previous_poll(&device.id));
+            device_status(state, device, poll.as_deref())
+        })
+        .collect();
     Ok(json_response(StatusCode::OK, &json!(out)))
 }
 

@@ -2277,6 +2277,28 @@ impl Promsnmp {
     }
 }
 
+/// Waits (bounded 20 s) until exactly one of the fleet replicas at `addrs`
+/// leads: then the fleet's inventory is in Redis and writes go through.
+pub fn wait_for_fleet_leader(addrs: &[String], headers: &[(&str, &str)]) {
+    wait_for(
+        "exactly one leader in the fleet",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let leaders = addrs
+                .iter()
+                .filter(|addr| {
+                    try_http_request(addr, "GET", "/actuator/health", headers, &[])
+                        .ok()
+                        .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+                        .is_some_and(|v| v["components"]["redis"]["details"]["role"] == "leader")
+                })
+                .count();
+            (leaders == 1).then_some(())
+        },
+    );
+}
+
 /// Runs the binary once (cwd: a temp dir; SERVER_PORT/PROM_INV_FILE/RUST_LOG
 /// defaulted as in [`Promsnmp::spawn_in`]) and returns its exit status and
 /// combined stdout+stderr. Panics if it runs longer than 20 s.

@@ -7,7 +7,9 @@
 // Environment: PROMSNMP_URL (the console), SNMP_PORT (the agent on
 // 127.0.0.1), DEVICE_NAME (its sysName), SCREENSHOT_DIR, CHROMIUM
 // (default /usr/bin/chromium), CONSOLE_USER / CONSOLE_PASSWORD (optional),
-// EXPECT_MEMBERS (replicas the fleet page must list, default 1).
+// EXPECT_MEMBERS (replicas the fleet page must list, default 1),
+// EXPECT_FORBIDDEN (the user is no admin: every page's API call is refused),
+// XSS_NAME (a device already stored under this markup-like name).
 import { chromium } from 'playwright-core';
 
 const base = process.env.PROMSNMP_URL;
@@ -39,6 +41,25 @@ try {
     console.log('step done:', step);
   };
 
+  if (process.env.EXPECT_FORBIDDEN) {
+    // A user without the admin role: the page loads, the API behind it refuses.
+    await page.goto(base + '/#/devices');
+    await page.waitForSelector('main .error');
+    const listed = await page.textContent('main .error');
+    if (!listed.includes('403')) throw new Error('devices page: ' + listed);
+    await page.goto(base + '/#/discovery');
+    await page.fill('input[name=targets]', '127.0.0.1');
+    await page.fill('input[name=port]', port);
+    await page.click('#discovery-form button[type=submit]');
+    await page.waitForSelector('#job .error');
+    const refused = await page.textContent('#job .error');
+    if (!refused.includes('403')) throw new Error('discovery: ' + refused);
+    await shot('forbidden');
+    console.log('console e2e: refused as expected');
+    await browser.close();
+    process.exit(0);
+  }
+
   // 1. Discovery through the form.
   await page.goto(base + '/#/discovery');
   await page.fill('input[name=targets]', '127.0.0.1');
@@ -55,6 +76,13 @@ try {
   // 2. The devices page shows it, polled (the page refreshes itself).
   await page.goto(base + '/#/devices');
   await page.waitForSelector(`tr[data-device="${name}"] .state.polled`);
+  if (process.env.XSS_NAME) {
+    // A device named like markup is shown as text, and runs nothing.
+    const names = await page.$$eval('#devices td a', (links) => links.map((a) => a.textContent));
+    if (!names.includes(process.env.XSS_NAME)) throw new Error('not shown as text: ' + JSON.stringify(names));
+    await page.waitForTimeout(500);
+    if (await page.evaluate(() => window.__xss !== undefined)) throw new Error('a device name ran as markup');
+  }
   await page.fill('#device-search', name);
   await page.waitForSelector(`tr[data-device="${name}"]`);
   await shot('2-devices');
@@ -86,6 +114,11 @@ try {
   await page.goto(base + '/#/settings');
   await page.waitForSelector('#settings');
   await shot('5-settings');
+
+  // The API page renders under the same content policy.
+  await page.goto(base + '/swagger-ui.html');
+  await page.waitForSelector('#scrapeOne');
+  await shot('5b-api');
 
   // 5. Delete it: gone from the page and from the inventory.
   await page.goto(base + '/#/device/' + id);
