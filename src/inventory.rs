@@ -1020,6 +1020,11 @@ impl Inventory {
             .collect()
     }
 
+    /// Every device's id, in inventory order.
+    pub fn device_ids(&self) -> Vec<String> {
+        self.devices.iter().map(|d| d.id.clone()).collect()
+    }
+
     /// The device `target` (sysName, IP or IP:port) names, if any.
     pub fn find_device(&self, target: &str) -> Option<&Device> {
         self.devices

@@ -280,12 +280,7 @@ pub async fn metrics(state: &Arc<AppState>, req: &Request) -> Result<Response, A
     }
     let started = Instant::now();
     let snapshot = state.store.inventory().await?;
-    let ids: Vec<String> = snapshot
-        .inventory
-        .devices
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
+    let ids = snapshot.inventory.device_ids();
     // Past the deadline the devices read so far are served: a partial answer
     // (the rest go stale in Prometheus) beats a scrape that times out whole.
     let budget = scrape_timeout(req).unwrap_or(MAX_SCRAPE_WAIT).min(

@@ -65,12 +65,7 @@ fn device_status(state: &AppState, device: &Device, poll: Option<&PolledDevice>)
 /// `GET /promsnmp/status/devices`.
 pub async fn devices(state: &Arc<AppState>) -> Result<Response, ApiError> {
     let snapshot = state.store.inventory().await?;
-    let ids: Vec<String> = snapshot
-        .inventory
-        .devices
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
+    let ids = snapshot.inventory.device_ids();
     // One batched read of the cache (few round trips in a fleet), not one per device.
     let cached = state
         .store
