@@ -134,10 +134,6 @@ impl Collector {
                 .lock()
                 .expect("failures")
                 .retain(|id, _| locks.contains_key(id));
-            self.poll_history
-                .lock()
-                .expect("history")
-                .retain(|id, _| locks.contains_key(id));
         }
         locks.entry(device_id.to_string()).or_default().clone()
     }
@@ -330,6 +326,16 @@ impl Collector {
                 return (0, 0);
             }
         };
+        // What is remembered per device follows the inventory (a device
+        // that left it is forgotten; an idle one is kept).
+        if self.poll_history.lock().expect("history").len() > inventory.devices.len() {
+            let ids: std::collections::HashSet<&str> =
+                inventory.devices.iter().map(|d| d.id.as_str()).collect();
+            self.poll_history
+                .lock()
+                .expect("history")
+                .retain(|id, _| ids.contains(id.as_str()));
+        }
         // Each poll holds the snapshot (not a copy of its device).
         let results: Vec<Option<bool>> = futures_util::stream::iter(0..inventory.devices.len())
             .map(|i| {

@@ -1334,6 +1334,33 @@ fn adding_a_device_with_and_without_a_probe() {
         call(&p, "POST", DEVICES, &[], &same_id.to_string()).status,
         409
     );
+    // Moving another device's agent onto that endpoint is refused as well
+    // (it would be polled twice), and nothing changes.
+    let other = api_device("other", "other", free_udp_port());
+    assert_eq!(
+        call(&p, "POST", DEVICES, &[], &other.to_string()).status,
+        201
+    );
+    let mut moved = other["agents"].clone();
+    moved[0]["endpoint"] = plain["agents"][0]["endpoint"].clone();
+    let r = call(
+        &p,
+        "PATCH",
+        &format!("{DEVICES}/other"),
+        &[],
+        &json!({ "agents": moved }).to_string(),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["ids"], json!([id]));
+    let kept = call(&p, "GET", &format!("{DEVICES}/other"), &[], "").json();
+    assert_eq!(
+        kept["agents"][0]["endpoint"],
+        other["agents"][0]["endpoint"]
+    );
+    assert_eq!(
+        call(&p, "DELETE", &format!("{DEVICES}/other"), &[], "").status,
+        200
+    );
 
     // With a probe of an agent that answers: the system group fills in.
     let mut live = api_device("live", "", snmpd.port);

@@ -138,8 +138,9 @@ pub trait Entry: Serialize + Clone + Send + Sync + Sized + 'static {
     fn find(inv: &Inventory, key: &str) -> Result<usize, StoreError>;
     /// What the inventory alone cannot check (loaded modules, limits).
     fn check(&self, state: &AppState) -> Result<(), InvalidInventory>;
-    /// Whether a new entry clashes with a stored one (beyond its id).
-    fn clashes(&self, _inv: &Inventory) -> Result<(), StoreError> {
+    /// Whether the entry clashes with a stored one other than `except`
+    /// (beyond its id): a changed entry is checked as a new one is.
+    fn clashes(&self, _inv: &Inventory, _except: Option<&str>) -> Result<(), StoreError> {
         Ok(())
     }
     /// The document a merge patch applies to.
@@ -192,10 +193,11 @@ impl Entry for Device {
         }
     }
     /// Two devices polling one agent endpoint would poll it twice.
-    fn clashes(&self, inv: &Inventory) -> Result<(), StoreError> {
+    fn clashes(&self, inv: &Inventory, except: Option<&str>) -> Result<(), StoreError> {
         let ids: Vec<String> = inv
             .devices
             .iter()
+            .filter(|d| Some(d.id.as_str()) != except)
             .filter(|d| {
                 d.agents
                     .iter()
@@ -372,6 +374,8 @@ fn replace<T: Entry>(
         )
         .into());
     }
+    // Moving an agent onto another device's endpoint would poll it twice.
+    entry.clashes(inv, Some(&id))?;
     entry.set_id(id);
     T::entries_mut(inv)[i] = entry;
     Ok(())
@@ -454,7 +458,7 @@ pub async fn create<T: Entry>(
                 ids: vec![entry.id().to_string()],
             });
         }
-        entry.clashes(inv)?;
+        entry.clashes(inv, None)?;
         T::entries_mut(inv).push(entry.clone());
         Ok(())
     };

@@ -46,6 +46,13 @@ function ago(iso) {
   return s < 60 ? s + ' s ago' : s < 3600 ? Math.round(s / 60) + ' min ago' : Math.round(s / 3600) + ' h ago';
 }
 
+/** Whether the view that asked is still the one shown (the user may
+ *  navigate while a request is out): late answers are dropped. */
+function stillShown() {
+  const hash = location.hash;
+  return () => location.hash === hash;
+}
+
 function show(...nodes) {
   view().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
 }
@@ -85,32 +92,40 @@ async function devicesView() {
   stateFilter.addEventListener('change', render);
   show(h('h1', {}, 'Devices'), h('div', {class: 'toolbar'}, search, stateFilter, count,
     h('a', {class: 'button', href: '#/discovery'}, 'Discover devices')), table);
+  const live = stillShown();
   const load = async () => {
     try {
       rows = (await api('GET', 'promsnmp/status/devices')).data;
       render();
-    } catch (e) { show(h('h1', {}, 'Devices'), failure(e)); }
+    } catch (e) { if (live()) show(h('h1', {}, 'Devices'), failure(e)); }
   };
   await load();
-  refresh = setInterval(load, 5000);
+  if (live()) refresh = setInterval(load, 5000);
 }
 
 // --- One device ------------------------------------------------------------
 
 async function deviceView(id) {
+  const live = stillShown();
   let status, stored, settings;
   try {
     [status, stored, settings] = await Promise.all([
       api('GET', 'promsnmp/status/devices/' + encodeURIComponent(id)),
       api('GET', 'promsnmp/inventory/devices/' + encodeURIComponent(id)),
       api('GET', 'promsnmp/settings')]);
-  } catch (e) { show(h('h1', {}, 'Device'), failure(e)); return; }
+  } catch (e) { if (live()) show(h('h1', {}, 'Device'), failure(e)); return; }
+  if (!live()) return;
   const d = status.data;
   const device = stored.data;
   let etag = stored.etag;
   const message = h('p', {id: 'device-message', role: 'status'});
   const saved = (text) => { message.className = 'ok'; message.textContent = text; };
-  const failed = (e) => { message.className = 'error'; message.textContent = e.message; };
+  const failed = (e) => {
+    message.className = 'error';
+    message.textContent = e.status === 412
+      ? 'The inventory changed since this page was loaded (discovery or another user): nothing was saved. Reload the page and save again.'
+      : e.message;
+  };
 
   // Modules: every loaded module, the device's checked (none: the defaults).
   const names = [...new Set([...(settings.data.modules.names || []), ...(device.modules || [])])].sort();
@@ -236,8 +251,13 @@ async function discoveryView() {
   h('button', {type: 'submit'}, 'Discover'));
 
   const jobs = h('table', {id: 'jobs'});
+  const live = stillShown();
+  let following = null;
   const follow = async (id) => {
+    following = id;
     const tick = async () => {
+      // Stop when the user left the page or follows another job.
+      if (!live() || following !== id) return;
       let p;
       try { p = (await api('GET', 'promsnmp/discovery/' + encodeURIComponent(id))).data.progress; } catch (e) { progress.replaceChildren(failure(e)); return; }
       progress.replaceChildren(
@@ -271,8 +291,10 @@ async function discoveryView() {
 // --- Fleet and settings ----------------------------------------------------
 
 async function fleetView() {
+  const live = stillShown();
   try {
     const [fleet, devices] = await Promise.all([api('GET', 'promsnmp/status/fleet'), api('GET', 'promsnmp/status/devices')]);
+    if (!live()) return;
     const f = fleet.data;
     const perReplica = {};
     for (const d of devices.data) perReplica[d.owner || f.members[0].id] = (perReplica[d.owner || f.members[0].id] || 0) + 1;
@@ -297,8 +319,10 @@ async function fleetView() {
 }
 
 async function settingsView() {
+  const live = stillShown();
   try {
     const s = (await api('GET', 'promsnmp/settings')).data;
+    if (!live()) return;
     show(h('h1', {}, 'Settings'),
       h('p', {class: 'muted'}, 'promsnmp ' + s.version + ' (commit ' + s.commit + ')' + (s.replica ? ', replica ' + s.replica : '') +
         '. The configuration in force; secrets are redacted. It comes from the environment and changes with a restart.'),
