@@ -194,15 +194,25 @@ impl Entry for Device {
     }
     /// Two devices polling one agent endpoint would poll it twice.
     fn clashes(&self, inv: &Inventory, except: Option<&str>) -> Result<(), StoreError> {
+        // A changed device is checked for the endpoints it moves to only:
+        // devices an import stored at one endpoint stay editable.
+        let kept: Vec<&crate::inventory::Endpoint> = inv
+            .devices
+            .iter()
+            .filter(|d| Some(d.id.as_str()) == except)
+            .flat_map(|d| d.agents.iter().map(|a| &a.endpoint))
+            .collect();
+        let new: Vec<&crate::inventory::Endpoint> = self
+            .agents
+            .iter()
+            .map(|a| &a.endpoint)
+            .filter(|e| !kept.contains(e))
+            .collect();
         let ids: Vec<String> = inv
             .devices
             .iter()
             .filter(|d| Some(d.id.as_str()) != except)
-            .filter(|d| {
-                d.agents
-                    .iter()
-                    .any(|a| self.agents.iter().any(|b| a.endpoint == b.endpoint))
-            })
+            .filter(|d| d.agents.iter().any(|a| new.contains(&&a.endpoint)))
             .map(|d| d.id.clone())
             .collect();
         if ids.is_empty() {
