@@ -485,6 +485,11 @@ impl Discovery {
                 .find(|j| j.id == id)
                 .map(|j| j.progress(&self.replica))
         };
+        // A job still running here is the freshest view there is (a
+        // console follows it every second): no need to ask the store.
+        if local.as_ref().is_some_and(|p| p.state == JobState::Running) {
+            return local;
+        }
         let published = self
             .writer
             .store()
@@ -517,6 +522,10 @@ impl Discovery {
 
     /// Publishes a job's progress for the other replicas (a no-op standalone).
     async fn publish(&self, job: &Job) {
+        // Standalone nobody else reads it: skip encoding every second.
+        if !self.writer.store().shares_jobs() {
+            return;
+        }
         let progress = job.progress(&self.replica);
         match serde_json::to_vec(&progress) {
             Ok(json) => {

@@ -205,6 +205,11 @@ pub trait Store: Send + Sync + 'static {
     /// Name of the backend, for health and logs.
     fn backend(&self) -> &'static str;
 
+    /// Whether other replicas read published jobs (a fleet's store).
+    fn shares_jobs(&self) -> bool {
+        false
+    }
+
     /// Publishes a discovery job's progress (JSON) so every replica can
     /// answer for it, kept for `keep_for`. Standalone there is no other
     /// replica: nothing to do.

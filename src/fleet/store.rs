@@ -1186,6 +1186,10 @@ impl Store for RedisStore {
         "redis"
     }
 
+    fn shares_jobs(&self) -> bool {
+        true
+    }
+
     /// `SET job:<id>` with an expiry and `ZADD jobs`, dropping index
     /// entries older than `keep_for`, in one transaction. Best effort: a
     /// failure leaves the job answerable on the replica running it.

@@ -33,7 +33,22 @@ async fn last_poll(state: &AppState, device: &Device) -> Option<Arc<PolledDevice
     }
 }
 
-fn device_status(state: &AppState, device: &Device, poll: Option<&PolledDevice>) -> Value {
+/// The live members a device's owner is chosen from (empty standalone);
+/// read once per request.
+fn members(state: &AppState) -> Vec<String> {
+    state
+        .fleet
+        .as_ref()
+        .map(|f| f.members())
+        .unwrap_or_default()
+}
+
+fn device_status(
+    state: &AppState,
+    members: &[String],
+    device: &Device,
+    poll: Option<&PolledDevice>,
+) -> Value {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let poll_age_ms = poll.map(|p| now_ms.saturating_sub(p.sample.polled_at_ms).max(0));
     let failure = state.collector.last_failure(&device.id);
@@ -43,11 +58,6 @@ fn device_status(state: &AppState, device: &Device, poll: Option<&PolledDevice>)
         (Some(_), None) => true,
         (None, _) => false,
     };
-    let members = state
-        .fleet
-        .as_ref()
-        .map(|f| f.members())
-        .unwrap_or_default();
     json!({
         "id": device.id,
         "sysName": device.sys_name,
@@ -58,7 +68,7 @@ fn device_status(state: &AppState, device: &Device, poll: Option<&PolledDevice>)
         "lastPollAt": poll.and_then(|p| chrono::DateTime::from_timestamp_millis(p.sample.polled_at_ms)).map(|t| t.to_rfc3339()),
         "lastPollSeconds": poll.map(|p| p.sample.poll_duration_seconds),
         "series": poll.map(|p| p.sample.modules.iter().flat_map(|m| m.families()).map(|(_, s)| s.len()).sum::<usize>()),
-        "owner": crate::fleet::store::rendezvous_owner(&members, &device.id),
+        "owner": crate::fleet::store::rendezvous_owner(members, &device.id),
     })
 }
 
@@ -72,6 +82,7 @@ pub async fn devices(state: &Arc<AppState>) -> Result<Response, ApiError> {
         .cached_polls(&ids, state.config.metrics_max_age())
         .await
         .unwrap_or_else(|_| vec![None; ids.len()]);
+    let members = members(state);
     let out: Vec<Value> = snapshot
         .inventory
         .devices
@@ -81,7 +92,7 @@ pub async fn devices(state: &Arc<AppState>) -> Result<Response, ApiError> {
             let poll = cached
                 .map(|c| c.polled)
                 .or_else(|| state.store.previous_poll(&device.id));
-            device_status(state, device, poll.as_deref())
+            device_status(state, &members, device, poll.as_deref())
         })
         .collect();
     Ok(json_response(StatusCode::OK, &json!(out)))
@@ -99,7 +110,7 @@ pub async fn device(state: &Arc<AppState>, key: &str) -> Result<Response, ApiErr
         .or_else(|| snapshot.inventory.find_device(key))
         .ok_or_else(|| ApiError::NotFound(format!("no device with id or name `{key}`")))?;
     let poll = last_poll(state, device).await;
-    let mut body = device_status(state, device, poll.as_deref());
+    let mut body = device_status(state, &members(state), device, poll.as_deref());
     let modules: Vec<Value> = poll
         .iter()
         .flat_map(|p| p.sample.modules.iter())
