@@ -33,8 +33,8 @@ pub enum AppError {
     Key(#[from] crate::crypto::CryptoError),
     #[error("{0}; refusing to start so the file is not overwritten (fix the file or PROM_ENCRYPT_KEY, or move the file away to start empty)")]
     InventoryFile(#[from] FileError),
-    #[error("REDIS_URL: {0}")]
-    Redis(String),
+    #[error("{0}; refusing to start")]
+    Redis(#[from] crate::fleet::connection::ConnectorError),
     #[error("modules: {0}; refusing to start (fix the file, or unset PROMSNMP_MODULES_FILE / PROMSNMP_MODULE_RULES)")]
     Modules(#[from] crate::modules::ModuleLoadError),
     #[error("{0}; refusing to start (fix the file or unset PROMSNMP_WEB_CONFIG_FILE)")]
@@ -46,8 +46,8 @@ pub enum AppError {
     },
 }
 
-/// The Redis-backed store and the client for pub/sub, in fleet mode.
-type FleetParts = (Arc<RedisStore>, redis::Client);
+/// The Redis-backed store and the connector (for pub/sub), in fleet mode.
+type FleetParts = (Arc<RedisStore>, Arc<crate::fleet::Connector>);
 
 /// What the HTTP handlers share.
 pub struct AppState {
@@ -160,10 +160,10 @@ impl AppState {
             },
             cancel.clone(),
         ));
-        let fleet = redis.map(|(redis_store, client)| {
+        let fleet = redis.map(|(redis_store, connector)| {
             Arc::new(Fleet::new(
                 redis_store,
-                client,
+                connector,
                 config.fleet.clone(),
                 writer.clone(),
                 discovery.clone(),
@@ -428,34 +428,25 @@ async fn reload_on_sighup(state: Arc<AppState>) {
     }
 }
 
-/// Connects nothing yet: a pool and a client that connect on first use, so a
-/// replica starts (and serves) while Redis is down.
+/// Connects nothing yet: connections are opened on first use, so a replica
+/// starts (and serves) while Redis is down. The URL and the TLS files are
+/// checked here, before any port is bound.
 fn redis_store(
     config: &Config,
     url: &str,
     cipher: Arc<InventoryCipher>,
     telemetry: &Arc<Telemetry>,
     inventory: Inventory,
-) -> Result<(Arc<RedisStore>, redis::Client), AppError> {
-    let client = redis::Client::open(url).map_err(|e| AppError::Redis(e.to_string()))?;
-    let timeout = Some(config.fleet.redis_timeout);
-    let mut pool_config = deadpool_redis::Config::from_url(url);
-    pool_config.pool = Some(deadpool_redis::PoolConfig {
-        max_size: (config.poll_concurrency + 8).min(64),
-        timeouts: deadpool_redis::Timeouts {
-            wait: timeout,
-            create: timeout,
-            recycle: timeout,
-        },
-        ..Default::default()
-    });
-    let pool = pool_config
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| AppError::Redis(e.to_string()))?;
+) -> Result<FleetParts, AppError> {
+    let connector = Arc::new(crate::fleet::Connector::new(
+        url,
+        &config.fleet.redis_tls,
+        config.fleet.redis_timeout,
+    )?);
     // A walk that takes longer than this is presumed dead and another replica may poll.
     let lock_ttl = config.collection_interval.min(Duration::from_secs(60));
     let store = RedisStore::new(
-        pool,
+        connector.clone(),
         &config.site_key(),
         cipher,
         config.fleet.replica_id.clone(),
@@ -465,5 +456,5 @@ fn redis_store(
         config.metrics_max_age(),
         lock_ttl,
     );
-    Ok((Arc::new(store), client))
+    Ok((Arc::new(store), connector))
 }

@@ -49,10 +49,13 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("PROMSNMP_HEADER_TIMEOUT_SECONDS", "a new connection's request head must arrive within this"),
     ("PROMSNMP_IDLE_TIMEOUT_SECONDS", "an idle connection is closed after this"),
     ("PROMSNMP_REQUEST_TIMEOUT_SECONDS", "a request not answered within this gets 503"),
-    ("REDIS_URL", "redis://host:port[/db] or rediss://...: fleet mode (unset: standalone)"),
+    ("REDIS_URL", "fleet mode (unset: standalone): redis://[user:password@]host:port[/db], rediss://... (TLS), or redis+sentinel://[user:password@]host:port[,host:port...]/primary-name[/db] (rediss+sentinel:// with TLS)"),
+    ("PROMSNMP_REDIS_CA_FILE", "fleet: PEM file of the CA that signed Redis' certificate (unset: the system's CAs)"),
+    ("PROMSNMP_REDIS_CERT_FILE", "fleet: PEM client certificate for Redis (with PROMSNMP_REDIS_KEY_FILE)"),
+    ("PROMSNMP_REDIS_KEY_FILE", "fleet: PEM private key of PROMSNMP_REDIS_CERT_FILE"),
     ("PROMSNMP_LEASE_TTL_MS", "fleet: leader lease, milliseconds"),
     ("PROMSNMP_LEASE_RENEW_MS", "fleet: lease renewal and heartbeat period, milliseconds"),
-    ("PROMSNMP_REDIS_TIMEOUT_MS", "fleet: bound on every Redis command, milliseconds"),
+    ("PROMSNMP_REDIS_TIMEOUT_MS", "fleet: bound on connecting to Redis and on every command, milliseconds"),
     ("PROMSNMP_REPLICA_ID", "fleet: this replica's name (default: host name + random suffix)"),
     ("PROMSNMP_LOG_FORMAT", "log format: text or json (one object per line)"),
     ("RUST_LOG", "log filter, e.g. info or promsnmp=debug,info (an invalid one is refused)"),
@@ -167,8 +170,192 @@ pub struct FleetConfig {
     pub lease_ttl: Duration,
     /// How often the leader renews and every replica heartbeats.
     pub renew_period: Duration,
-    /// Bound on every Redis command.
+    /// Bound on connecting to Redis and on every command.
     pub redis_timeout: Duration,
+    /// Certificates for `rediss://`.
+    pub redis_tls: RedisTlsFiles,
+}
+
+/// PEM files for TLS to Redis (`PROMSNMP_REDIS_CA_FILE`, `…_CERT_FILE`,
+/// `…_KEY_FILE`); read and checked by `fleet::connection` before binding.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTlsFiles {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTlsFiles {
+    /// A client certificate needs its key, and files need a TLS URL.
+    fn check(&self, address: Option<&RedisAddress>) -> Result<(), ConfigError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    variable: "PROMSNMP_REDIS_KEY_FILE",
+                    value: None,
+                    problem: "unset while PROMSNMP_REDIS_CERT_FILE is set".into(),
+                    expected: "the PEM private key of the client certificate",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    variable: "PROMSNMP_REDIS_CERT_FILE",
+                    value: None,
+                    problem: "unset while PROMSNMP_REDIS_KEY_FILE is set".into(),
+                    expected: "the PEM client certificate of the key",
+                })
+            }
+            _ => {}
+        }
+        let set = [
+            ("PROMSNMP_REDIS_CA_FILE", &self.ca_file),
+            ("PROMSNMP_REDIS_CERT_FILE", &self.cert_file),
+        ]
+        .into_iter()
+        .find(|(_, file)| file.is_some());
+        if let Some((variable, file)) = set {
+            if !address.is_some_and(RedisAddress::uses_tls) {
+                return Err(ConfigError {
+                    variable,
+                    value: file.as_ref().map(|f| f.display().to_string()),
+                    problem: "set, but REDIS_URL does not ask for TLS".into(),
+                    expected: "REDIS_URL starting with rediss:// or rediss+sentinel://",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the fleet's Redis is, from `REDIS_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisAddress {
+    /// `redis://` or `rediss://`: one server, the URL as the client library reads it.
+    Server { tls: bool },
+    /// `redis+sentinel://` or `rediss+sentinel://`: the Sentinels to ask for
+    /// the current primary of `primary`; credentials and `db` are the primary's.
+    Sentinel {
+        tls: bool,
+        sentinels: Vec<(String, u16)>,
+        primary: String,
+        db: i64,
+        username: Option<String>,
+        password: Option<Secret>,
+    },
+}
+
+impl RedisAddress {
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            RedisAddress::Server { tls } | RedisAddress::Sentinel { tls, .. } => *tls,
+        }
+    }
+}
+
+/// The Sentinels' port when a `redis+sentinel://` node names none.
+pub const SENTINEL_DEFAULT_PORT: u16 = 26379;
+
+/// Reads `REDIS_URL` (see [`RedisAddress`]); the problem, without the value
+/// (it may hold a password), when it is not one.
+pub fn parse_redis_address(url: &str) -> Result<RedisAddress, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("not a URL".into());
+    };
+    let tls = match scheme {
+        "redis" | "redis+sentinel" => false,
+        "rediss" | "rediss+sentinel" => true,
+        other => return Err(format!("unknown scheme `{other}`")),
+    };
+    if !scheme.ends_with("+sentinel") {
+        return match rest
+            .split(['/', '?'])
+            .next()
+            .and_then(|a| a.rsplit('@').next())
+        {
+            Some(host) if !host.is_empty() => Ok(RedisAddress::Server { tls }),
+            _ => Err("no host".into()),
+        };
+    }
+    let (credentials, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let (username, password) = match credentials {
+        None => (None, None),
+        Some(c) => {
+            let (user, password) = c.split_once(':').unwrap_or((c, ""));
+            let user = percent_decode(user).ok_or("the user name is not percent-encoded UTF-8")?;
+            let password =
+                percent_decode(password).ok_or("the password is not percent-encoded UTF-8")?;
+            (
+                Some(user).filter(|u| !u.is_empty()),
+                Some(Secret(password)).filter(|p| !p.0.is_empty()),
+            )
+        }
+    };
+    let mut path = rest.split('/');
+    let nodes = path.next().unwrap_or_default();
+    let primary = path.next().unwrap_or_default();
+    if primary.is_empty() {
+        return Err("no primary name after the Sentinel addresses (…/mymaster)".into());
+    }
+    let db = match path.next() {
+        None | Some("") => 0,
+        Some(db) => db
+            .parse::<i64>()
+            .ok()
+            .filter(|db| *db >= 0)
+            .ok_or_else(|| format!("database `{db}` is not a number"))?,
+    };
+    if path.next().is_some() {
+        return Err("more path than /primary-name/db".into());
+    }
+    let sentinels = nodes
+        .split(',')
+        .map(|node| {
+            let (host, port) = match node.rsplit_once(':') {
+                Some((host, port)) if !host.ends_with(':') => (
+                    host,
+                    port.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| format!("Sentinel `{node}`: bad port"))?,
+                ),
+                _ => (node, SENTINEL_DEFAULT_PORT),
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err("an empty Sentinel address".to_string());
+            }
+            Ok((host.to_string(), port))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(RedisAddress::Sentinel {
+        tls,
+        sentinels,
+        primary: primary.to_string(),
+        db,
+        username,
+        password,
+    })
+}
+
+/// `%XX` escapes of a URL's user information.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl Config {
@@ -241,16 +428,22 @@ impl Config {
             };
 
         let redis_url = get("REDIS_URL");
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(ConfigError {
-                    variable: "REDIS_URL",
-                    value: None,
-                    problem: "not a Redis URL".into(),
-                    expected: "redis://host:port or rediss://host:port",
-                });
-            }
-        }
+        let redis_address = redis_url
+            .as_deref()
+            .map(parse_redis_address)
+            .transpose()
+            .map_err(|problem| ConfigError {
+                variable: "REDIS_URL",
+                value: None,
+                problem,
+                expected: "redis://host:port[/db], rediss://host:port[/db] or redis+sentinel://host:port[,host:port...]/primary-name[/db]",
+            })?;
+        let redis_tls = RedisTlsFiles {
+            ca_file: get("PROMSNMP_REDIS_CA_FILE").map(PathBuf::from),
+            cert_file: get("PROMSNMP_REDIS_CERT_FILE").map(PathBuf::from),
+            key_file: get("PROMSNMP_REDIS_KEY_FILE").map(PathBuf::from),
+        };
+        redis_tls.check(redis_address.as_ref())?;
 
         let lease_ttl_ms = parse_num(
             &get,
@@ -333,6 +526,7 @@ impl Config {
                 lease_ttl: Duration::from_millis(lease_ttl_ms),
                 renew_period: Duration::from_millis(renew_ms),
                 redis_timeout: Duration::from_millis(redis_timeout_ms),
+                redis_tls,
             },
             inventory_file,
             encrypt_key: Secret(encrypt_key),
@@ -601,6 +795,33 @@ impl Config {
                 "REDIS_URL",
                 opt(&self.redis_url.as_ref().map(|u| redact_url(u.expose()))),
             ),
+            (
+                "PROMSNMP_REDIS_CA_FILE",
+                opt(&self
+                    .fleet
+                    .redis_tls
+                    .ca_file
+                    .as_ref()
+                    .map(|f| f.display().to_string())),
+            ),
+            (
+                "PROMSNMP_REDIS_CERT_FILE",
+                opt(&self
+                    .fleet
+                    .redis_tls
+                    .cert_file
+                    .as_ref()
+                    .map(|f| f.display().to_string())),
+            ),
+            (
+                "PROMSNMP_REDIS_KEY_FILE",
+                opt(&self
+                    .fleet
+                    .redis_tls
+                    .key_file
+                    .as_ref()
+                    .map(|f| f.display().to_string())),
+            ),
             ("PROMSNMP_LEASE_TTL_MS", ms(self.fleet.lease_ttl)),
             ("PROMSNMP_LEASE_RENEW_MS", ms(self.fleet.renew_period)),
             ("PROMSNMP_REDIS_TIMEOUT_MS", ms(self.fleet.redis_timeout)),
@@ -766,6 +987,74 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(var) && msg.contains("expected"), "{msg}");
         }
+    }
+
+    #[test]
+    fn redis_urls_servers_and_sentinels() {
+        assert_eq!(
+            parse_redis_address("rediss://:pw@redis:6380/2"),
+            Ok(RedisAddress::Server { tls: true })
+        );
+        assert_eq!(
+            parse_redis_address("redis+sentinel://promsnmp:p%40ss@s1:26380,s2,[::1]:26381/fleet/3"),
+            Ok(RedisAddress::Sentinel {
+                tls: false,
+                sentinels: vec![
+                    ("s1".into(), 26380),
+                    ("s2".into(), SENTINEL_DEFAULT_PORT),
+                    ("::1".into(), 26381)
+                ],
+                primary: "fleet".into(),
+                db: 3,
+                username: Some("promsnmp".into()),
+                password: Some(Secret("p@ss".into())),
+            })
+        );
+        for bad in [
+            "localhost:6379",
+            "http://redis:6379",
+            "redis://",
+            "redis+sentinel://s1:26379",
+            "redis+sentinel://s1:26379/",
+            "redis+sentinel://s1:port/fleet",
+            "redis+sentinel://s1/fleet/x",
+            "redis+sentinel://,/fleet",
+        ] {
+            let e = with(&[("REDIS_URL", bad)]).unwrap_err();
+            assert_eq!(e.variable, "REDIS_URL", "{bad}");
+            assert!(e.to_string().contains("redis+sentinel://"), "{e}");
+        }
+        // A password in a bad URL is never echoed.
+        let e = with(&[("REDIS_URL", "redis+sentinel://u:secretpw@s1")]).unwrap_err();
+        assert!(!e.to_string().contains("secretpw"), "{e}");
+    }
+
+    #[test]
+    fn redis_tls_files_need_tls_and_come_in_pairs() {
+        let e = with(&[
+            ("REDIS_URL", "redis://r:6379"),
+            ("PROMSNMP_REDIS_CA_FILE", "/ca.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "PROMSNMP_REDIS_CA_FILE");
+        assert!(e.to_string().contains("rediss://"), "{e}");
+        let e = with(&[
+            ("REDIS_URL", "rediss://r:6379"),
+            ("PROMSNMP_REDIS_CERT_FILE", "/c.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "PROMSNMP_REDIS_KEY_FILE");
+        let ok = with(&[
+            ("REDIS_URL", "rediss+sentinel://s1/fleet"),
+            ("PROMSNMP_REDIS_CA_FILE", "/ca.pem"),
+            ("PROMSNMP_REDIS_CERT_FILE", "/c.pem"),
+            ("PROMSNMP_REDIS_KEY_FILE", "/k.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.fleet.redis_tls.key_file.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! - [`inventory`]   — devices, agents and discovery seeds (Java JSON shape), validation.
 //! - [`persistence`] — the inventory file: atomic load/save, write-through after changes.
 //! - [`store`]       — the shared-state seam: inventory, cached polls, poll history, poll claims.
-//! - [`fleet`]       — fleet mode: Redis store (Lua in `lua/`), fenced leader lease,
-//!   membership, inventory sync and write-through.
+//! - [`fleet`]       — fleet mode: connections to Redis (TLS, Sentinel, timeouts), Redis
+//!   store (Lua in `lua/`), fenced leader lease, membership, eviction check,
+//!   inventory sync and write-through.
 //! - [`modules`]     — snmp_exporter's module format: files, built-ins, walk plans, decoding, rules.
 //! - [`snmp`]        — SNMP sessions: GET, GETBULK/GETNEXT walks of many columns, timeouts, retries.
 //! - [`usm_report`]  — why an SNMPv3 agent refused: its Report PDU, read through a loopback relay.

@@ -34,7 +34,7 @@ pub enum FileError {
         source: std::io::Error,
     },
     /// A leader with an older epoch tried to replace the file a newer leader wrote.
-    #[error("refused to write inventory file {path}: it records leadership epoch {recorded}, this replica's epoch {attempted} is older")]
+    #[error("refused to write inventory file {path}: it records leadership epoch {recorded}, this replica's epoch {attempted} is older or was another replica's")]
     StaleEpoch {
         path: PathBuf,
         recorded: u64,
@@ -59,14 +59,38 @@ enum FencedWrite {
 }
 
 /// Which leadership wrote the file, kept beside it in `<file>.epoch` as
-/// `<epoch> <version> <incarnation>` (the file itself keeps the Java envelope
-/// untouched). Versions only compare within one incarnation of the inventory
-/// in Redis (a restore into an empty Redis starts a new one at version 1).
+/// `<epoch> <version> <incarnation> <holder>` (the file itself keeps the Java
+/// envelope untouched). Versions only compare within one incarnation of the
+/// inventory in Redis (a restore into an empty Redis starts a new one at
+/// version 1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileStamp {
     pub epoch: u64,
     pub version: u64,
     pub incarnation: String,
+    /// The replica that led with `epoch`: an epoch is one leadership, so the
+    /// same number from another replica (Redis lost its epoch key and handed
+    /// it out twice) is refused. Empty in stamps of older versions.
+    pub holder: String,
+}
+
+impl FileStamp {
+    fn line(&self) -> String {
+        let field = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        format!(
+            "{} {} {} {}\n",
+            self.epoch,
+            self.version,
+            field(&self.incarnation),
+            field(&self.holder)
+        )
+    }
 }
 
 /// The encrypted inventory file.
@@ -137,7 +161,10 @@ impl InventoryFile {
                     .open(&lock_path)?;
                 lock.lock()?;
                 let recorded = read_stamp(&stamp_path);
-                if stamp.epoch < recorded.epoch {
+                let same_epoch_other_holder = stamp.epoch == recorded.epoch
+                    && !recorded.holder.is_empty()
+                    && recorded.holder != stamp.holder;
+                if stamp.epoch < recorded.epoch || same_epoch_other_holder {
                     return Ok(FencedWrite::Stale(recorded.epoch));
                 }
                 if stamp.epoch == recorded.epoch
@@ -155,15 +182,15 @@ impl InventoryFile {
                 // holds until the file is written, so a failed write is
                 // retried instead of being taken for done.
                 if recorded.epoch < stamp.epoch {
-                    let fence = format!(
-                        "{} {} {}\n",
-                        stamp.epoch, recorded.version, recorded.incarnation
-                    );
-                    write_atomic(&stamp_path, fence.as_bytes())?;
+                    let fence = FileStamp {
+                        epoch: stamp.epoch,
+                        holder: stamp.holder.clone(),
+                        ..recorded
+                    };
+                    write_atomic(&stamp_path, fence.line().as_bytes())?;
                 }
                 write_atomic(&path, envelope.as_bytes())?;
-                let line = format!("{} {} {}\n", stamp.epoch, stamp.version, stamp.incarnation);
-                write_atomic(&stamp_path, line.as_bytes())?;
+                write_atomic(&stamp_path, stamp.line().as_bytes())?;
                 Ok(FencedWrite::Written)
             })
             .await?;
@@ -400,12 +427,14 @@ impl InventoryWriter {
         snapshot: &crate::store::InventorySnapshot,
         incarnation: &str,
         epoch: u64,
+        holder: &str,
         deadline: std::time::Instant,
     ) -> Result<bool, FileError> {
         let stamp = FileStamp {
             epoch,
             version: snapshot.version,
             incarnation: incarnation.to_string(),
+            holder: holder.to_string(),
         };
         // The run loop must not hang on a stuck volume past the leadership.
         let budget = deadline.saturating_duration_since(std::time::Instant::now());
@@ -461,13 +490,21 @@ impl InventoryWriter {
 
 fn read_stamp(path: &Path) -> FileStamp {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut fields = text.split_whitespace();
-    let mut number = || fields.next().and_then(|f| f.parse::<u64>().ok());
-    match (number(), number()) {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let text_field = |i: usize| {
+        fields
+            .get(i)
+            .filter(|f| **f != "-")
+            .map(|f| f.to_string())
+            .unwrap_or_default()
+    };
+    match (number(0), number(1)) {
         (Some(epoch), Some(version)) => FileStamp {
             epoch,
             version,
-            incarnation: fields.next().unwrap_or_default().to_string(),
+            incarnation: text_field(2),
+            holder: text_field(3),
         },
         _ => FileStamp::default(),
     }
@@ -556,6 +593,7 @@ mod tests {
             epoch,
             version,
             incarnation: incarnation.into(),
+            holder: "r1".into(),
         };
         let mut inv = Inventory::default();
         assert!(f.save_fenced(&inv, stamp(3, 5, "a"), later).await.unwrap());
@@ -599,6 +637,39 @@ mod tests {
         assert!(f.save_fenced(&inv, stamp(4, 1, "b"), later).await.unwrap());
         assert_eq!(f.load().unwrap().unwrap(), inv);
         assert_eq!(f.stamp(), stamp(4, 1, "b"));
+        // The same epoch from another replica (Redis handed it out twice
+        // after losing its epoch key) is refused, whatever its version.
+        let twin = FileStamp {
+            holder: "r2".into(),
+            ..stamp(4, 7, "b")
+        };
+        let err = f
+            .save_fenced(&Inventory::default(), twin, later)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::StaleEpoch {
+                    recorded: 4,
+                    attempted: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(f.load().unwrap().unwrap(), inv);
+        // Stamps of older versions (three fields) still read.
+        std::fs::write(f.sibling(".epoch"), "9 2 abc\n").unwrap();
+        assert_eq!(
+            f.stamp(),
+            FileStamp {
+                epoch: 9,
+                version: 2,
+                incarnation: "abc".into(),
+                holder: String::new()
+            }
+        );
     }
 
     #[tokio::test]
@@ -610,6 +681,7 @@ mod tests {
             epoch,
             version,
             incarnation: "a".into(),
+            holder: "r1".into(),
         };
         let inv = Inventory::default();
         assert!(f.save_fenced(&inv, stamp(3, 1), later).await.unwrap());

@@ -252,6 +252,15 @@ impl RoundClaims {
         }
     }
 
+    /// Makes the claim on `device_id` run for `duration` from now.
+    pub fn hold(&self, device_id: &str, duration: Duration) {
+        let until = Instant::now() + duration;
+        self.0
+            .lock()
+            .expect("claims lock")
+            .insert(device_id.to_string(), until);
+    }
+
     /// Forgets the claims of devices for which `keep` is false.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.0.lock().expect("claims lock").retain(|id, _| keep(id));

@@ -68,6 +68,10 @@ pub struct Telemetry {
     /// 1 while the fleet's inventory in Redis cannot be read with this
     /// replica's key (fleet mode only).
     pub fleet_inventory_unreadable: IntGauge,
+    /// 1 while Redis' maxmemory-policy may evict keys (fleet mode only).
+    pub redis_eviction_unsafe: IntGauge,
+    /// Times this replica found Redis' epoch counter lost and put it back.
+    pub redis_epoch_restored: IntCounter,
     /// Values a module could not turn into series (wrong type on the wire…).
     pub decode_skipped: IntCounter,
     /// Agents found to answer only smaller GETBULK requests.
@@ -326,8 +330,8 @@ impl Telemetry {
             redis_errors: counter_vec(
                 &registry,
                 "promsnmp_redis_errors_total",
-                "Redis operations that failed or timed out, by operation.",
-                &["operation"],
+                "Redis operations that failed or timed out, by operation and reason (timeout, connection, tls, auth, acl, oom, readonly, loading, sentinel, script, other).",
+                &["operation", "reason"],
             ),
             fleet_members: gauge(
                 &registry,
@@ -339,6 +343,16 @@ impl Telemetry {
                 "1 while Redis answers this replica's heartbeats (fleet mode only).",
             )
             .expect("valid metric"),
+            redis_eviction_unsafe: IntGauge::new(
+                "promsnmp_redis_eviction_unsafe",
+                "1 while Redis' maxmemory-policy is not noeviction (fleet mode only): Redis may drop the lease, the epoch or the inventory, so the fleet elects no leader and refuses inventory changes.",
+            )
+            .expect("valid metric"),
+            redis_epoch_restored: counter(
+                &registry,
+                "promsnmp_redis_epoch_restored_total",
+                "Times this replica found Redis' epoch counter lost (eviction, restart without persistence, FLUSHALL) and put it back from the highest epoch it had seen.",
+            ),
             fleet_inventory_unreadable: IntGauge::new(
                 "promsnmp_fleet_inventory_unreadable",
                 "1 while the fleet's inventory in Redis cannot be read with this replica's PROM_ENCRYPT_KEY (fleet mode only): the replica is not ready and polls nothing.",
@@ -499,6 +513,9 @@ impl Telemetry {
         let _ = self
             .registry
             .register(Box::new(self.fleet_inventory_unreadable.clone()));
+        let _ = self
+            .registry
+            .register(Box::new(self.redis_eviction_unsafe.clone()));
     }
 
     pub fn render(&self) -> Vec<u8> {

@@ -13,6 +13,7 @@
 //! The shared state itself ([`RedisStore`]) is in [`store`]; polling is the
 //! collector's, which asks the store which devices are this replica's.
 
+pub mod connection;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use connection::{Connector, RedisFailure};
 pub use store::{RedisStore, Refresh};
 
 use crate::config::{DiscoverySchedule, FleetConfig};
@@ -44,6 +46,11 @@ pub struct FleetStatus {
     /// While the fleet's inventory cannot be read here: when that was last
     /// reported in the log (`None`: it can be read).
     pub unreadable_logged: Option<Instant>,
+    /// Redis as last reported in the log: `None` before the first
+    /// heartbeat, then `Ok(())` or the reason it failed.
+    pub redis_reported: Option<Result<(), &'static str>>,
+    /// Redis' maxmemory-policy as last reported, when it may evict keys.
+    pub eviction_reported: Option<String>,
 }
 
 /// How often a replica that cannot read the fleet's inventory says so again.
@@ -62,7 +69,7 @@ struct Leadership {
 
 pub struct Fleet {
     store: Arc<RedisStore>,
-    client: redis::Client,
+    connector: Arc<Connector>,
     config: FleetConfig,
     writer: Arc<InventoryWriter>,
     discovery: Arc<Discovery>,
@@ -77,7 +84,7 @@ impl Fleet {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<RedisStore>,
-        client: redis::Client,
+        connector: Arc<Connector>,
         config: FleetConfig,
         writer: Arc<InventoryWriter>,
         discovery: Arc<Discovery>,
@@ -88,7 +95,7 @@ impl Fleet {
         telemetry.register_fleet();
         Fleet {
             store,
-            client,
+            connector,
             config,
             writer,
             discovery,
@@ -118,6 +125,12 @@ impl Fleet {
     /// Whether the last heartbeat reached Redis.
     pub fn is_redis_up(&self) -> bool {
         self.store.is_redis_up()
+    }
+
+    /// Redis' maxmemory-policy when it may evict keys (then there is no
+    /// leader and the inventory cannot be changed).
+    pub fn unsafe_eviction_policy(&self) -> Option<String> {
+        self.store.unsafe_eviction_policy()
     }
 
     /// Why the fleet's inventory cannot be read with this replica's key,
@@ -209,7 +222,7 @@ impl Fleet {
         let timeout = self.config.redis_timeout;
         while !cancel.is_cancelled() {
             let connected = tokio::time::timeout(timeout, async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.connector.client().await?.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             })
@@ -249,26 +262,37 @@ impl Fleet {
                 return;
             }
         }
-        match self.store.heartbeat(self.config.lease_ttl).await {
-            Ok(members) => {
-                let was_down = !self.store.is_redis_up();
-                self.telemetry.fleet_members.set(members.len() as i64);
+        let epoch_seen = self.status().epoch_seen;
+        match self
+            .store
+            .heartbeat(self.config.lease_ttl, epoch_seen)
+            .await
+        {
+            Ok(beat) => {
+                self.telemetry.fleet_members.set(beat.members.len() as i64);
                 self.telemetry.redis_up.set(1);
-                self.store.set_members(members);
-                self.update_status(|s| s.last_error = None);
-                if was_down {
-                    tracing::info!("Redis reachable: taking part in the fleet");
+                self.store.set_members(beat.members);
+                self.update_status(|s| {
+                    s.last_error = None;
+                    s.epoch_seen = s.epoch_seen.max(beat.epoch);
+                });
+                self.report_redis(Ok(()), None);
+                if beat.epoch_restored {
+                    self.telemetry.redis_epoch_restored.inc();
+                    tracing::warn!(epoch = beat.epoch, "Redis had lost the epoch counter (eviction, a restart without persistence or FLUSHALL): put it back from the highest epoch this replica has seen, so no epoch is handed out twice");
+                }
+                if self.report_eviction(leadership) {
+                    // Reads go on; no lease, no leader-only work.
+                    self.sync_inventory(leadership).await;
+                    return;
                 }
             }
-            Err(e) => {
-                let was_up = self.store.is_redis_up();
+            Err(failure) => {
                 self.store.mark_down();
                 self.telemetry.fleet_members.set(0);
                 self.telemetry.redis_up.set(0);
-                self.update_status(|s| s.last_error = Some(e.to_string()));
-                if was_up {
-                    tracing::warn!(error = %e, "Redis unreachable: serving from the local snapshot and cache and polling every device here; a leader steps down at its lease deadline");
-                }
+                self.update_status(|s| s.last_error = Some(failure.to_string()));
+                self.report_redis(Err(failure.reason), Some(&failure));
                 // A leader keeps its lease until its deadline (a blip must not
                 // cost a new epoch and a new DISCOVERY_ON_START); it cannot
                 // renew, so the deadline ends it.
@@ -280,6 +304,50 @@ impl Fleet {
             None => self.try_acquire(leadership).await,
         }
         self.sync_inventory(leadership).await;
+    }
+
+    /// Logs Redis' state when it changed since the last report (also the
+    /// first one at start, and a change of the reason it fails).
+    fn report_redis(&self, now: Result<(), &'static str>, failure: Option<&RedisFailure>) {
+        let before = {
+            let mut status = self.status.lock().expect("status lock");
+            status.redis_reported.replace(now)
+        };
+        if before == Some(now) {
+            return;
+        }
+        match failure {
+            None => tracing::info!("Redis reachable: taking part in the fleet"),
+            Some(f) => {
+                tracing::warn!(reason = f.reason, error = %f.message, operation = f.operation, "Redis unreachable: serving from the local snapshot and cache and polling this replica's share of the devices; a leader steps down at its lease deadline")
+            }
+        }
+    }
+
+    /// Steps down and says so when Redis may evict keys; returns whether it may.
+    fn report_eviction(&self, leadership: &mut Option<Leadership>) -> bool {
+        let policy = self.store.unsafe_eviction_policy();
+        let before = {
+            let mut status = self.status.lock().expect("status lock");
+            std::mem::replace(&mut status.eviction_reported, policy.clone())
+        };
+        self.telemetry
+            .redis_eviction_unsafe
+            .set(i64::from(policy.is_some()));
+        match (&before, &policy) {
+            (_, Some(p)) if before.as_ref() != Some(p) => tracing::error!(
+                maxmemory_policy = %p,
+                "Redis may evict keys (maxmemory-policy {p}): the leader lease, the fencing epoch and the inventory could vanish, so no replica leads and inventory changes are refused until Redis runs with maxmemory-policy noeviction"
+            ),
+            (Some(_), None) => tracing::info!(
+                "Redis' maxmemory-policy is noeviction again: the fleet elects a leader"
+            ),
+            _ => {}
+        }
+        if policy.is_some() && leadership.is_some() {
+            self.step_down(leadership, "Redis may evict keys (maxmemory-policy)");
+        }
+        policy.is_some()
     }
 
     async fn renew(&self, leadership: &mut Option<Leadership>) {
@@ -313,8 +381,15 @@ impl Fleet {
 
     async fn try_acquire(&self, leadership: &mut Option<Leadership>) {
         // Never go below an epoch seen before (Redis may have lost its data):
-        // the file's at start, then every epoch Redis answered with.
-        let floor = self.status().epoch_seen;
+        // every epoch Redis answered with, and the file's (another leader
+        // may have written it since).
+        let stamp = {
+            let file = self.writer.file().clone();
+            tokio::task::spawn_blocking(move || file.stamp())
+                .await
+                .unwrap_or_default()
+        };
+        let floor = self.status().epoch_seen.max(stamp.epoch);
         let sent = Instant::now();
         let acquired = self
             .store
@@ -542,7 +617,13 @@ impl Fleet {
         }
         match self
             .writer
-            .persist_fenced(&snapshot, &current.0, l.epoch, l.deadline)
+            .persist_fenced(
+                &snapshot,
+                &current.0,
+                l.epoch,
+                self.store.replica_id(),
+                l.deadline,
+            )
             .await
         {
             Ok(_) => {

@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_redis::{Connection, Pool};
+use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
+
+use super::connection::{Link, RedisFailure};
 
 use crate::crypto::InventoryCipher;
 use crate::inventory::Inventory;
@@ -53,6 +55,11 @@ impl Keys {
     }
     pub fn members(&self) -> String {
         self.key("members")
+    }
+    /// The highest epoch each live member has seen (the floor of a lost
+    /// epoch counter).
+    pub fn epochs(&self) -> String {
+        self.key("epochs")
     }
     /// A member's version, commit and module fingerprint (JSON), as long
     /// as its membership lasts.
@@ -140,6 +147,44 @@ struct StoredHistory {
     history: DeviceHistory,
 }
 
+/// The only maxmemory-policy under which Redis never drops the lease, the
+/// epoch counter or the inventory to make room.
+pub const SAFE_EVICTION_POLICY: &str = "noeviction";
+
+/// What a heartbeat learnt (`lua/heartbeat.lua`).
+#[derive(Debug)]
+pub struct Heartbeat {
+    /// Live members, sorted by id.
+    pub members: Vec<String>,
+    /// Redis' maxmemory-policy.
+    pub eviction_policy: String,
+    /// The epoch counter after the heartbeat.
+    pub epoch: u64,
+    /// Redis had lost the epoch counter; this replica put it back.
+    pub epoch_restored: bool,
+}
+
+/// `{policy, epoch, restored, members...}` as the script answers it.
+fn split_heartbeat(
+    reply: Vec<redis::Value>,
+) -> Result<(String, u64, u8, Vec<String>), RedisFailure> {
+    let malformed = |e: redis::ParsingError| RedisFailure {
+        operation: "heartbeat",
+        reason: "other",
+        message: format!("unexpected heartbeat reply: {e}"),
+    };
+    let mut values = reply.into_iter();
+    let mut next = || values.next().unwrap_or(redis::Value::Nil);
+    let policy = String::from_redis_value(next()).map_err(malformed)?;
+    let epoch = u64::from_redis_value(next()).map_err(malformed)?;
+    let restored = u8::from_redis_value(next()).map_err(malformed)?;
+    let members = values
+        .map(String::from_redis_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(malformed)?;
+    Ok((policy, epoch, restored, members))
+}
+
 /// What [`RedisStore::refresh`] found.
 #[derive(Debug)]
 pub enum Refresh {
@@ -159,8 +204,19 @@ struct LocalPoll {
     stored_at: Instant,
 }
 
+/// Which connection an operation uses: the lease and the heartbeat never
+/// queue behind a large cache read.
+#[derive(Debug, Clone, Copy)]
+pub enum Lane {
+    Control,
+    Data,
+}
+
 pub struct RedisStore {
-    pool: Pool,
+    /// Lease, heartbeat, inventory.
+    control: Link,
+    /// Polls, cache reads, jobs.
+    data: Link,
     pub keys: Keys,
     pub scripts: Scripts,
     cipher: Arc<InventoryCipher>,
@@ -182,8 +238,12 @@ pub struct RedisStore {
     local_histories: DeviceHistories,
     /// Round claims taken locally while Redis was unreachable.
     local_claims: RoundClaims,
-    /// Live members from the last heartbeat; empty when Redis is unreachable
-    /// (then this replica polls every device itself).
+    /// Rounds known to be claimed in Redis (by this replica or another),
+    /// until their claim ends: no `poll_claim` round trip before then.
+    claimed_rounds: RoundClaims,
+    /// Live members as of the last successful heartbeat (kept while Redis
+    /// is unreachable); empty before the first one (then this replica polls
+    /// every device itself).
     members: Mutex<Vec<String>>,
     /// What the heartbeat tells the others of this replica (JSON).
     member_info: Mutex<String>,
@@ -193,6 +253,8 @@ pub struct RedisStore {
     /// Why the fleet's inventory cannot be read here (another key), while
     /// it cannot: this replica then polls nothing and is not ready.
     unreadable: Mutex<Option<String>>,
+    /// Redis' maxmemory-policy when it may evict keys (last heartbeat).
+    eviction_policy: Mutex<Option<String>>,
     /// The last heartbeat's verdict. While down, scrapes do not wait on Redis
     /// at all (each call would cost the Redis timeout); only `fleet` probes it.
     redis_up: AtomicBool,
@@ -225,7 +287,7 @@ fn millis(d: Duration) -> String {
 impl RedisStore {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        pool: Pool,
+        connector: Arc<super::connection::Connector>,
         site_key: &str,
         cipher: Arc<InventoryCipher>,
         replica_id: String,
@@ -236,7 +298,8 @@ impl RedisStore {
         lock_ttl: Duration,
     ) -> RedisStore {
         RedisStore {
-            pool,
+            control: Link::new(connector.clone()),
+            data: Link::new(connector),
             keys: Keys::new(site_key),
             scripts: Scripts::default(),
             cipher,
@@ -254,10 +317,12 @@ impl RedisStore {
             local_polls: Mutex::new(HashMap::new()),
             local_histories: DeviceHistories::default(),
             local_claims: RoundClaims::default(),
+            claimed_rounds: RoundClaims::default(),
             members: Mutex::new(Vec::new()),
             member_info: Mutex::new("{}".into()),
             view_ready: AtomicBool::new(false),
             unreadable: Mutex::new(None),
+            eviction_policy: Mutex::new(None),
             redis_up: AtomicBool::new(false),
         }
     }
@@ -283,9 +348,10 @@ impl RedisStore {
         self.view_ready.store(true, Ordering::Relaxed);
     }
 
-    /// A heartbeat failed: no fleet view until the next one succeeds.
+    /// A heartbeat failed. The last view of the membership is kept: while
+    /// Redis cannot be reached this replica polls the devices it owned in
+    /// that view, so the fleet's load on the devices stays about the same.
     pub fn mark_down(&self) {
-        self.members.lock().expect("members lock").clear();
         self.redis_up.store(false, Ordering::Relaxed);
         self.view_ready.store(true, Ordering::Relaxed);
     }
@@ -301,37 +367,58 @@ impl RedisStore {
         self.members.lock().expect("members lock").clone()
     }
 
-    /// Runs one Redis operation within `redis_timeout`; failures are counted
-    /// by `operation`.
+    /// Runs one Redis operation on the data lane; see [`RedisStore::run`].
     pub async fn redis<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let work = async {
-            let conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            f(conn).await.map_err(|e| e.to_string())
-        };
-        let result = match tokio::time::timeout(self.redis_timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {:?}", self.redis_timeout)),
-        };
-        match result {
-            Ok(v) => Ok(v),
-            Err(message) => {
-                self.telemetry
-                    .redis_errors
-                    .with_label_values(&[operation])
-                    .inc();
-                tracing::debug!(operation, error = %message, "Redis operation failed");
-                Err(StoreError::Unavailable(format!(
-                    "Redis is unavailable ({operation}: {message})"
-                )))
-            }
-        }
+        Ok(self.run(Lane::Data, operation, f).await?)
     }
 
-    /// Runs `script` with `keys` and `args`.
+    /// Runs one Redis operation within `redis_timeout` (connecting first if
+    /// the lane has no connection); a failure is counted by operation and
+    /// reason, and drops the connection when it broke it.
+    pub async fn run<T, F, Fut>(
+        &self,
+        lane: Lane,
+        operation: &'static str,
+        f: F,
+    ) -> Result<T, RedisFailure>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let link = match lane {
+            Lane::Control => &self.control,
+            Lane::Data => &self.data,
+        };
+        let work = async {
+            let (serial, conn) = link.connection().await.map_err(|e| (None, e))?;
+            f(conn).await.map_err(|e| (Some(serial), e))
+        };
+        let failure = match tokio::time::timeout(self.redis_timeout, work).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err((serial, e))) => {
+                if let Some(serial) = serial {
+                    link.failed(serial, &e).await;
+                }
+                RedisFailure::new(operation, &e)
+            }
+            Err(_) => {
+                link.reset().await;
+                RedisFailure::timeout(operation, self.redis_timeout)
+            }
+        };
+        self.telemetry
+            .redis_errors
+            .with_label_values(&[operation, failure.reason])
+            .inc();
+        tracing::debug!(operation, reason = failure.reason, error = %failure.message, "Redis operation failed");
+        Err(failure)
+    }
+
+    /// Runs `script` with `keys` and `args` on the data lane.
     pub async fn eval<T: FromRedisValue>(
         &self,
         operation: &'static str,
@@ -339,7 +426,21 @@ impl RedisStore {
         keys: &[String],
         args: &[&str],
     ) -> Result<T, StoreError> {
-        self.redis(operation, |mut conn| async move {
+        Ok(self
+            .eval_on(Lane::Data, operation, script, keys, args)
+            .await?)
+    }
+
+    /// Runs `script` with `keys` and `args` on `lane`.
+    pub async fn eval_on<T: FromRedisValue>(
+        &self,
+        lane: Lane,
+        operation: &'static str,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<T, RedisFailure> {
+        self.run(lane, operation, |mut conn| async move {
             let mut invocation = script.prepare_invoke();
             for key in keys {
                 invocation.key(key);
@@ -369,8 +470,8 @@ impl RedisStore {
         .await
     }
 
-    /// Runs a lease script (`KEYS` leader and epoch, `ARGV[1]` this replica,
-    /// then `args`).
+    /// Runs a lease script (`KEYS` leader, epoch and the members' seen
+    /// epochs, `ARGV[1]` this replica, then `args`).
     pub async fn lease(
         &self,
         operation: &'static str,
@@ -379,28 +480,60 @@ impl RedisStore {
     ) -> Result<i64, StoreError> {
         let mut all = vec![self.replica_id.as_str()];
         all.extend_from_slice(args);
-        self.eval(
-            operation,
-            script,
-            &[self.keys.leader(), self.keys.epoch()],
-            &all,
-        )
-        .await
+        Ok(self
+            .eval_on(
+                Lane::Control,
+                operation,
+                script,
+                &[self.keys.leader(), self.keys.epoch(), self.keys.epochs()],
+                &all,
+            )
+            .await?)
     }
 
-    /// Membership heartbeat; returns the live members (sorted by id).
-    pub async fn heartbeat(&self, member_ttl: Duration) -> Result<Vec<String>, StoreError> {
+    /// Membership heartbeat (on the control lane). `epoch_seen` puts back an
+    /// epoch counter Redis lost; see `lua/heartbeat.lua`.
+    pub async fn heartbeat(
+        &self,
+        member_ttl: Duration,
+        epoch_seen: u64,
+    ) -> Result<Heartbeat, RedisFailure> {
         let info = self.member_info.lock().expect("member info").clone();
-        let mut members: Vec<String> = self
-            .eval(
+        let (eviction_policy, epoch, restored, mut members): (String, u64, u8, Vec<String>) = self
+            .eval_on(
+                Lane::Control,
                 "heartbeat",
                 &self.scripts.heartbeat,
-                &[self.keys.members(), self.keys.member(&self.replica_id)],
-                &[&self.replica_id, &millis(member_ttl), &info],
+                &[
+                    self.keys.members(),
+                    self.keys.member(&self.replica_id),
+                    self.keys.epoch(),
+                    self.keys.epochs(),
+                ],
+                &[
+                    &self.replica_id,
+                    &millis(member_ttl),
+                    &info,
+                    &epoch_seen.to_string(),
+                ],
             )
-            .await?;
+            .await
+            .map(|reply: Vec<redis::Value>| split_heartbeat(reply))??;
         members.sort();
-        Ok(members)
+        *self.eviction_policy.lock().expect("policy lock") =
+            (eviction_policy != SAFE_EVICTION_POLICY).then(|| eviction_policy.clone());
+        Ok(Heartbeat {
+            members,
+            eviction_policy,
+            epoch,
+            epoch_restored: restored == 1,
+        })
+    }
+
+    /// Redis' maxmemory-policy as of the last heartbeat, when it may evict
+    /// keys: the fleet then neither leads nor changes its inventory.
+    pub fn unsafe_eviction_policy(&self) -> Option<String> {
+        self.eviction_policy.lock().expect("policy lock").clone()
     }
 
     /// What this replica tells the others about itself at every heartbeat.
@@ -442,7 +575,7 @@ impl RedisStore {
         let key = self.keys.members();
         let id = self.replica_id.clone();
         let _ = self
-            .redis("leave", |mut conn| async move {
+            .run(Lane::Control, "leave", |mut conn| async move {
                 redis::cmd("ZREM")
                     .arg(key)
                     .arg(id)
@@ -546,6 +679,7 @@ impl RedisStore {
             .retain(|id, _| ids.contains(id.as_str()));
         self.local_histories.retain(|id| ids.contains(id));
         self.local_claims.retain(|id| ids.contains(id));
+        self.claimed_rounds.retain(|id| ids.contains(id));
     }
 
     /// `poll_fail.lua`: shares `message` (unless empty) and releases our poll lock.
@@ -933,6 +1067,11 @@ impl Store for RedisStore {
         fence: Fence,
         if_match: Option<&IfMatch>,
     ) -> Result<InventorySnapshot, StoreError> {
+        if let Some(policy) = self.unsafe_eviction_policy() {
+            return Err(StoreError::Unavailable(format!(
+                "Redis' maxmemory-policy is {policy}, so it may evict the inventory: nothing was changed (Redis needs maxmemory-policy noeviction)"
+            )));
+        }
         let fence_arg = fence.map(|e| e.to_string()).unwrap_or_default();
         for _ in 0..CAS_ATTEMPTS {
             let Some((incarnation, version, current)) = self.read_remote().await? else {
@@ -1007,11 +1146,18 @@ impl Store for RedisStore {
         }
         let members = self.members();
         if members.is_empty() {
-            // No fleet view: poll on our own rather than not at all.
+            // Never had a fleet view: poll on our own rather than not at all.
             return self.local_claims.claim(device_id, round);
         }
         if rendezvous_owner(&members, device_id) != Some(self.replica_id.as_str()) {
             return false;
+        }
+        if !self.is_redis_up() {
+            // Cut off: our share of the last view, claimed locally.
+            return self.local_claims.claim(device_id, round);
+        }
+        if !self.claimed_rounds.claim(device_id, round) {
+            return false; // claimed in Redis until then
         }
         match self
             .eval::<i64>(
@@ -1022,7 +1168,14 @@ impl Store for RedisStore {
             )
             .await
         {
-            Ok(granted) => granted == 1,
+            Ok(1) => true,
+            Ok(taken) => {
+                // Claimed for `-taken` ms more, or (0) a walk in progress:
+                // ask again then, or at the next check.
+                let left = Duration::from_millis(taken.unsigned_abs());
+                self.claimed_rounds.hold(device_id, left);
+                false
+            }
             // Redis failed mid-round: still poll our own share.
             Err(_) => self.local_claims.claim(device_id, round),
         }
@@ -1156,6 +1309,9 @@ impl Store for RedisStore {
     }
 
     async fn cache_len(&self) -> usize {
+        if !self.is_redis_up() {
+            return self.local_polls.lock().expect("polls lock").len();
+        }
         let Ok(snapshot) = self.inventory().await else {
             return 0;
         };

@@ -43,9 +43,19 @@ pub async fn health(state: &Arc<AppState>) -> Response {
     };
     // Fleet: Redis is a component of its own. While it is down the replica
     // still serves (liveness and readiness stay UP), but the fleet is degraded.
-    let redis_up = state.fleet.as_ref().is_none_or(|fleet| fleet.is_redis_up());
+    // Redis that may evict keys is reachable but unfit: no leader, no changes.
+    let eviction = state
+        .fleet
+        .as_ref()
+        .and_then(|fleet| fleet.unsafe_eviction_policy());
+    let redis_up =
+        state.fleet.as_ref().is_none_or(|fleet| fleet.is_redis_up()) && eviction.is_none();
     let redis = state.fleet.as_ref().map(|fleet| {
         let status = fleet.status();
+        let error = match &eviction {
+            Some(policy) => Some(format!("Redis' maxmemory-policy is {policy}: it may evict the lease, the epoch or the inventory, so no replica leads and inventory changes are refused; set maxmemory-policy noeviction")),
+            None => status.last_error,
+        };
         json!({
             "status": if redis_up { "UP" } else { "DOWN" },
             "details": {
@@ -53,7 +63,8 @@ pub async fn health(state: &Arc<AppState>) -> Response {
                 "role": if fleet.is_leader() { "leader" } else { "follower" },
                 "epoch": status.leading_epoch.unwrap_or(status.epoch_seen),
                 "members": fleet.members(),
-                "error": status.last_error,
+                "maxmemoryPolicy": eviction,
+                "error": error,
             }
         })
     });

@@ -1698,6 +1698,8 @@ pub struct Redis {
     port: u16,
     paused: bool,
     dir: tempfile::TempDir,
+    /// Further `redis-server` arguments of every run (TLS, ACL, debug).
+    extra_args: Vec<String>,
 }
 
 impl Redis {
@@ -1705,6 +1707,12 @@ impl Redis {
     /// raw TCP `PING` answers `+PONG`. Retries on another port if the chosen
     /// one was taken meanwhile.
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// Like [`Redis::start`] with further `redis-server` arguments (kept for
+    /// restarts).
+    pub fn start_with(extra_args: &[&str]) -> Redis {
         let exe = require_program("redis-server", "redis-server");
         let dir = tempfile::Builder::new()
             .prefix("psnmp-redis")
@@ -1716,6 +1724,7 @@ impl Redis {
             port: 0,
             paused: false,
             dir,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         for attempt in 1..=3 {
             redis.port = free_tcp_port();
@@ -1754,7 +1763,8 @@ impl Redis {
             .arg("--dir")
             .arg(dir)
             .arg("--logfile")
-            .arg(&log);
+            .arg(&log)
+            .args(&self.extra_args);
         let mut child = ProcGuard::spawn(cmd, "redis-server", &log);
         let addr = self.addr();
         let start = Instant::now();
@@ -1803,6 +1813,11 @@ impl Redis {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.pid())
+    }
+
+    /// The folder of its data and log (certificates may go here too).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The whole log (redis log file plus stdout/stderr) of all runs.
@@ -2418,6 +2433,27 @@ pub fn self_metric(addr: &str, series: &str) -> f64 {
 }
 
 /// The sum over every label set of metric `name` in `/actuator/prometheus`.
+/// `/actuator/health` as JSON, whatever its status code (`None`: no answer).
+pub fn health(addr: &str) -> Option<serde_json::Value> {
+    let r = try_http_request(addr, "GET", "/actuator/health", &[], &[]).ok()?;
+    serde_json::from_slice(&r.body).ok()
+}
+
+/// A fleet replica's role as its health shows it (`leader`, `follower`).
+pub fn role(addr: &str) -> Option<String> {
+    health(addr)?["components"]["redis"]["details"]["role"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `promsnmp_replica_polls_total` summed over `addrs`.
+pub fn polls_total(addrs: &[String]) -> f64 {
+    addrs
+        .iter()
+        .map(|a| self_metric_sum(a, "promsnmp_replica_polls_total"))
+        .sum()
+}
+
 pub fn self_metric_sum(addr: &str, name: &str) -> f64 {
     let body = http_get(addr, "/actuator/prometheus").text();
     body.lines()

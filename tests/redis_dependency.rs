@@ -1,0 +1,605 @@
+//! Redis as a production dependency: TLS with a client certificate, the
+//! README's ACL line as the only rights, failures named by reason, real
+//! timeouts, an evicting Redis refused, a lost epoch counter put back. Real
+//! `redis-server`s, `openssl` certificates and `snmpd` on 127.0.0.1.
+//!
+//! The tests run one at a time (`SERIAL`): they count Redis commands and
+//! watch timing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::pki::Pki;
+use common::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A replica of a fleet sharing `shared`'s inventory file, with a 3 s lease
+/// renewed every second.
+fn replica(url: &str, shared: &Path, extra: &[(&str, &str)], wait: bool) -> Promsnmp {
+    let file = shared.join("inventory.json");
+    let mut env: Vec<(&str, &str)> = vec![
+        ("REDIS_URL", url),
+        ("PROM_INV_FILE", file.to_str().unwrap()),
+        ("PROMSNMP_BIND_ADDRESS", "127.0.0.1"),
+        ("COLLECTION_INTERVAL", "2000"),
+        ("PROMSNMP_LEASE_TTL_MS", "3000"),
+        ("PROMSNMP_LEASE_RENEW_MS", "1000"),
+        ("DISCOVERY_CRON", "-"),
+    ];
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k, v));
+    }
+    if wait {
+        Promsnmp::start(&env)
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("psnmp-redisdep")
+            .tempdir()
+            .expect("tempdir");
+        Promsnmp::spawn_in(dir, &env)
+    }
+}
+
+/// `promsnmp_redis_errors_total` of one replica by reason.
+fn redis_errors(addr: &str) -> BTreeMap<String, f64> {
+    let body = http_get(addr, "/actuator/prometheus").text();
+    let mut by_reason = BTreeMap::new();
+    for (name, labels, value) in parse_text(&body) {
+        if name == "promsnmp_redis_errors_total" {
+            let reason = labels.get("reason").cloned().unwrap_or_default();
+            *by_reason.entry(reason).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    by_reason
+}
+
+/// The ACL line the README gives, with `password` in place of its placeholder.
+fn documented_acl_line(password: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("ACL SETUSER promsnmp on "))
+        .expect("README gives an `ACL SETUSER promsnmp on ...` line");
+    line.split_whitespace()
+        .map(|w| {
+            if w == ">CHANGE-ME" {
+                format!(">{password}")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+fn acl_setuser(redis: &Redis, words: &[String]) {
+    let args: Vec<&str> = words.iter().map(String::as_str).collect();
+    let reply = redis.cmd(&args);
+    assert_eq!(reply, "OK", "{args:?}");
+}
+
+fn one_device_inventory(snmpd: &Snmpd, name: &str) -> String {
+    let port: u16 = snmpd.addr().rsplit(':').next().unwrap().parse().unwrap();
+    inventory_doc(&[community_device(name, port, 1000, 1)])
+}
+
+/// The commands clients sent Redis while `during` ran (script-internal
+/// calls excluded: one entry is one command on the wire), as `COMMAND` or
+/// `EVALSHA <script>`, read with `MONITOR`.
+fn monitored<T>(redis: &Redis, during: impl FnOnce() -> T) -> (T, Vec<String>) {
+    use std::io::{Read, Write};
+    let scripts = promsnmp::fleet::store::Scripts::default();
+    let names: BTreeMap<String, &str> = [
+        (&scripts.lease_acquire, "lease_acquire"),
+        (&scripts.lease_renew, "lease_renew"),
+        (&scripts.lease_release, "lease_release"),
+        (&scripts.heartbeat, "heartbeat"),
+        (&scripts.inventory_update, "inventory_update"),
+        (&scripts.inventory_restore, "inventory_restore"),
+        (&scripts.poll_claim, "poll_claim"),
+        (&scripts.poll_record, "poll_record"),
+        (&scripts.poll_fail, "poll_fail"),
+        (&scripts.cache_get, "cache_get"),
+    ]
+    .into_iter()
+    .map(|(script, name)| (script.get_hash().to_string(), name))
+    .collect();
+    let mut stream = std::net::TcpStream::connect(redis.addr()).expect("connect for MONITOR");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    stream.write_all(b"MONITOR\r\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 65536];
+            let give_up = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < give_up {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+            }
+            String::from_utf8_lossy(&out).to_string()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let result = during();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let text = reader.join().unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let commands = text
+        .lines()
+        .filter(|l| l.starts_with('+') && l.contains('[') && !l.contains(" lua]"))
+        .filter_map(|l| {
+            let args: Vec<&str> = l.split('"').skip(1).step_by(2).collect();
+            let command = args.first()?.to_uppercase();
+            Some(match command.as_str() {
+                "EVALSHA" => format!(
+                    "EVALSHA {}",
+                    args.get(1)
+                        .and_then(|sha| names.get(*sha))
+                        .copied()
+                        .unwrap_or("?")
+                ),
+                _ => command,
+            })
+        })
+        .collect();
+    (result, commands)
+}
+
+fn tally(commands: &[String]) -> BTreeMap<&str, usize> {
+    let mut counts = BTreeMap::new();
+    for c in commands {
+        *counts.entry(c.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn tls_with_a_client_certificate_and_the_documented_acl_user() {
+    let _serial = serial();
+    let certs = tempfile::tempdir().unwrap();
+    let pki = Pki::new(certs.path(), "ca");
+    let server = pki.issue("ca", "redis", &["IP:127.0.0.1", "DNS:localhost"]);
+    let client = pki.issue("ca", "promsnmp", &["DNS:promsnmp"]);
+    let ca = pki.ca_cert("ca");
+    let tls_port = free_tcp_port().to_string();
+    let redis = Redis::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        server.cert.to_str().unwrap(),
+        "--tls-key-file",
+        server.key.to_str().unwrap(),
+        "--tls-ca-cert-file",
+        ca.to_str().unwrap(),
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    acl_setuser(&redis, &documented_acl_line("s3cret-pw"));
+    // The same rights without INFO: the heartbeat's policy check is refused.
+    let mut no_info = documented_acl_line("s3cret-pw");
+    no_info[2] = "noinfo".into();
+    no_info.retain(|w| w != "+info");
+    acl_setuser(&redis, &no_info);
+
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("rediss://promsnmp:s3cret-pw@127.0.0.1:{tls_port}/");
+    let tls_env = [
+        ("PROMSNMP_REDIS_CA_FILE", ca.to_str().unwrap()),
+        ("PROMSNMP_REDIS_CERT_FILE", client.cert.to_str().unwrap()),
+        ("PROMSNMP_REDIS_KEY_FILE", client.key.to_str().unwrap()),
+    ];
+    let a = replica(&url, shared.path(), &tls_env, true);
+    let b = replica(&url, shared.path(), &tls_env, true);
+    let addrs = [a.addr(), b.addr()];
+    wait_for_fleet_leader(&addrs, &[]);
+
+    // A change through one replica reaches the other and is polled and
+    // cached through Redis, over TLS, as the restricted user.
+    let r = http_post_json(
+        &a.addr(),
+        "/promsnmp/inventory",
+        &one_device_inventory(&snmpd, "tls-dev"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for(
+        "the device on the second replica",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            http_get(&b.addr(), "/promsnmp/inventory")
+                .text()
+                .contains("tls-dev")
+                .then_some(())
+        },
+    );
+    let scrape = http_get(&b.addr(), "/snmp?target=tls-dev");
+    assert_eq!(scrape.status, 200, "{}", scrape.text());
+    assert!(scrape.text().contains("sysUpTime"), "{}", scrape.text());
+    wait_for(
+        "a cached poll in Redis",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let keys = redis.cmd(&["KEYS", "promsnmp:*cache:*"]);
+            (!keys.trim().is_empty()).then_some(())
+        },
+    );
+    let clients = redis.cmd(&["CLIENT", "LIST"]);
+    assert!(clients.contains("user=promsnmp"), "{clients}");
+    for addr in &addrs {
+        let errors = redis_errors(addr);
+        for reason in ["acl", "auth", "tls"] {
+            assert!(!errors.contains_key(reason), "{addr}: {errors:?}");
+        }
+    }
+
+    // Failures are logged at start with their reason, and counted by it.
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let cases: [Case; 3] = [
+        (
+            "tls",
+            url.clone(),
+            vec![("PROMSNMP_REDIS_CA_FILE", ca.to_str().unwrap())], // no client certificate
+        ),
+        (
+            "auth",
+            format!("rediss://promsnmp:wrong@127.0.0.1:{tls_port}/"),
+            tls_env.to_vec(),
+        ),
+        (
+            "acl",
+            format!("rediss://noinfo:s3cret-pw@127.0.0.1:{tls_port}/"),
+            tls_env.to_vec(),
+        ),
+    ];
+    for (reason, url, env) in cases {
+        let refused = replica(&url, shared.path(), &env, false);
+        let addr = refused.addr();
+        let wanted = format!("reason=\"{reason}\"");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut errors = String::new();
+        while Instant::now() < deadline && !errors.contains(&wanted) {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Ok(r) = try_http_request(&addr, "GET", "/actuator/prometheus", &[], &[]) {
+                errors = String::from_utf8_lossy(&r.body).to_string();
+            }
+        }
+        assert!(
+            errors.contains(&wanted),
+            "no error with {wanted}:\n{}\n{}",
+            errors
+                .lines()
+                .filter(|l| l.contains("redis_errors"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            refused.log()
+        );
+        let log = refused.log();
+        let warned = log
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("Redis unreachable"))
+            .unwrap_or_else(|| panic!("no WARN line for {reason}:\n{log}"));
+        assert!(warned.contains(&wanted), "{warned}\n{errors}");
+        let h = health(&addr).expect("health answers");
+        assert_eq!(h["components"]["redis"]["status"], "DOWN", "{h}");
+        assert!(!log.contains("s3cret-pw"), "the password leaked:\n{log}");
+    }
+}
+
+#[test]
+fn redis_that_may_evict_keys_gets_no_leader_and_no_changes() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let a = replica(&url, shared.path(), &[], true);
+    let b = replica(&url, shared.path(), &[], true);
+    let addrs = [a.addr(), b.addr()];
+    wait_for_fleet_leader(&addrs, &[]);
+    let doc = one_device_inventory(&snmpd, "evict-dev");
+    assert_eq!(
+        http_post_json(&a.addr(), "/promsnmp/inventory", &doc).status,
+        200
+    );
+
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]),
+        "OK"
+    );
+    wait_for(
+        "every replica to see the policy and none to lead",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            addrs
+                .iter()
+                .all(|a| {
+                    health(a).is_some_and(|h| {
+                        let details = &h["components"]["redis"]["details"];
+                        details["role"] == "follower" && details["maxmemoryPolicy"] == "allkeys-lru"
+                    })
+                })
+                .then_some(())
+        },
+    );
+    for addr in &addrs {
+        let h = health(addr).unwrap();
+        let redis_health = &h["components"]["redis"];
+        assert_eq!(redis_health["status"], "DOWN", "{h}");
+        assert_eq!(
+            redis_health["details"]["maxmemoryPolicy"], "allkeys-lru",
+            "{h}"
+        );
+        assert_eq!(self_metric(addr, "promsnmp_redis_eviction_unsafe"), 1.0);
+    }
+    // Followers stay followers (3 lease periods), changes are refused, nothing lost.
+    let before = http_get(&b.addr(), "/promsnmp/inventory").json();
+    let deadline = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < deadline {
+        for addr in &addrs {
+            assert_eq!(role(addr).as_deref(), Some("follower"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = http_post_json(&b.addr(), "/promsnmp/inventory", &inventory_doc(&[]));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("maxmemory-policy"), "{}", r.text());
+    assert_eq!(http_get(&a.addr(), "/promsnmp/inventory").json(), before);
+    // Scrapes are still served.
+    assert_eq!(http_get(&a.addr(), "/snmp?target=evict-dev").status, 200);
+    let logged = a.log() + &b.log();
+    assert!(logged.contains("maxmemory-policy allkeys-lru"), "{logged}");
+
+    // Back to noeviction: a leader again, changes accepted.
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
+        "OK"
+    );
+    wait_for_fleet_leader(&addrs, &[]);
+    wait_for(
+        "every replica to see noeviction",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            addrs
+                .iter()
+                .all(|a| health(a).is_some_and(|h| h["components"]["redis"]["status"] == "UP"))
+                .then_some(())
+        },
+    );
+    let r = http_post_json(&b.addr(), "/promsnmp/inventory", &doc);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        self_metric(&a.addr(), "promsnmp_redis_eviction_unsafe"),
+        0.0
+    );
+}
+
+/// "became fleet leader" lines of a log: (epoch, replica).
+fn leaderships(log: &str) -> Vec<(u64, String)> {
+    log.lines()
+        .filter(|l| l.contains("became fleet leader"))
+        .filter_map(|l| {
+            let epoch = l
+                .split("epoch=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let replica = l
+                .split("replica=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some((epoch, replica))
+        })
+        .collect()
+}
+
+#[test]
+fn a_lost_epoch_counter_is_put_back_and_no_epoch_serves_two_leaders() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let replicas: Vec<Promsnmp> = (0..3)
+        .map(|_| replica(&url, shared.path(), &[], true))
+        .collect();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
+    wait_for_fleet_leader(&addrs, &[]);
+    let doc = one_device_inventory(&snmpd, "epoch-dev");
+    assert_eq!(
+        http_post_json(&addrs[0], "/promsnmp/inventory", &doc).status,
+        200
+    );
+
+    // What eviction does to the fencing keys, ten times: the counter and the
+    // lease vanish together, while changes keep coming.
+    let keys = |name: &str| format!("promsnmp:{{0123456789:0123456789}}:{name}");
+    let mut highest_seen = 0u64;
+    for round in 0..10 {
+        let epoch: u64 = redis.cmd(&["GET", &keys("epoch")]).parse().unwrap_or(0);
+        highest_seen = highest_seen.max(epoch);
+        redis.cmd(&["DEL", &keys("epoch"), &keys("leader")]);
+        let seed = format!(
+            r#"{{"potentialTargets":["127.0.0.{}"],"version":"v2c","readCommunity":"public"}}"#,
+            round + 10
+        );
+        let r = http_post_json(
+            &addrs[round % 3],
+            "/promsnmp/discovery?scheduleNow=false&saveSeed=true",
+            &seed,
+        );
+        assert!(
+            r.status == 200 || r.status == 201 || r.status == 202,
+            "{} {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    wait_for_fleet_leader(&addrs, &[]);
+    let epoch_now: u64 = redis.cmd(&["GET", &keys("epoch")]).parse().unwrap();
+    assert!(
+        epoch_now > highest_seen,
+        "the counter went on above {highest_seen}: {epoch_now}"
+    );
+
+    let mut holders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for r in &replicas {
+        for (epoch, replica) in leaderships(&r.log()) {
+            holders.entry(epoch).or_default().push(replica);
+        }
+    }
+    let fleet_log = || {
+        replicas
+            .iter()
+            .flat_map(|r| r.log().lines().map(String::from).collect::<Vec<_>>())
+            .filter(|l| l.contains("leader") || l.contains("epoch"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (epoch, who) in &holders {
+        assert_eq!(
+            who.len(),
+            1,
+            "epoch {epoch} led by {who:?}\n{}",
+            fleet_log()
+        );
+    }
+    assert!(holders.len() >= 3, "leaderships changed: {holders:?}");
+    let restored: f64 = addrs
+        .iter()
+        .map(|a| self_metric_sum(a, "promsnmp_redis_epoch_restored_total"))
+        .sum();
+    assert!(restored >= 1.0, "a replica put the counter back");
+    // The file records the last leadership and its holder.
+    let stamp = std::fs::read_to_string(shared.path().join("inventory.json.epoch")).unwrap();
+    let fields: Vec<&str> = stamp.split_whitespace().collect();
+    let file_epoch: u64 = fields[0].parse().unwrap();
+    assert_eq!(
+        holders.get(&file_epoch).map(|w| w[0].as_str()),
+        Some(fields[3]),
+        "{stamp} {holders:?}"
+    );
+    // Every saved seed is there.
+    let seeds = http_get(&addrs[1], "/promsnmp/discovery").json();
+    assert_eq!(seeds.as_array().map(Vec::len), Some(10), "{seeds}");
+}
+
+#[test]
+fn the_timeout_setting_bounds_redis_calls_and_no_ping_precedes_them() {
+    let _serial = serial();
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let env = [("PROMSNMP_REDIS_TIMEOUT_MS", "3000")];
+    let a = replica(&url, shared.path(), &env, true);
+    let b = replica(&url, shared.path(), &env, true);
+    let addrs = [a.addr(), b.addr()];
+    wait_for_fleet_leader(&addrs, &[]);
+    assert_eq!(
+        http_post_json(
+            &a.addr(),
+            "/promsnmp/inventory",
+            &one_device_inventory(&snmpd, "slow-dev")
+        )
+        .status,
+        200
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let leader_before: Vec<Option<String>> = addrs.iter().map(|a| role(a)).collect();
+    let errors_before: Vec<BTreeMap<String, f64>> = addrs.iter().map(|a| redis_errors(a)).collect();
+    let polls = || polls_total(&addrs);
+    let polls_before = polls();
+
+    // 800 ms of latency on every command for 8 s: more than the client
+    // library's own 500 ms default, well inside the 3 s setting.
+    let (slow_window, slow_commands) = monitored(&redis, || {
+        let start = Instant::now();
+        for _ in 0..8 {
+            redis.cmd(&["DEBUG", "SLEEP", "0.8"]);
+            std::thread::sleep(Duration::from_millis(200));
+            for addr in &addrs {
+                let h = health(addr).expect("health");
+                assert_eq!(h["components"]["redis"]["status"], "UP", "{h}");
+            }
+        }
+        start.elapsed()
+    });
+    for (i, addr) in addrs.iter().enumerate() {
+        assert_eq!(
+            role(addr),
+            leader_before[i],
+            "leadership held through the latency"
+        );
+        let errors = redis_errors(addr);
+        assert_eq!(
+            errors.get("timeout"),
+            errors_before[i].get("timeout"),
+            "{addr}: {errors:?}"
+        );
+    }
+    let slow_polls = polls() - polls_before;
+    assert!(slow_polls >= 2.0, "polling went on: {slow_polls}");
+
+    // Round trips per poll, per scrape of the cached device, per heartbeat:
+    // one command each, no PING or UNWATCH before them.
+    let polls_before = polls();
+    let (_, commands) = monitored(&redis, || std::thread::sleep(Duration::from_secs(6)));
+    let window_polls = polls() - polls_before;
+    let (_, scrape_commands) = monitored(&redis, || {
+        for _ in 0..20 {
+            assert_eq!(http_get(&b.addr(), "/snmp?target=slow-dev").status, 200);
+        }
+    });
+    let (slow, idle, scrapes) = (
+        tally(&slow_commands),
+        tally(&commands),
+        tally(&scrape_commands),
+    );
+    eprintln!("commands on the wire with 2 replicas and 1 device (one line per command):");
+    eprintln!("  {slow_window:?} of 800 ms latency ({slow_polls} polls): {slow:?}");
+    eprintln!("  6 s idle ({window_polls} polls): {idle:?}");
+    eprintln!("  20 scrapes of the cached device: {scrapes:?}");
+    for counts in [&slow, &idle, &scrapes] {
+        assert!(
+            !counts.contains_key("PING") && !counts.contains_key("UNWATCH"),
+            "{counts:?}"
+        );
+    }
+    let per_poll = |name: &str| idle.get(name).copied().unwrap_or(0) as f64 / window_polls.max(1.0);
+    assert!(window_polls >= 2.0, "{window_polls} polls in 6 s");
+    // A background poll: one claim, one history read, one record (the
+    // inventory version checks, one HMGET per replica per renew period, aside).
+    assert!(per_poll("EVALSHA poll_claim") <= 1.5, "{idle:?}");
+    assert!(per_poll("EVALSHA poll_record") <= 1.0, "{idle:?}");
+    // A scrape served from the cache: one cache read.
+    let cache_reads = scrapes.get("EVALSHA cache_get").copied().unwrap_or(0);
+    assert!((20..=22).contains(&cache_reads), "{scrapes:?}");
+}
