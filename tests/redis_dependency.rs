@@ -603,3 +603,139 @@ fn the_timeout_setting_bounds_redis_calls_and_no_ping_precedes_them() {
     let cache_reads = scrapes.get("EVALSHA cache_get").copied().unwrap_or(0);
     assert!((20..=22).contains(&cache_reads), "{scrapes:?}");
 }
+
+/// libfaketime's multithreaded library (Debian `faketime`), to run one
+/// replica with its clock ahead.
+fn libfaketime() -> std::path::PathBuf {
+    require_program("faketime", "faketime");
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|lib| lib.exists());
+    found.expect("libfaketimeMT.so.1 under /usr/lib/*/faketime (Debian package faketime)")
+}
+
+/// Every `interface_utilization_count` series of a `/metrics` body.
+fn utilization_counts(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| l.starts_with("interface_utilization_count{"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn which_poll_is_newer_is_decided_by_redis_not_by_a_replicas_clock() {
+    let _serial = serial();
+    let lib = libfaketime();
+    let redis = Redis::start();
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let a = replica(&url, shared.path(), &[], true);
+    let b = replica(&url, shared.path(), &[], true);
+    let ahead = replica(
+        &url,
+        shared.path(),
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("FAKETIME", "+600s"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+        true,
+    );
+    // Its log stamps are 600 s ahead: the clock really is.
+    let first_line = ahead.log().lines().next().unwrap_or_default().to_string();
+    let stamp = first_line.split_whitespace().next().unwrap_or_default();
+    let logged = chrono::DateTime::parse_from_rfc3339(stamp).expect("a timestamp first");
+    let skew = logged.timestamp() - chrono::Utc::now().timestamp();
+    assert!(
+        (500..=700).contains(&skew),
+        "clock ahead by {skew} s: {first_line}"
+    );
+
+    let addrs = vec![a.addr(), b.addr(), ahead.addr()];
+    wait_for_fleet_leader(&addrs, &[]);
+    let port: u16 = snmpd.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let devices: Vec<String> = (0..4)
+        .map(|i| community_device(&format!("clock-{i}"), port, 1000, 1))
+        .collect();
+    assert_eq!(
+        http_post_json(&a.addr(), "/promsnmp/inventory", &inventory_doc(&devices)).status,
+        200
+    );
+    let devices_in_metrics = |addr: &str| {
+        let body = http_get(addr, "/metrics").text();
+        let n = body.lines().filter(|l| l.starts_with("sysUpTime{")).count();
+        (n, utilization_counts(&body))
+    };
+    for addr in &addrs {
+        wait_for(
+            "every device in /metrics",
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            || (devices_in_metrics(addr).0 == 4).then_some(()),
+        );
+    }
+    // The replica ahead has polled its share (its histories carry its
+    // clock); now it dies and the others take its devices over.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut ahead = ahead;
+    ahead.kill();
+    let addrs = vec![a.addr(), b.addr()];
+    wait_for(
+        "two members left",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            addrs
+                .iter()
+                .all(|a| {
+                    health(a).is_some_and(|h| {
+                        h["components"]["redis"]["details"]["members"]
+                            .as_array()
+                            .is_some_and(|m| m.len() == 2)
+                    })
+                })
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let polls_before = polls_total(&addrs);
+    let counts_before = devices_in_metrics(&a.addr()).1;
+    let start = Instant::now();
+    let mut scrapes = 0;
+    while start.elapsed() < Duration::from_secs(20) {
+        for addr in &addrs {
+            let (n, _) = devices_in_metrics(addr);
+            assert_eq!(n, 4, "{addr}: every device in /metrics");
+            scrapes += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let window = start.elapsed().as_secs_f64();
+    let polls = polls_total(&addrs) - polls_before;
+    let per_device_per_interval = polls / 4.0 / (window / 2.0);
+    let counts_after = devices_in_metrics(&a.addr()).1;
+    eprintln!(
+        "after the replica 600 s ahead left: {polls} polls of 4 devices in {window:.1} s ({per_device_per_interval:.2} per device per 2 s interval), {scrapes} scrapes of /metrics"
+    );
+    assert!(
+        per_device_per_interval <= 1.3,
+        "each device polled about once per interval: {per_device_per_interval:.2}"
+    );
+    // Interfaces without a speed are never observed: the others must grow.
+    let observed: Vec<(&String, &f64)> = counts_before.iter().filter(|(_, n)| **n > 0.0).collect();
+    assert!(observed.len() >= 4, "{counts_before:?}");
+    for (series, before) in observed {
+        let after = counts_after.get(series).copied().unwrap_or(0.0);
+        assert!(
+            after > *before,
+            "{series} stopped growing: {before} -> {after}"
+        );
+    }
+}

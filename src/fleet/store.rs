@@ -981,12 +981,31 @@ impl RedisStore {
     }
 
     /// One attempt at `poll_record.lua`: `Ok(None)` when the history changed meanwhile.
-    async fn try_record(&self, sample: &Sample) -> Result<Option<Arc<PolledDevice>>, StoreError> {
-        let id = &sample.device_id;
-        let (generation, data): (Option<u64>, Option<String>) = self
-            .hmget("history_read", self.keys.history(id), &["gen", "data"])
+    /// `sample.polled_at_ms` is put on Redis' clock here.
+    async fn try_record(
+        &self,
+        sample: &mut Sample,
+    ) -> Result<Option<Arc<PolledDevice>>, StoreError> {
+        let key = self.keys.history(&sample.device_id);
+        let ((generation, data), (seconds, micros)): ((Option<u64>, Option<String>), (i64, i64)) =
+            self.redis("history_read", |mut conn| async move {
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(key)
+                    .arg(&["gen", "data"])
+                    .cmd("TIME")
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         let generation = generation.unwrap_or(0);
+        // The poll's time on Redis' clock, not this replica's: which poll is
+        // newer, and the time between two polls by different replicas, must
+        // not depend on how well their clocks agree.
+        let redis_now_ms = seconds * 1000 + micros / 1000;
+        sample.polled_at_ms += redis_now_ms - chrono::Utc::now().timestamp_millis();
+        let sample = &*sample;
+        let id = &sample.device_id;
         // A history in another format (a replica of another version wrote
         // it) starts afresh: one poll without an observation.
         let mut stored: StoredHistory = data
@@ -1275,16 +1294,19 @@ impl Store for RedisStore {
         polls.get(device_id).map(|p| p.polled.clone())
     }
 
-    async fn record_poll(&self, sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
+    async fn record_poll(&self, mut sample: Sample) -> Result<Arc<PolledDevice>, StoreError> {
+        let local_ms = sample.polled_at_ms;
         if self.is_redis_up() {
             for _ in 0..CAS_ATTEMPTS {
-                match self.try_record(&sample).await {
+                sample.polled_at_ms = local_ms;
+                match self.try_record(&mut sample).await {
                     Ok(Some(polled)) => return Ok(polled),
                     Ok(None) => continue,
                     Err(_) => break,
                 }
             }
         }
+        sample.polled_at_ms = local_ms;
         Ok(self.record_locally(sample))
     }
 
