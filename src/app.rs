@@ -129,12 +129,17 @@ impl AppState {
         };
         // Standalone, every change is written before it is acknowledged; in a
         // fleet the leader writes each version through (fenced by its epoch).
-        let writer = Arc::new(InventoryWriter::new(
-            store.clone(),
-            file,
-            telemetry.clone(),
-            redis.is_none(),
-        ));
+        let mut writer =
+            InventoryWriter::new(store.clone(), file, telemetry.clone(), redis.is_none());
+        if redis.is_some() {
+            // Acknowledged once in the file an emptied Redis is restored
+            // from; a new leader takes over within lease + renew.
+            let fleet = &config.fleet;
+            writer = writer.acknowledge_when_leader_wrote(
+                fleet.lease_ttl + fleet.renew_period + fleet.redis_timeout,
+            );
+        }
+        let writer = Arc::new(writer);
         let collector = Arc::new(Collector::new(
             store.clone(),
             modules.clone(),

@@ -59,6 +59,9 @@ const FLUSH_DEVICES: usize = 64;
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one host name may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pauses (seconds) before the further tries of a save the store refused
+/// as unavailable.
+const SAVE_RETRY_PAUSES_S: [u64; 3] = [1, 3, 10];
 
 /// One entry of a seed's target list, checked but not yet resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -659,7 +662,23 @@ impl Discovery {
             }
             Ok(())
         };
-        match self.writer.apply_fenced(&change, job.fence).await {
+        // A store that is briefly unavailable (a Redis failover, a restore
+        // in progress) gets a few more tries: found devices are not dropped
+        // for a blip. The upsert is idempotent, so a retry of a change that
+        // did land changes nothing.
+        let mut result = self.writer.apply_fenced(&change, job.fence).await;
+        for pause_s in SAVE_RETRY_PAUSES_S {
+            if !matches!(result, Err(StoreError::Unavailable(_))) || self.cancel.is_cancelled() {
+                break;
+            }
+            tracing::info!(job = %job.id, devices = count, retry_in_s = pause_s, "saving discovered devices failed; retrying");
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(pause_s)) => {}
+            }
+            result = self.writer.apply_fenced(&change, job.fence).await;
+        }
+        match result {
             Ok(_) => {
                 job.found.fetch_add(count, Ordering::Relaxed);
                 self.telemetry.discovery_found.inc_by(count as u64);

@@ -325,6 +325,10 @@ pub struct InventoryWriter {
     /// Changes applied here are observed in the order the store applied
     /// them (two concurrent discoveries must not leave the older count).
     observe_order: tokio::sync::Mutex<()>,
+    /// Fleet: a change is acknowledged once the leader has written it to
+    /// the file (what an emptied Redis is restored from), waiting at most
+    /// this long; `None` standalone, where `write_through` writes it here.
+    leader_writes_within: Option<std::time::Duration>,
 }
 
 impl InventoryWriter {
@@ -340,7 +344,16 @@ impl InventoryWriter {
             telemetry,
             write_through,
             observe_order: tokio::sync::Mutex::new(()),
+            leader_writes_within: None,
         }
+    }
+
+    /// Fleet mode: changes are acknowledged once the leader wrote them to
+    /// the shared file, within `within` (else the change is reported as not
+    /// yet safe).
+    pub fn acknowledge_when_leader_wrote(mut self, within: std::time::Duration) -> Self {
+        self.leader_writes_within = Some(within);
+        self
     }
 
     pub fn file(&self) -> &Arc<InventoryFile> {
@@ -399,7 +412,45 @@ impl InventoryWriter {
                 ))
             })?;
         }
+        if let Some(within) = self.leader_writes_within {
+            if !self.leader_wrote(&snapshot, within).await {
+                self.telemetry.inventory_changes_not_durable.inc();
+                tracing::warn!(
+                    version = snapshot.version,
+                    "an inventory change is in Redis but no leader wrote it to the file in time"
+                );
+                return Err(crate::store::StoreError::Unavailable(format!(
+                    "the change is stored in Redis (version {}) but no leader wrote it to the inventory file {} within {within:?}; a leader writes it when it can, and until then a Redis restart without persistence or a flush would lose it (do all replicas share the file's volume?)",
+                    snapshot.version,
+                    self.file.path().display()
+                )));
+            }
+        }
         Ok(snapshot)
+    }
+
+    /// Waits until the file's stamp shows `snapshot`'s version (or a later
+    /// one of the same inventory in Redis), at most `within`.
+    async fn leader_wrote(
+        &self,
+        snapshot: &crate::store::InventorySnapshot,
+        within: std::time::Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let stamp_path = self.file.sibling(".epoch");
+        loop {
+            let text = tokio::fs::read_to_string(&stamp_path)
+                .await
+                .unwrap_or_default();
+            let stamp = parse_stamp(&text);
+            if *stamp.incarnation == *snapshot.incarnation && stamp.version >= snapshot.version {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Keeps the inventory gauges and per-device series in step with `snapshot`
@@ -489,7 +540,10 @@ impl InventoryWriter {
 }
 
 fn read_stamp(path: &Path) -> FileStamp {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    parse_stamp(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+fn parse_stamp(text: &str) -> FileStamp {
     let fields: Vec<&str> = text.split_whitespace().collect();
     let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
     let text_field = |i: usize| {

@@ -72,6 +72,10 @@ pub struct Telemetry {
     pub redis_eviction_unsafe: IntGauge,
     /// Times this replica found Redis' epoch counter lost and put it back.
     pub redis_epoch_restored: IntCounter,
+    /// Inventory changes refused after retrying against concurrent changes.
+    pub inventory_change_conflicts: IntCounter,
+    /// Fleet changes stored in Redis that no leader wrote to the file in time.
+    pub inventory_changes_not_durable: IntCounter,
     /// Values a module could not turn into series (wrong type on the wire…).
     pub decode_skipped: IntCounter,
     /// Agents found to answer only smaller GETBULK requests.
@@ -352,6 +356,16 @@ impl Telemetry {
                 &registry,
                 "promsnmp_redis_epoch_restored_total",
                 "Times this replica found Redis' epoch counter lost (eviction, restart without persistence, FLUSHALL) and put it back from the highest epoch it had seen.",
+            ),
+            inventory_change_conflicts: counter(
+                &registry,
+                "promsnmp_inventory_change_conflicts_total",
+                "Inventory changes refused (503) because concurrent changes kept winning for 10 s.",
+            ),
+            inventory_changes_not_durable: counter(
+                &registry,
+                "promsnmp_inventory_changes_not_durable_total",
+                "Fleet inventory changes stored in Redis that no leader wrote to the file in time (answered 503).",
             ),
             fleet_inventory_unreadable: IntGauge::new(
                 "promsnmp_fleet_inventory_unreadable",

@@ -1129,10 +1129,14 @@ fn a_failing_file_write_is_reported_until_it_succeeds() {
         &leader_addr,
         "promsnmp_inventory_file_writes_total{result=\"error\"}",
     );
-    import(
+    // The change reaches Redis, but is not acknowledged: it is not in the file.
+    let r = http_post_json(
         &fleet.replicas[1 - leader].addr(),
-        &many_devices(agent.port, 2),
+        "/promsnmp/inventory",
+        &many_devices(agent.port, 2).to_string(),
     );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("no leader wrote it"), "{}", r.text());
     wait_for(
         "the leader to report the file behind",
         Duration::from_secs(10),

@@ -739,3 +739,130 @@ fn which_poll_is_newer_is_decided_by_redis_not_by_a_replicas_clock() {
         );
     }
 }
+
+/// A seed to save (no discovery runs): distinct per `n`, on 127.0.0.0/8.
+fn seed(n: usize) -> String {
+    format!(
+        r#"{{"potentialTargets":["127.1.{}.{}"],"version":"v2c","readCommunity":"public"}}"#,
+        n / 250,
+        n % 250 + 1
+    )
+}
+
+/// Saves seed `n` through `addr`; waits up to 60 s for the answer (50 at
+/// once take a while in a debug build).
+fn save_seed(addr: &str, n: usize) -> HttpResponse {
+    http_request_timeout(
+        addr,
+        "POST",
+        "/promsnmp/discovery?scheduleNow=false&saveSeed=true",
+        &[("Content-Type", "application/json")],
+        seed(n).as_bytes(),
+        Duration::from_secs(60),
+    )
+    .expect("an answer within 60 s")
+}
+
+/// The saved seeds' targets as a replica lists them.
+fn seed_targets(addr: &str) -> std::collections::BTreeSet<String> {
+    let seeds = http_get(addr, "/promsnmp/discovery").json();
+    seeds
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["potentialTargets"][0].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flush() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let shared = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    // Long polls apart: this test is about changes.
+    let env = [("COLLECTION_INTERVAL", "600000")];
+    let replicas: Vec<Promsnmp> = (0..3)
+        .map(|_| replica(&url, shared.path(), &env, true))
+        .collect();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
+    wait_for_fleet_leader(&addrs, &[]);
+    // A sizeable inventory: every change re-encrypts all of it, so
+    // concurrent changes overlap.
+    let devices: Vec<String> = (0..300)
+        .map(|i| community_device(&format!("big-{i}"), 9, 200, 0))
+        .collect();
+    let r = http_post_json(&addrs[0], "/promsnmp/inventory", &inventory_doc(&devices));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // 50 changes at once, through all three replicas.
+    let started = Instant::now();
+    let go = std::sync::Barrier::new(50);
+    let statuses: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|n| {
+                let addr = addrs[n % 3].clone();
+                let go = &go;
+                scope.spawn(move || {
+                    go.wait();
+                    let r = save_seed(&addr, n);
+                    (r.status, r.text())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    let refused: Vec<&(u16, String)> = statuses
+        .iter()
+        .filter(|(s, _)| !(200..300).contains(s))
+        .collect();
+    eprintln!(
+        "50 concurrent changes through 3 replicas: {} refused, {took:?}",
+        refused.len()
+    );
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let wanted: std::collections::BTreeSet<String> = (0..50)
+        .map(|n| format!("127.1.{}.{}", n / 250, n % 250 + 1))
+        .collect();
+    for addr in &addrs {
+        assert_eq!(seed_targets(addr), wanted, "{addr}: every change applied");
+    }
+
+    // An acknowledged change, then at once a flush: the leader restores what
+    // it wrote to the file before the change was acknowledged.
+    let mut wanted = wanted;
+    let mut refused_after_flush = 0;
+    for n in 50..70 {
+        let leader = addrs
+            .iter()
+            .position(|a| role(a).as_deref() == Some("leader"));
+        let via = &addrs[(leader.unwrap_or(0) + 1 + n % 2) % 3];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = save_seed(via, n);
+            if (200..300).contains(&r.status) {
+                break;
+            }
+            refused_after_flush += 1;
+            assert!(
+                Instant::now() < deadline,
+                "change {n} never accepted: {} {}",
+                r.status,
+                r.text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(redis.cmd(&["FLUSHALL"]), "OK");
+        wanted.insert(format!("127.1.{}.{}", n / 250, n % 250 + 1));
+    }
+    for addr in &addrs {
+        wait_for(
+            "every acknowledged change back after the flushes",
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            || (seed_targets(addr) == wanted).then_some(()),
+        );
+    }
+    eprintln!("20 changes each followed by FLUSHALL: 0 lost, {refused_after_flush} answers asked to retry");
+}

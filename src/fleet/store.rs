@@ -136,8 +136,27 @@ impl Default for Scripts {
 const FAILURE_SHARE: Duration = Duration::from_secs(5);
 /// Pause between looks at another replica's poll in progress.
 const WAIT_STEP: Duration = Duration::from_millis(50);
-/// Attempts of a compare-and-set before giving up on concurrent writers.
+/// Attempts of a poll's compare-and-set on its history before it is kept
+/// locally only.
 const CAS_ATTEMPTS: usize = 8;
+/// How long an inventory change keeps retrying (after concurrent changes,
+/// or while the leader restores an emptied Redis) before it is refused.
+const CHANGE_BUDGET: Duration = Duration::from_secs(10);
+
+/// A random pause before retry `attempt` (1, 2, …): up to 2 ms doubling to
+/// 200 ms, so concurrent writers spread out instead of colliding again.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_ms = (2u64 << attempt.min(10)).min(200);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    Duration::from_millis(1 + hasher.finish() % ceiling_ms)
+}
 
 /// A device's history as stored in Redis, with the time of the poll that
 /// produced it (a slower poll finishing late must not overwrite a newer one).
@@ -1092,12 +1111,20 @@ impl Store for RedisStore {
             )));
         }
         let fence_arg = fence.map(|e| e.to_string()).unwrap_or_default();
-        for _ in 0..CAS_ATTEMPTS {
+        let started = Instant::now();
+        let mut attempt = 0;
+        let mut missing = false;
+        while attempt == 0 || started.elapsed() < CHANGE_BUDGET {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            attempt += 1;
             let Some((incarnation, version, current)) = self.read_remote().await? else {
-                return Err(StoreError::Unavailable(
-                    "the fleet's inventory is not in Redis yet (the leader restores it from the file within a few seconds); nothing was changed, retry".into(),
-                ));
+                // Emptied (restart, flush): the leader restores it shortly.
+                missing = true;
+                continue;
             };
+            missing = false;
             // Checked against what Redis holds; the script's compare-and-set
             // on (incarnation, version) makes the check and the write atomic.
             if let Some(m) = if_match {
@@ -1128,7 +1155,10 @@ impl Store for RedisStore {
             match result {
                 0 => continue, // changed concurrently: read again
                 -1 => return Err(StoreError::StaleEpoch(fence.unwrap_or_default())),
-                -2 => continue,
+                -2 => {
+                    missing = true;
+                    continue;
+                }
                 new_version => {
                     let kept: HashSet<&str> = next.devices.iter().map(|d| d.id.as_str()).collect();
                     let gone: Vec<String> = current
@@ -1150,10 +1180,19 @@ impl Store for RedisStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(
-            "the inventory kept changing while this change was applied; nothing was changed, retry"
-                .into(),
-        ))
+        if missing {
+            return Err(StoreError::Unavailable(format!(
+                "the fleet's inventory is not in Redis (no leader restored it within {CHANGE_BUDGET:?}); nothing was changed, retry"
+            )));
+        }
+        self.telemetry.inventory_change_conflicts.inc();
+        tracing::warn!(
+            attempts = attempt,
+            "an inventory change gave up after {CHANGE_BUDGET:?} of concurrent changes"
+        );
+        Err(StoreError::Unavailable(format!(
+            "the inventory kept changing for {CHANGE_BUDGET:?} while this change was applied; nothing was changed, retry"
+        )))
     }
 
     async fn claim_round(&self, device_id: &str, round: Duration) -> bool {

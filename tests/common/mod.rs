@@ -1269,7 +1269,7 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
     Err(bad_data("too many chunks"))
 }
 
-fn http_request_timeout(
+pub fn http_request_timeout(
     addr: &str,
     method: &str,
     path_and_query: &str,
