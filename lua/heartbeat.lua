@@ -10,7 +10,8 @@
 -- ARGV[1] replica id, ARGV[2] member ttl (ms), ARGV[3] its info (JSON: version,
 -- commit, module fingerprint), kept as long as the membership, ARGV[4] the
 -- highest epoch this replica has seen
--- Returns {maxmemory-policy, epoch, 1 if the epoch was put back else 0, live member ids...}.
+-- Returns {maxmemory-policy, epoch, 1 if the epoch was put back else 0, replicas
+-- connected to this Redis, live member ids...}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -38,7 +39,8 @@ if epoch < seen then
   epoch = seen
   restored = 1
 end
-local reply = {policy, epoch, restored}
+local replicas = tonumber(string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)') or '0')
+local reply = {policy, epoch, restored, replicas}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   reply[#reply + 1] = member
 end

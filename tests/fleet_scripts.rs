@@ -138,35 +138,36 @@ async fn heartbeat_lists_live_members_only() {
         ]
     };
     let heartbeat: fn(&Scripts) -> &Script = |s| &s.heartbeat;
-    // {policy, epoch, put back, members...}
-    type Beat = (String, u64, u8, Vec<String>);
+    // {policy, epoch, put back, replicas, members...}
+    type Beat = (String, u64, u8, u64, Vec<String>);
     let split = |reply: Vec<redis::Value>| -> Beat {
         let mut values = reply.into_iter();
         let mut next = || values.next().unwrap();
         let policy: String = redis::from_redis_value(next()).unwrap();
         let epoch: u64 = redis::from_redis_value(next()).unwrap();
         let restored: u8 = redis::from_redis_value(next()).unwrap();
+        let replicas: u64 = redis::from_redis_value(next()).unwrap();
         let members = values
             .map(|v| redis::from_redis_value(v).unwrap())
             .collect();
-        (policy, epoch, restored, members)
+        (policy, epoch, restored, replicas, members)
     };
     let k = keys(&lab, "a");
     let beat = split(lab.run(heartbeat, &k, &["a", "300", "{}", "0"]).await);
-    assert_eq!(beat, ("noeviction".into(), 0, 0, vec!["a".to_string()]));
+    assert_eq!(beat, ("noeviction".into(), 0, 0, 0, vec!["a".to_string()]));
     let k = keys(&lab, "b");
     let beat = split(
         lab.run(heartbeat, &k, &["b", "300", "{\"v\":1}", "0"])
             .await,
     );
-    assert_eq!(beat.3.len(), 2);
+    assert_eq!(beat.4.len(), 2);
     let info: String = lab.cmd(&["GET", &lab.keys.member("b")]).await;
     assert_eq!(info, "{\"v\":1}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     // `a` and `b` were silent longer than the ttl: only `c` remains.
     let k = keys(&lab, "c");
     let beat = split(lab.run(heartbeat, &k, &["c", "300", "{}", "0"]).await);
-    assert_eq!(beat.3, vec!["c"]);
+    assert_eq!(beat.4, vec!["c"]);
 
     // An epoch counter Redis lost is put back from the highest epoch the
     // replica has seen, and never lowered.

@@ -740,12 +740,16 @@ fn which_poll_is_newer_is_decided_by_redis_not_by_a_replicas_clock() {
     }
 }
 
-/// A seed to save (no discovery runs): distinct per `n`, on 127.0.0.0/8.
+/// The target of seed `n`: distinct per `n`, on 127.0.0.0/8.
+fn seed_target(n: usize) -> String {
+    format!("127.1.{}.{}", n / 250, n % 250 + 1)
+}
+
+/// A seed to save (no discovery runs).
 fn seed(n: usize) -> String {
     format!(
-        r#"{{"potentialTargets":["127.1.{}.{}"],"version":"v2c","readCommunity":"public"}}"#,
-        n / 250,
-        n % 250 + 1
+        r#"{{"potentialTargets":["{}"],"version":"v2c","readCommunity":"public"}}"#,
+        seed_target(n)
     )
 }
 
@@ -822,9 +826,7 @@ fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flus
         refused.len()
     );
     assert!(refused.is_empty(), "refused: {refused:?}");
-    let wanted: std::collections::BTreeSet<String> = (0..50)
-        .map(|n| format!("127.1.{}.{}", n / 250, n % 250 + 1))
-        .collect();
+    let wanted: std::collections::BTreeSet<String> = (0..50).map(seed_target).collect();
     for addr in &addrs {
         assert_eq!(seed_targets(addr), wanted, "{addr}: every change applied");
     }
@@ -854,7 +856,7 @@ fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flus
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_eq!(redis.cmd(&["FLUSHALL"]), "OK");
-        wanted.insert(format!("127.1.{}.{}", n / 250, n % 250 + 1));
+        wanted.insert(seed_target(n));
     }
     for addr in &addrs {
         wait_for(
@@ -865,4 +867,137 @@ fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flus
         );
     }
     eprintln!("20 changes each followed by FLUSHALL: 0 lost, {refused_after_flush} answers asked to retry");
+}
+
+#[test]
+fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
+    let _serial = serial();
+    let mut primary = Redis::start();
+    let primary_port = primary.port().to_string();
+    let replica_redis = Redis::start_with(&["--replicaof", "127.0.0.1", &primary_port]);
+    wait_for(
+        "the Redis replica in sync",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            replica_redis
+                .cmd(&["INFO", "replication"])
+                .contains("master_link_status:up")
+                .then_some(())
+        },
+    );
+    let sentinel = Sentinel::start("fleet", primary.port());
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("redis+sentinel://127.0.0.1:{}/fleet", sentinel.port());
+    let env = [("COLLECTION_INTERVAL", "600000")];
+    let replicas: Vec<Promsnmp> = (0..3)
+        .map(|_| replica(&url, shared.path(), &env, true))
+        .collect();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
+    wait_for_fleet_leader(&addrs, &[]);
+
+    // Under load (a change at a time through every replica in turn, and
+    // the leaders counted every 100 ms), the primary dies.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (leader_samples, changes, failover) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && samples.len() < 2000 {
+                let leaders = addrs
+                    .iter()
+                    .filter(|a| role(a).as_deref() == Some("leader"))
+                    .count();
+                samples.push(leaders);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        });
+        let writer = scope.spawn(|| {
+            let mut acknowledged = Vec::new();
+            let mut refused = 0;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 500 {
+                let r = save_seed(&addrs[n % 3], 1000 + n);
+                if (200..300).contains(&r.status) {
+                    acknowledged.push(1000 + n);
+                } else {
+                    refused += 1;
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (acknowledged, refused)
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        // Changes waited for the Redis replica before they were acknowledged.
+        let stats = primary.cmd(&["INFO", "commandstats"]);
+        assert!(stats.contains("cmdstat_wait:calls="), "{stats}");
+        let killed = Instant::now();
+        primary.stop();
+        wait_for(
+            "the Sentinel to promote the replica",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || (sentinel.primary_port() == Some(replica_redis.port())).then_some(()),
+        );
+        let promoted = killed.elapsed();
+        wait_for_fleet_leader(&addrs, &[]);
+        let led = killed.elapsed();
+        // Changes go through again.
+        wait_for(
+            "a change acknowledged after the failover",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || {
+                (200..300)
+                    .contains(&save_seed(&addrs[1], 5000).status)
+                    .then_some(())
+            },
+        );
+        let writable = killed.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (
+            sampler.join().unwrap(),
+            writer.join().unwrap(),
+            (promoted, led, writable),
+        )
+    });
+    let (acknowledged, refused) = changes;
+    let most_leaders = leader_samples.iter().copied().max().unwrap_or(0);
+    eprintln!(
+        "Sentinel failover: promoted after {:?}, a leader after {:?}, changes accepted after {:?}; {} samples, at most {most_leaders} leader(s) at once; {} changes acknowledged, {refused} refused",
+        failover.0,
+        failover.1,
+        failover.2,
+        leader_samples.len(),
+        acknowledged.len()
+    );
+    assert!(most_leaders <= 1, "two leaders at once: {leader_samples:?}");
+    assert!(
+        acknowledged.len() >= 10,
+        "changes went through: {}",
+        acknowledged.len()
+    );
+    let mut wanted: std::collections::BTreeSet<String> =
+        acknowledged.iter().copied().map(seed_target).collect();
+    wanted.insert(seed_target(5000));
+    for addr in &addrs {
+        wait_for(
+            "every acknowledged change on every replica",
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            || seed_targets(addr).is_superset(&wanted).then_some(()),
+        );
+    }
+    // No epoch led twice.
+    let mut holders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for r in &replicas {
+        for (epoch, replica) in leaderships(&r.log()) {
+            holders.entry(epoch).or_default().push(replica);
+        }
+    }
+    for (epoch, who) in &holders {
+        assert_eq!(who.len(), 1, "epoch {epoch} led by {who:?}");
+    }
 }

@@ -181,12 +181,14 @@ pub struct Heartbeat {
     pub epoch: u64,
     /// Redis had lost the epoch counter; this replica put it back.
     pub epoch_restored: bool,
+    /// Replicas connected to the Redis primary.
+    pub replicas: u64,
 }
 
-/// `{policy, epoch, restored, members...}` as the script answers it.
-fn split_heartbeat(
-    reply: Vec<redis::Value>,
-) -> Result<(String, u64, u8, Vec<String>), RedisFailure> {
+/// `{policy, epoch, restored, replicas, members...}` as the script answers it.
+type HeartbeatReply = (String, u64, u8, u64, Vec<String>);
+
+fn split_heartbeat(reply: Vec<redis::Value>) -> Result<HeartbeatReply, RedisFailure> {
     let malformed = |e: redis::ParsingError| RedisFailure {
         operation: "heartbeat",
         reason: "other",
@@ -197,11 +199,12 @@ fn split_heartbeat(
     let policy = String::from_redis_value(next()).map_err(malformed)?;
     let epoch = u64::from_redis_value(next()).map_err(malformed)?;
     let restored = u8::from_redis_value(next()).map_err(malformed)?;
+    let replicas = u64::from_redis_value(next()).map_err(malformed)?;
     let members = values
         .map(String::from_redis_value)
         .collect::<Result<Vec<_>, _>>()
         .map_err(malformed)?;
-    Ok((policy, epoch, restored, members))
+    Ok((policy, epoch, restored, replicas, members))
 }
 
 /// What [`RedisStore::refresh`] found.
@@ -224,11 +227,13 @@ struct LocalPoll {
 }
 
 /// Which connection an operation uses: the lease and the heartbeat never
-/// queue behind a large cache read.
+/// queue behind a large cache read, and nothing queues behind a `WAIT`
+/// (which holds its connection until replicas answer).
 #[derive(Debug, Clone, Copy)]
 pub enum Lane {
     Control,
     Data,
+    Replication,
 }
 
 pub struct RedisStore {
@@ -236,6 +241,8 @@ pub struct RedisStore {
     control: Link,
     /// Polls, cache reads, jobs.
     data: Link,
+    /// `WAIT` for replicas after an inventory change.
+    replication: Link,
     pub keys: Keys,
     pub scripts: Scripts,
     cipher: Arc<InventoryCipher>,
@@ -274,6 +281,9 @@ pub struct RedisStore {
     unreadable: Mutex<Option<String>>,
     /// Redis' maxmemory-policy when it may evict keys (last heartbeat).
     eviction_policy: Mutex<Option<String>>,
+    /// Replicas of the Redis primary (last heartbeat): an inventory change
+    /// waits for one to have it (`WAIT`), so a failover keeps it.
+    redis_replicas: std::sync::atomic::AtomicU64,
     /// The last heartbeat's verdict. While down, scrapes do not wait on Redis
     /// at all (each call would cost the Redis timeout); only `fleet` probes it.
     redis_up: AtomicBool,
@@ -318,7 +328,8 @@ impl RedisStore {
     ) -> RedisStore {
         RedisStore {
             control: Link::new(connector.clone()),
-            data: Link::new(connector),
+            data: Link::new(connector.clone()),
+            replication: Link::new(connector),
             keys: Keys::new(site_key),
             scripts: Scripts::default(),
             cipher,
@@ -342,6 +353,7 @@ impl RedisStore {
             view_ready: AtomicBool::new(false),
             unreadable: Mutex::new(None),
             eviction_policy: Mutex::new(None),
+            redis_replicas: std::sync::atomic::AtomicU64::new(0),
             redis_up: AtomicBool::new(false),
         }
     }
@@ -411,6 +423,7 @@ impl RedisStore {
         let link = match lane {
             Lane::Control => &self.control,
             Lane::Data => &self.data,
+            Lane::Replication => &self.replication,
         };
         let work = async {
             let (serial, conn) = link.connection().await.map_err(|e| (None, e))?;
@@ -518,7 +531,7 @@ impl RedisStore {
         epoch_seen: u64,
     ) -> Result<Heartbeat, RedisFailure> {
         let info = self.member_info.lock().expect("member info").clone();
-        let (eviction_policy, epoch, restored, mut members): (String, u64, u8, Vec<String>) = self
+        let (eviction_policy, epoch, restored, replicas, mut members) = self
             .eval_on(
                 Lane::Control,
                 "heartbeat",
@@ -541,11 +554,13 @@ impl RedisStore {
         members.sort();
         *self.eviction_policy.lock().expect("policy lock") =
             (eviction_policy != SAFE_EVICTION_POLICY).then(|| eviction_policy.clone());
+        self.redis_replicas.store(replicas, Ordering::Relaxed);
         Ok(Heartbeat {
             members,
             eviction_policy,
             epoch,
             epoch_restored: restored == 1,
+            replicas,
         })
     }
 
@@ -687,6 +702,35 @@ impl RedisStore {
         drop(local);
         self.prune_local(&snapshot.inventory);
         Some(snapshot)
+    }
+
+    /// With replicas behind the Redis primary: waits (`WAIT 1`) until one
+    /// has the change, so a failover to it keeps what is acknowledged.
+    async fn wait_for_a_replica(&self, version: u64) -> Result<(), StoreError> {
+        if self.redis_replicas.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let timeout_ms = self.redis_timeout.as_millis().saturating_sub(50).max(1) as u64;
+        let confirmed: i64 = self
+            .run(Lane::Replication, "wait_replica", |mut conn| async move {
+                redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(timeout_ms)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        if confirmed < 1 {
+            self.telemetry.inventory_changes_not_durable.inc();
+            tracing::warn!(
+                version,
+                "no Redis replica confirmed an inventory change in time"
+            );
+            return Err(StoreError::Unavailable(format!(
+                "the change is in Redis' primary (version {version}) but no replica confirmed it within {timeout_ms} ms, so a failover could lose it"
+            )));
+        }
+        Ok(())
     }
 
     /// Forgets local results of devices no longer in `inventory`.
@@ -1176,6 +1220,7 @@ impl Store for RedisStore {
                     // (unless an event already brought a newer version).
                     self.adopt(incarnation, snapshot.version, snapshot.inventory.clone());
                     self.forget_devices(gone).await;
+                    self.wait_for_a_replica(snapshot.version).await?;
                     return Ok(snapshot);
                 }
             }

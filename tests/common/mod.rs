@@ -1924,6 +1924,75 @@ impl Redis {
     }
 }
 
+/// `redis-sentinel` on 127.0.0.1 watching the primary on `primary_port` as
+/// `name`, alone (quorum 1) and quick (down after 1 s), so a failover takes
+/// seconds. Killed when dropped.
+pub struct Sentinel {
+    _child: ProcGuard,
+    port: u16,
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    /// Starts it and waits (bounded 10 s) until it names the primary.
+    pub fn start(name: &str, primary_port: u16) -> Sentinel {
+        let exe = require_program("redis-sentinel", "redis-sentinel");
+        let dir = tempfile::Builder::new()
+            .prefix("psnmp-sentinel")
+            .tempdir()
+            .expect("tempdir");
+        let port = free_tcp_port();
+        let conf = dir.path().join("sentinel.conf");
+        let log = dir.path().join("sentinel.log");
+        fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {}\nlogfile {}\n\
+                 sentinel monitor {name} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir.path().display(),
+                log.display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut cmd = Command::new(exe);
+        cmd.arg(&conf).current_dir(dir.path());
+        let child = ProcGuard::spawn(cmd, "redis-sentinel", &log);
+        let sentinel = Sentinel {
+            _child: child,
+            port,
+            name: name.to_string(),
+            _dir: dir,
+        };
+        wait_for(
+            "the Sentinel to name the primary",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || (sentinel.primary_port() == Some(primary_port)).then_some(()),
+        );
+        sentinel
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The port of the primary the Sentinel names now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let reply = redis_request(
+            &addr,
+            &["SENTINEL", "get-master-addr-by-name", &self.name],
+            Duration::from_secs(2),
+        )
+        .ok()?;
+        reply.lines().nth(1)?.trim().parse().ok()
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
