@@ -55,6 +55,35 @@ impl PolledDevice {
         }
     }
 
+    /// The history as of this poll (counters, uptime, histograms): what a
+    /// replica that saw it continues from when the shared history is gone
+    /// (Redis flushed or unreachable), so the histograms it served never
+    /// go back.
+    pub fn history(&self) -> DeviceHistory {
+        let counters = interfaces(&self.sample);
+        DeviceHistory {
+            target: self.sample.target.clone(),
+            last_uptime_ticks: self.sample.sys_uptime_ticks,
+            last_polled_at_ms: Some(self.sample.polled_at_ms),
+            interfaces: self
+                .utilization
+                .iter()
+                .map(|u| {
+                    let counters = counters.get(&u.if_index);
+                    (
+                        u.if_index,
+                        crate::utilization::InterfaceHistory {
+                            last_in_octets: counters.and_then(|c| c.in_octets),
+                            last_out_octets: counters.and_then(|c| c.out_octets),
+                            histogram: u.histogram.clone(),
+                            missed_polls: 0,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The poll as cache text (format line, then JSON).
     pub fn to_wire(&self) -> String {
         let mut tables = LabelTable::default();

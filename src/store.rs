@@ -275,10 +275,30 @@ pub struct DeviceHistories(Mutex<HashMap<String, DeviceHistory>>);
 impl DeviceHistories {
     /// Adds `sample` to its device's history and returns the poll as served.
     pub fn record(&self, sample: Sample) -> Arc<PolledDevice> {
+        self.record_continuing(sample, None)
+    }
+
+    /// Like [`Self::record`], continuing from `seen` (a history this process
+    /// saw elsewhere) when it is newer than the one kept here.
+    pub fn record_continuing(
+        &self,
+        sample: Sample,
+        seen: Option<DeviceHistory>,
+    ) -> Arc<PolledDevice> {
         let mut histories = self.0.lock().expect("history lock");
         let history = histories.entry(sample.device_id.clone()).or_default();
+        if let Some(seen) = seen {
+            if seen.last_polled_at_ms > history.last_polled_at_ms {
+                *history = seen;
+            }
+        }
         history.record(&sample);
         Arc::new(PolledDevice::new(sample, history))
+    }
+
+    /// The history kept for `device_id`.
+    pub fn get(&self, device_id: &str) -> Option<DeviceHistory> {
+        self.0.lock().expect("history lock").get(device_id).cloned()
     }
 
     /// Replaces the history of `device_id` (one read back from Redis).

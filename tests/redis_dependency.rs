@@ -1001,3 +1001,69 @@ fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
         assert_eq!(who.len(), 1, "epoch {epoch} led by {who:?}");
     }
 }
+
+#[test]
+fn histograms_never_go_back_when_redis_loses_its_data() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let env = [("COLLECTION_INTERVAL", "1000")];
+    let a = replica(&url, shared.path(), &env, true);
+    let b = replica(&url, shared.path(), &env, true);
+    let addrs = vec![a.addr(), b.addr()];
+    wait_for_fleet_leader(&addrs, &[]);
+    assert_eq!(
+        http_post_json(
+            &a.addr(),
+            "/promsnmp/inventory",
+            &one_device_inventory(&snmpd, "floor-dev")
+        )
+        .status,
+        200
+    );
+    let observed = |addr: &str| -> BTreeMap<String, f64> {
+        utilization_counts(&http_get(addr, "/metrics").text())
+            .into_iter()
+            .filter(|(_, n)| *n > 0.0)
+            .collect()
+    };
+    for addr in &addrs {
+        wait_for(
+            "observations in the histograms",
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            || observed(addr).values().any(|n| *n >= 3.0).then_some(()),
+        );
+    }
+    // Every series of every replica: its count never below the highest it served.
+    let mut highest: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut check = |phase: &str| {
+        for addr in &addrs {
+            for (series, count) in observed(addr) {
+                let top = highest
+                    .entry((addr.clone(), series.clone()))
+                    .or_insert(count);
+                assert!(
+                    count >= *top,
+                    "{phase}: {addr} {series} went back from {top} to {count}"
+                );
+                *top = count;
+            }
+        }
+    };
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        check("before the flush");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(redis.cmd(&["FLUSHALL"]), "OK");
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        check("after the flush");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let grown = highest.values().filter(|n| **n >= 5.0).count();
+    assert!(grown > 0, "the histograms kept growing: {highest:?}");
+}

@@ -995,10 +995,27 @@ impl RedisStore {
             })
     }
 
+    /// The newest history of `device_id` this replica knows: the one it
+    /// recorded, or the one behind the last poll it saw (its own or read from
+    /// Redis). The floor the histograms continue from when Redis lost the
+    /// shared one.
+    fn known_history(&self, device_id: &str) -> Option<DeviceHistory> {
+        let seen = self.previous_poll(device_id).map(|p| p.history());
+        let kept = self.local_histories.get(device_id);
+        match (kept, seen) {
+            (Some(kept), Some(seen)) if seen.last_polled_at_ms > kept.last_polled_at_ms => {
+                Some(seen)
+            }
+            (Some(kept), _) => Some(kept),
+            (None, seen) => seen,
+        }
+    }
+
     /// Records a poll locally only (Redis unreachable).
     fn record_locally(&self, sample: Sample) -> Arc<PolledDevice> {
         let device_id = sample.device_id.clone();
-        let polled = self.local_histories.record(sample);
+        let seen = self.previous_poll(&device_id).map(|p| p.history());
+        let polled = self.local_histories.record_continuing(sample, seen);
         self.remember(&device_id, 0, polled.clone(), 0);
         polled
     }
@@ -1070,12 +1087,22 @@ impl RedisStore {
         let sample = &*sample;
         let id = &sample.device_id;
         // A history in another format (a replica of another version wrote
-        // it) starts afresh: one poll without an observation.
-        let mut stored: StoredHistory = data
-            .as_deref()
-            .and_then(|d| d.strip_prefix(HISTORY_FORMAT))
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or_default();
+        // it) starts afresh: one poll without an observation. None at all
+        // (Redis lost it): from the newest one this replica knows, so the
+        // histograms do not go back.
+        let mut stored: StoredHistory = match data.as_deref() {
+            Some(d) => d
+                .strip_prefix(HISTORY_FORMAT)
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default(),
+            None => self
+                .known_history(id)
+                .map(|history| StoredHistory {
+                    polled_at_ms: 0,
+                    history,
+                })
+                .unwrap_or_default(),
+        };
         let newer_stored = stored.polled_at_ms > sample.polled_at_ms;
         stored.history.record(sample);
         let polled = Arc::new(PolledDevice::new(sample.clone(), &stored.history));
