@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::fleet::*;
 use common::pki::Pki;
 use common::*;
 
@@ -20,34 +21,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A replica of a fleet sharing `shared`'s inventory file, with a 3 s lease
-/// renewed every second.
-fn replica(url: &str, shared: &Path, extra: &[(&str, &str)], wait: bool) -> Promsnmp {
-    let file = shared.join("inventory.json");
-    let mut env: Vec<(&str, &str)> = vec![
-        ("REDIS_URL", url),
-        ("PROM_INV_FILE", file.to_str().unwrap()),
-        ("PROMSNMP_BIND_ADDRESS", "127.0.0.1"),
-        ("COLLECTION_INTERVAL", "2000"),
-        ("PROMSNMP_LEASE_TTL_MS", "3000"),
-        ("PROMSNMP_LEASE_RENEW_MS", "1000"),
-        ("DISCOVERY_CRON", "-"),
-    ];
-    for (k, v) in extra {
-        env.retain(|(ek, _)| ek != k);
-        env.push((k, v));
-    }
-    if wait {
-        Promsnmp::start(&env)
-    } else {
-        let dir = tempfile::Builder::new()
-            .prefix("psnmp-redisdep")
-            .tempdir()
-            .expect("tempdir");
-        Promsnmp::spawn_in(dir, &env)
-    }
 }
 
 /// `promsnmp_redis_errors_total` of one replica by reason.
@@ -86,11 +59,6 @@ fn acl_setuser(redis: &Redis, words: &[String]) {
     let args: Vec<&str> = words.iter().map(String::as_str).collect();
     let reply = redis.cmd(&args);
     assert_eq!(reply, "OK", "{args:?}");
-}
-
-fn one_device_inventory(snmpd: &Snmpd, name: &str) -> String {
-    let port: u16 = snmpd.addr().rsplit(':').next().unwrap().parse().unwrap();
-    inventory_doc(&[community_device(name, port, 1000, 1)])
 }
 
 /// The commands clients sent Redis while `during` ran (script-internal
@@ -394,29 +362,6 @@ fn redis_that_may_evict_keys_gets_no_leader_and_no_changes() {
         self_metric(&a.addr(), "promsnmp_redis_eviction_unsafe"),
         0.0
     );
-}
-
-/// "became fleet leader" lines of a log: (epoch, replica).
-fn leaderships(log: &str) -> Vec<(u64, String)> {
-    log.lines()
-        .filter(|l| l.contains("became fleet leader"))
-        .filter_map(|l| {
-            let epoch = l
-                .split("epoch=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()?;
-            let replica = l
-                .split("replica=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .to_string();
-            Some((epoch, replica))
-        })
-        .collect()
 }
 
 #[test]
@@ -738,44 +683,6 @@ fn which_poll_is_newer_is_decided_by_redis_not_by_a_replicas_clock() {
             "{series} stopped growing: {before} -> {after}"
         );
     }
-}
-
-/// The target of seed `n`: distinct per `n`, on 127.0.0.0/8.
-fn seed_target(n: usize) -> String {
-    format!("127.1.{}.{}", n / 250, n % 250 + 1)
-}
-
-/// A seed to save (no discovery runs).
-fn seed(n: usize) -> String {
-    format!(
-        r#"{{"potentialTargets":["{}"],"version":"v2c","readCommunity":"public"}}"#,
-        seed_target(n)
-    )
-}
-
-/// Saves seed `n` through `addr`; waits up to 60 s for the answer (50 at
-/// once take a while in a debug build).
-fn save_seed(addr: &str, n: usize) -> HttpResponse {
-    http_request_timeout(
-        addr,
-        "POST",
-        "/promsnmp/discovery?scheduleNow=false&saveSeed=true",
-        &[("Content-Type", "application/json")],
-        seed(n).as_bytes(),
-        Duration::from_secs(60),
-    )
-    .expect("an answer within 60 s")
-}
-
-/// The saved seeds' targets as a replica lists them.
-fn seed_targets(addr: &str) -> std::collections::BTreeSet<String> {
-    let seeds = http_get(addr, "/promsnmp/discovery").json();
-    seeds
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["potentialTargets"][0].as_str().map(String::from))
-        .collect()
 }
 
 #[test]

@@ -14,6 +14,7 @@
 
 mod deploy;
 pub mod engine;
+pub mod fleet;
 pub mod images;
 mod parity;
 pub mod pki;
