@@ -293,6 +293,9 @@ pub fn parse_redis_address(url: &str) -> Result<RedisAddress, String> {
             )
         }
     };
+    if rest.contains(['?', '#']) {
+        return Err("a Sentinel URL takes no query or fragment (…/primary-name[/db])".into());
+    }
     let mut path = rest.split('/');
     let nodes = path.next().unwrap_or_default();
     let primary = path.next().unwrap_or_default();
@@ -1019,6 +1022,7 @@ mod tests {
             "redis+sentinel://s1:port/fleet",
             "redis+sentinel://s1/fleet/x",
             "redis+sentinel://,/fleet",
+            "redis+sentinel://s1/fleet?db=1",
         ] {
             let e = with(&[("REDIS_URL", bad)]).unwrap_err();
             assert_eq!(e.variable, "REDIS_URL", "{bad}");

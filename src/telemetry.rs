@@ -74,7 +74,8 @@ pub struct Telemetry {
     pub redis_epoch_restored: IntCounter,
     /// Inventory changes refused after retrying against concurrent changes.
     pub inventory_change_conflicts: IntCounter,
-    /// Fleet changes stored in Redis that no leader wrote to the file in time.
+    /// Fleet changes applied in Redis but not confirmed safe in time (no
+    /// file write by a leader, or no Redis replica's confirmation).
     pub inventory_changes_not_durable: IntCounter,
     /// Values a module could not turn into series (wrong type on the wire…).
     pub decode_skipped: IntCounter,
@@ -365,7 +366,7 @@ impl Telemetry {
             inventory_changes_not_durable: counter(
                 &registry,
                 "promsnmp_inventory_changes_not_durable_total",
-                "Fleet inventory changes stored in Redis that no leader wrote to the file in time (answered 503).",
+                "Fleet inventory changes applied in Redis but not confirmed safe in time (answered 503): no leader wrote them to the file, or no Redis replica confirmed them.",
             ),
             fleet_inventory_unreadable: IntGauge::new(
                 "promsnmp_fleet_inventory_unreadable",

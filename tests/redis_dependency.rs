@@ -547,6 +547,22 @@ fn the_timeout_setting_bounds_redis_calls_and_no_ping_precedes_them() {
     // A scrape served from the cache: one cache read.
     let cache_reads = scrapes.get("EVALSHA cache_get").copied().unwrap_or(0);
     assert!((20..=22).contains(&cache_reads), "{scrapes:?}");
+
+    // Slower than the setting: the calls fail as timeouts (and are counted
+    // so) instead of waiting for Redis.
+    let timeouts = |addr: &String| redis_errors(addr).get("timeout").copied().unwrap_or(0.0);
+    let before: Vec<f64> = addrs.iter().map(timeouts).collect();
+    let slept = Instant::now();
+    let reply = redis
+        .try_cmd_timeout(&["DEBUG", "SLEEP", "5"], Duration::from_secs(10))
+        .expect("DEBUG SLEEP answers");
+    assert_eq!(reply, "OK");
+    assert!(slept.elapsed() >= Duration::from_secs(4), "Redis slept");
+    let after: Vec<f64> = addrs.iter().map(timeouts).collect();
+    assert!(
+        after.iter().zip(&before).any(|(a, b)| a > b),
+        "Redis calls timed out: {before:?} -> {after:?}"
+    );
 }
 
 /// libfaketime's multithreaded library (Debian `faketime`), to run one
@@ -734,8 +750,15 @@ fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flus
     );
     assert!(refused.is_empty(), "refused: {refused:?}");
     let wanted: std::collections::BTreeSet<String> = (0..50).map(seed_target).collect();
+    // Each acknowledged change is in Redis and the file; every replica
+    // lists it once the change event (or the version check) reached it.
     for addr in &addrs {
-        assert_eq!(seed_targets(addr), wanted, "{addr}: every change applied");
+        wait_for(
+            "every change on every replica",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || (seed_targets(addr) == wanted).then_some(()),
+        );
     }
 
     // An acknowledged change, then at once a flush: the leader restores what
@@ -781,7 +804,7 @@ fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
     let _serial = serial();
     let mut primary = Redis::start();
     let primary_port = primary.port().to_string();
-    let replica_redis = Redis::start_with(&["--replicaof", "127.0.0.1", &primary_port]);
+    let mut replica_redis = Redis::start_with(&["--replicaof", "127.0.0.1", &primary_port]);
     wait_for(
         "the Redis replica in sync",
         Duration::from_secs(10),
@@ -795,13 +818,45 @@ fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
     );
     let sentinel = Sentinel::start("fleet", primary.port());
     let shared = tempfile::tempdir().unwrap();
-    let url = format!("redis+sentinel://127.0.0.1:{}/fleet", sentinel.port());
+    // The first Sentinel listed takes connections and never answers (its
+    // host is gone): the replicas ask both at once and go on with the other.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{},127.0.0.1:{}/fleet",
+        blackhole.local_addr().unwrap().port(),
+        sentinel.port()
+    );
     let env = [("COLLECTION_INTERVAL", "600000")];
     let replicas: Vec<Promsnmp> = (0..3)
         .map(|_| replica(&url, shared.path(), &env, true))
         .collect();
     let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
     wait_for_fleet_leader(&addrs, &[]);
+    wait_for(
+        "a first change (the replicas know of the Redis replica)",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            (200..300)
+                .contains(&save_seed(&addrs[0], 900).status)
+                .then_some(())
+        },
+    );
+
+    // A Redis replica that does not confirm: the change is not acknowledged.
+    let not_durable =
+        |addr: &str| self_metric_sum(addr, "promsnmp_inventory_changes_not_durable_total");
+    let before = not_durable(&addrs[1]);
+    replica_redis.pause();
+    let r = save_seed(&addrs[1], 901);
+    replica_redis.resume();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("no Redis replica confirmed it"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(not_durable(&addrs[1]), before + 1.0);
 
     // Under load (a change at a time through every replica in turn, and
     // the leaders counted every 100 ms), the primary dies.
@@ -889,6 +944,7 @@ fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
     let mut wanted: std::collections::BTreeSet<String> =
         acknowledged.iter().copied().map(seed_target).collect();
     wanted.insert(seed_target(5000));
+    wanted.insert(seed_target(900));
     for addr in &addrs {
         wait_for(
             "every acknowledged change on every replica",
@@ -973,4 +1029,69 @@ fn histograms_never_go_back_when_redis_loses_its_data() {
     }
     let grown = highest.values().filter(|n| **n >= 5.0).count();
     assert!(grown > 0, "the histograms kept growing: {highest:?}");
+}
+
+#[test]
+fn discovery_retries_a_save_the_store_refused() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let snmpd = Snmpd::start(&SnmpdConfig::default());
+    let shared = tempfile::tempdir().unwrap();
+    let a = replica(&redis.url(), shared.path(), &[], true);
+    wait_for_fleet_leader(&[a.addr()], &[]);
+    // Redis may evict: the save of what discovery finds is refused …
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]),
+        "OK"
+    );
+    wait_for(
+        "the replica to see the policy",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            health(&a.addr())
+                .is_some_and(|h| {
+                    h["components"]["redis"]["details"]["maxmemoryPolicy"] == "allkeys-lru"
+                })
+                .then_some(())
+        },
+    );
+    let port: u16 = snmpd.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let seed = serde_json::json!({"id": "retry-job", "potentialTargets": ["127.0.0.1"], "port": port,
+        "version": "v2c", "agentType": "snmp-community", "readCommunity": "public",
+        "timeout": 500, "retries": 0});
+    let r = http_post_json(&a.addr(), "/promsnmp/discovery", &seed.to_string());
+    assert_eq!(r.status, 202, "{}", r.text());
+    // … until Redis is fixed a moment later: the retried save lands.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
+        "OK"
+    );
+    let progress = wait_for(
+        "the job to finish",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let r = http_get(&a.addr(), "/promsnmp/discovery/retry-job");
+            (r.status == 200)
+                .then(|| r.json())
+                .filter(|v| v["progress"]["state"] == "finished")
+                .map(|v| v["progress"].clone())
+        },
+    );
+    assert_eq!(progress["found"], 1, "{progress}");
+    assert_eq!(progress["errors"], serde_json::json!([]), "{progress}");
+    let inventory = http_get(&a.addr(), "/promsnmp/inventory").json();
+    assert_eq!(
+        inventory["devices"].as_array().map(Vec::len),
+        Some(1),
+        "{inventory}"
+    );
+    assert!(
+        a.log()
+            .contains("saving discovered devices failed; retrying"),
+        "{}",
+        a.log()
+    );
 }

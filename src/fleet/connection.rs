@@ -132,9 +132,10 @@ pub enum ConnectorError {
 }
 
 enum Source {
-    Server(Client),
-    /// Asked for the current primary at every (re)connection.
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Server(Box<Client>),
+    /// One client per Sentinel, asked for the current primary at every
+    /// (re)connection.
+    Sentinels(Vec<tokio::sync::Mutex<SentinelClient>>),
 }
 
 /// Makes connections (and pub/sub clients) to the fleet's Redis.
@@ -161,7 +162,7 @@ impl Connector {
                     None => Client::open(url),
                 }
                 .map_err(|e| ConnectorError::Url(e.to_string()))?;
-                Source::Server(client)
+                Source::Server(Box::new(client))
             }
             RedisAddress::Sentinel {
                 tls: uses_tls,
@@ -171,8 +172,11 @@ impl Connector {
                 username,
                 password,
             } => {
-                let nodes = sentinels.into_iter().map(|(host, port)| {
-                    if uses_tls {
+                // One client per Sentinel, asked all at once: a Sentinel
+                // whose host is gone (no answer at all) must not hold up the
+                // lookup until the whole operation times out.
+                let build = |host: String, port: u16| {
+                    let node = if uses_tls {
                         ConnectionAddr::TcpTls {
                             host,
                             port,
@@ -181,32 +185,34 @@ impl Connector {
                         }
                     } else {
                         ConnectionAddr::Tcp(host, port)
+                    };
+                    let mut builder =
+                        SentinelClientBuilder::new([node], &primary, SentinelServerType::Master)?
+                            .set_client_to_redis_db(db);
+                    if let Some(user) = &username {
+                        builder = builder.set_client_to_redis_username(user);
                     }
-                });
-                let mut builder =
-                    SentinelClientBuilder::new(nodes, primary, SentinelServerType::Master)
-                        .map_err(|e| ConnectorError::Url(e.to_string()))?
-                        .set_client_to_redis_db(db);
-                if let Some(user) = username {
-                    builder = builder.set_client_to_redis_username(user);
-                }
-                if let Some(password) = password {
-                    builder = builder.set_client_to_redis_password(password.expose());
-                }
-                if uses_tls {
-                    builder = builder
-                        .set_client_to_redis_tls_mode(TlsMode::Secure)
-                        .set_client_to_sentinel_tls_mode(TlsMode::Secure);
-                    if let Some(certificates) = certificates {
+                    if let Some(password) = &password {
+                        builder = builder.set_client_to_redis_password(password.expose());
+                    }
+                    if uses_tls {
                         builder = builder
-                            .set_client_to_redis_certificates(certificates.clone())
-                            .set_client_to_sentinel_certificates(certificates);
+                            .set_client_to_redis_tls_mode(TlsMode::Secure)
+                            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+                        if let Some(certificates) = &certificates {
+                            builder = builder
+                                .set_client_to_redis_certificates(certificates.clone())
+                                .set_client_to_sentinel_certificates(certificates.clone());
+                        }
                     }
-                }
-                let client = builder
-                    .build()
+                    builder.build().map(tokio::sync::Mutex::new)
+                };
+                let clients = sentinels
+                    .into_iter()
+                    .map(|(host, port)| build(host, port))
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| ConnectorError::Url(e.to_string()))?;
-                Source::Sentinel(tokio::sync::Mutex::new(client))
+                Source::Sentinels(clients)
             }
         };
         let config = AsyncConnectionConfig::new()
@@ -219,12 +225,31 @@ impl Connector {
         })
     }
 
-    /// A client for the server to use now (with Sentinel: the current primary).
+    /// A client for the server to use now (with Sentinels: the primary the
+    /// first of them to answer names; each is given the timeout).
     pub async fn client(&self) -> Result<Client, RedisError> {
-        match &self.source {
-            Source::Server(client) => Ok(client.clone()),
-            Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
-        }
+        let sentinels = match &self.source {
+            Source::Server(client) => return Ok((**client).clone()),
+            Source::Sentinels(sentinels) => sentinels,
+        };
+        let lookups = sentinels.iter().map(|sentinel| {
+            Box::pin(async move {
+                match tokio::time::timeout(self.timeout, async {
+                    sentinel.lock().await.async_get_client().await
+                })
+                .await
+                {
+                    Ok(found) => found,
+                    Err(_) => Err(RedisError::from((
+                        ErrorKind::Io,
+                        "a Sentinel did not answer in time",
+                    ))),
+                }
+            })
+        });
+        futures_util::future::select_ok(lookups)
+            .await
+            .map(|(client, _)| client)
     }
 
     /// A new multiplexed connection with the configured timeouts.
@@ -280,7 +305,12 @@ fn tls_certificates(tls: &RedisTlsFiles) -> Result<Option<TlsCertificates>, Conn
     }
     if let (Some(cert_path), Some(key_path)) = (&tls.cert_file, &tls.key_file) {
         let cert = read("PROMSNMP_REDIS_CERT_FILE", cert_path)?;
-        if CertificateDer::pem_slice_iter(&cert).next().is_none() {
+        let count = CertificateDer::pem_slice_iter(&cert)
+            .map(|c| c.map(|_| ()))
+            .collect::<Result<Vec<()>, _>>()
+            .map_err(|e| bad("PROMSNMP_REDIS_CERT_FILE", cert_path, e.to_string()))?
+            .len();
+        if count == 0 {
             return Err(bad(
                 "PROMSNMP_REDIS_CERT_FILE",
                 cert_path,
@@ -347,9 +377,19 @@ impl Link {
         }
     }
 
-    /// Drops whatever connection is open (an operation timed out on it).
-    pub async fn reset(&self) {
-        *self.current.lock().await = None;
+    /// An operation on connection `serial` got no answer in time: the
+    /// connection is dropped (a late answer would be matched to nothing),
+    /// unless it was replaced already, or a reconnect is under way (0: the
+    /// operation never got a connection).
+    pub fn timed_out(&self, serial: u64) {
+        if serial == 0 {
+            return;
+        }
+        if let Ok(mut current) = self.current.try_lock() {
+            if current.as_ref().is_some_and(|(s, _)| *s == serial) {
+                *current = None;
+            }
+        }
     }
 
     pub fn connector(&self) -> &Arc<Connector> {

@@ -227,22 +227,23 @@ struct LocalPoll {
 }
 
 /// Which connection an operation uses: the lease and the heartbeat never
-/// queue behind a large cache read, and nothing queues behind a `WAIT`
-/// (which holds its connection until replicas answer).
+/// queue behind a large cache read, and nothing else queues behind the
+/// `WAIT` of an inventory change (it holds its connection until a replica
+/// answers).
 #[derive(Debug, Clone, Copy)]
 pub enum Lane {
+    /// Lease, heartbeat, leaving.
     Control,
+    /// Polls, cache reads, inventory reads, jobs.
     Data,
-    Replication,
+    /// Inventory changes and their `WAIT`.
+    Inventory,
 }
 
 pub struct RedisStore {
-    /// Lease, heartbeat, inventory.
     control: Link,
-    /// Polls, cache reads, jobs.
     data: Link,
-    /// `WAIT` for replicas after an inventory change.
-    replication: Link,
+    inventory_link: Link,
     pub keys: Keys,
     pub scripts: Scripts,
     cipher: Arc<InventoryCipher>,
@@ -281,6 +282,9 @@ pub struct RedisStore {
     unreadable: Mutex<Option<String>>,
     /// Redis' maxmemory-policy when it may evict keys (last heartbeat).
     eviction_policy: Mutex<Option<String>>,
+    /// Redis' clock minus this replica's (ms), as of the last poll recorded
+    /// in Redis: polls recorded while Redis is unreachable use it too.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
     /// Replicas of the Redis primary (last heartbeat): an inventory change
     /// waits for one to have it (`WAIT`), so a failover keeps it.
     redis_replicas: std::sync::atomic::AtomicU64,
@@ -329,7 +333,7 @@ impl RedisStore {
         RedisStore {
             control: Link::new(connector.clone()),
             data: Link::new(connector.clone()),
-            replication: Link::new(connector),
+            inventory_link: Link::new(connector),
             keys: Keys::new(site_key),
             scripts: Scripts::default(),
             cipher,
@@ -354,6 +358,7 @@ impl RedisStore {
             unreadable: Mutex::new(None),
             eviction_policy: Mutex::new(None),
             redis_replicas: std::sync::atomic::AtomicU64::new(0),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             redis_up: AtomicBool::new(false),
         }
     }
@@ -423,10 +428,14 @@ impl RedisStore {
         let link = match lane {
             Lane::Control => &self.control,
             Lane::Data => &self.data,
-            Lane::Replication => &self.replication,
+            Lane::Inventory => &self.inventory_link,
         };
+        // The connection the operation got (0: none yet), so a timeout
+        // drops that one only, not one another caller opened meanwhile.
+        let obtained = std::sync::atomic::AtomicU64::new(0);
         let work = async {
             let (serial, conn) = link.connection().await.map_err(|e| (None, e))?;
+            obtained.store(serial, Ordering::Relaxed);
             f(conn).await.map_err(|e| (Some(serial), e))
         };
         let failure = match tokio::time::timeout(self.redis_timeout, work).await {
@@ -438,7 +447,7 @@ impl RedisStore {
                 RedisFailure::new(operation, &e)
             }
             Err(_) => {
-                link.reset().await;
+                link.timed_out(obtained.load(Ordering::Relaxed));
                 RedisFailure::timeout(operation, self.redis_timeout)
             }
         };
@@ -704,33 +713,64 @@ impl RedisStore {
         Some(snapshot)
     }
 
-    /// With replicas behind the Redis primary: waits (`WAIT 1`) until one
-    /// has the change, so a failover to it keeps what is acknowledged.
-    async fn wait_for_a_replica(&self, version: u64) -> Result<(), StoreError> {
-        if self.redis_replicas.load(Ordering::Relaxed) == 0 {
-            return Ok(());
-        }
-        let timeout_ms = self.redis_timeout.as_millis().saturating_sub(50).max(1) as u64;
-        let confirmed: i64 = self
-            .run(Lane::Replication, "wait_replica", |mut conn| async move {
-                redis::cmd("WAIT")
+    /// `inventory_update.lua` on the inventory lane; with replicas behind
+    /// the Redis primary, then `WAIT 1` on the same connection (WAIT counts
+    /// the writes of the connection that asks), so a failover to a replica
+    /// keeps what is acknowledged. Returns the script's answer and, when a
+    /// WAIT ran, how it ended.
+    async fn update_and_replicate(
+        &self,
+        args: &[&str],
+    ) -> Result<(i64, Option<redis::RedisResult<i64>>), StoreError> {
+        let replicas = self.redis_replicas.load(Ordering::Relaxed);
+        // Half the budget: the change itself and the answer fit in the rest.
+        let wait_ms = (self.redis_timeout.as_millis() / 2).max(1) as u64;
+        let script = &self.scripts.inventory_update;
+        let keys = [self.keys.inventory(), self.keys.leader(), self.keys.epoch()];
+        Ok(self
+            .run(Lane::Inventory, "inventory_update", |mut conn| async move {
+                let mut invocation = script.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                for arg in args {
+                    invocation.arg(*arg);
+                }
+                let result: i64 = invocation.invoke_async(&mut conn).await?;
+                if result <= 0 || replicas == 0 {
+                    return Ok((result, None));
+                }
+                let waited = redis::cmd("WAIT")
                     .arg(1)
-                    .arg(timeout_ms)
-                    .query_async(&mut conn)
-                    .await
+                    .arg(wait_ms)
+                    .query_async::<i64>(&mut conn)
+                    .await;
+                Ok((result, Some(waited)))
             })
-            .await?;
-        if confirmed < 1 {
-            self.telemetry.inventory_changes_not_durable.inc();
-            tracing::warn!(
-                version,
-                "no Redis replica confirmed an inventory change in time"
-            );
-            return Err(StoreError::Unavailable(format!(
-                "the change is in Redis' primary (version {version}) but no replica confirmed it within {timeout_ms} ms, so a failover could lose it"
-            )));
-        }
-        Ok(())
+            .await?)
+    }
+
+    /// The outcome of the WAIT after a change: `Err` when no replica
+    /// confirmed it (the change is applied on the primary all the same).
+    fn replicated(
+        &self,
+        version: u64,
+        waited: Option<redis::RedisResult<i64>>,
+    ) -> Result<(), StoreError> {
+        let problem = match waited {
+            None | Some(Ok(1..)) => return Ok(()),
+            Some(Ok(_)) => "no Redis replica confirmed it in time".to_string(),
+            Some(Err(e)) => format!("waiting for a Redis replica failed ({e})"),
+        };
+        self.telemetry.inventory_changes_not_durable.inc();
+        tracing::warn!(
+            version,
+            problem,
+            "an inventory change is not yet on a Redis replica"
+        );
+        Err(StoreError::Unavailable(format!(
+            "the change is applied on Redis' primary (version {version}) but {problem}, so a failover could lose it"
+        )))
     }
 
     /// Forgets local results of devices no longer in `inventory`.
@@ -1011,8 +1051,10 @@ impl RedisStore {
         }
     }
 
-    /// Records a poll locally only (Redis unreachable).
-    fn record_locally(&self, sample: Sample) -> Arc<PolledDevice> {
+    /// Records a poll locally only (Redis unreachable), on Redis' clock as
+    /// last seen (the histories it continues from are on it).
+    fn record_locally(&self, mut sample: Sample) -> Arc<PolledDevice> {
+        sample.polled_at_ms += self.clock_offset_ms.load(Ordering::Relaxed);
         let device_id = sample.device_id.clone();
         let seen = self.previous_poll(&device_id).map(|p| p.history());
         let polled = self.local_histories.record_continuing(sample, seen);
@@ -1083,7 +1125,9 @@ impl RedisStore {
         // newer, and the time between two polls by different replicas, must
         // not depend on how well their clocks agree.
         let redis_now_ms = seconds * 1000 + micros / 1000;
-        sample.polled_at_ms += redis_now_ms - chrono::Utc::now().timestamp_millis();
+        let offset_ms = redis_now_ms - chrono::Utc::now().timestamp_millis();
+        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+        sample.polled_at_ms += offset_ms;
         let sample = &*sample;
         let id = &sample.device_id;
         // A history in another format (a replica of another version wrote
@@ -1208,20 +1252,15 @@ impl Store for RedisStore {
             change(&mut next)?;
             next.validate()?;
             let data = self.cipher.encrypt(&next.to_json());
-            let result: i64 = self
-                .eval(
-                    "inventory_update",
-                    &self.scripts.inventory_update,
-                    &[self.keys.inventory(), self.keys.leader(), self.keys.epoch()],
-                    &[
-                        &incarnation,
-                        &version.to_string(),
-                        &data,
-                        &self.keys.events(),
-                        &fence_arg,
-                        &self.replica_id,
-                    ],
-                )
+            let (result, waited) = self
+                .update_and_replicate(&[
+                    &incarnation,
+                    &version.to_string(),
+                    &data,
+                    &self.keys.events(),
+                    &fence_arg,
+                    &self.replica_id,
+                ])
                 .await?;
             match result {
                 0 => continue, // changed concurrently: read again
@@ -1247,7 +1286,7 @@ impl Store for RedisStore {
                     // (unless an event already brought a newer version).
                     self.adopt(incarnation, snapshot.version, snapshot.inventory.clone());
                     self.forget_devices(gone).await;
-                    self.wait_for_a_replica(snapshot.version).await?;
+                    self.replicated(snapshot.version, waited)?;
                     return Ok(snapshot);
                 }
             }
