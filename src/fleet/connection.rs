@@ -287,36 +287,24 @@ fn tls_certificates(tls: &RedisTlsFiles) -> Result<Option<TlsCertificates>, Conn
         client_tls: None,
         root_cert: None,
     };
-    if let Some(path) = &tls.ca_file {
-        let pem = read("PROMSNMP_REDIS_CA_FILE", path)?;
+    // A file of certificates: readable, every PEM block parses, one at least.
+    let certificates_in = |variable: &'static str, path: &std::path::Path| {
+        let pem = read(variable, path)?;
         let count = CertificateDer::pem_slice_iter(&pem)
             .map(|c| c.map(|_| ()))
             .collect::<Result<Vec<()>, _>>()
-            .map_err(|e| bad("PROMSNMP_REDIS_CA_FILE", path, e.to_string()))?
+            .map_err(|e| bad(variable, path, e.to_string()))?
             .len();
         if count == 0 {
-            return Err(bad(
-                "PROMSNMP_REDIS_CA_FILE",
-                path,
-                "holds no PEM certificate".into(),
-            ));
+            return Err(bad(variable, path, "holds no PEM certificate".into()));
         }
-        certificates.root_cert = Some(pem);
+        Ok(pem)
+    };
+    if let Some(path) = &tls.ca_file {
+        certificates.root_cert = Some(certificates_in("PROMSNMP_REDIS_CA_FILE", path)?);
     }
     if let (Some(cert_path), Some(key_path)) = (&tls.cert_file, &tls.key_file) {
-        let cert = read("PROMSNMP_REDIS_CERT_FILE", cert_path)?;
-        let count = CertificateDer::pem_slice_iter(&cert)
-            .map(|c| c.map(|_| ()))
-            .collect::<Result<Vec<()>, _>>()
-            .map_err(|e| bad("PROMSNMP_REDIS_CERT_FILE", cert_path, e.to_string()))?
-            .len();
-        if count == 0 {
-            return Err(bad(
-                "PROMSNMP_REDIS_CERT_FILE",
-                cert_path,
-                "holds no PEM certificate".into(),
-            ));
-        }
+        let cert = certificates_in("PROMSNMP_REDIS_CERT_FILE", cert_path)?;
         let key = read("PROMSNMP_REDIS_KEY_FILE", key_path)?;
         PrivateKeyDer::from_pem_slice(&key)
             .map_err(|e| bad("PROMSNMP_REDIS_KEY_FILE", key_path, e.to_string()))?;
