@@ -133,7 +133,7 @@ fn run(fault: Fault, snmpd: &Snmpd) -> Outcome {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) && n < 400 {
                 let addr = &addrs[n % addrs.len()];
-                match try_save_seed(addr, n) {
+                match try_save_seed(addr, n, Duration::from_secs(30)).map(|r| r.status) {
                     Some(status) if (200..300).contains(&status) => acknowledged.push(n),
                     _ => refused += 1,
                 }
@@ -238,20 +238,6 @@ fn polls_of(addr: &str) -> Option<f64> {
         .filter(|l| l.starts_with("promsnmp_replica_polls_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .reduce(|a, b| a + b)
-}
-
-/// Saves seed `n`; `None` when no answer came within 30 s.
-fn try_save_seed(addr: &str, n: usize) -> Option<u16> {
-    http_request_timeout(
-        addr,
-        "POST",
-        "/promsnmp/discovery?scheduleNow=false&saveSeed=true",
-        &[("Content-Type", "application/json")],
-        seed(n).as_bytes(),
-        Duration::from_secs(30),
-    )
-    .ok()
-    .map(|r| r.status)
 }
 
 #[test]

@@ -274,6 +274,31 @@ fn tls_with_a_client_certificate_and_the_documented_acl_user() {
     }
 }
 
+/// Sets Redis' maxmemory-policy to an evicting `policy` and waits until
+/// every replica of `addrs` has seen it (and none leads).
+fn set_eviction_policy(redis: &Redis, addrs: &[String], policy: &str) {
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", policy]),
+        "OK"
+    );
+    wait_for(
+        "every replica to see the policy and none to lead",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            addrs
+                .iter()
+                .all(|a| {
+                    health(a).is_some_and(|h| {
+                        let details = &h["components"]["redis"]["details"];
+                        details["role"] == "follower" && details["maxmemoryPolicy"] == policy
+                    })
+                })
+                .then_some(())
+        },
+    );
+}
+
 #[test]
 fn redis_that_may_evict_keys_gets_no_leader_and_no_changes() {
     let _serial = serial();
@@ -291,26 +316,7 @@ fn redis_that_may_evict_keys_gets_no_leader_and_no_changes() {
         200
     );
 
-    assert_eq!(
-        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]),
-        "OK"
-    );
-    wait_for(
-        "every replica to see the policy and none to lead",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            addrs
-                .iter()
-                .all(|a| {
-                    health(a).is_some_and(|h| {
-                        let details = &h["components"]["redis"]["details"];
-                        details["role"] == "follower" && details["maxmemoryPolicy"] == "allkeys-lru"
-                    })
-                })
-                .then_some(())
-        },
-    );
+    set_eviction_policy(&redis, &addrs, "allkeys-lru");
     for addr in &addrs {
         let h = health(addr).unwrap();
         let redis_health = &h["components"]["redis"];
@@ -1040,22 +1046,7 @@ fn discovery_retries_a_save_the_store_refused() {
     let a = replica(&redis.url(), shared.path(), &[], true);
     wait_for_fleet_leader(&[a.addr()], &[]);
     // Redis may evict: the save of what discovery finds is refused …
-    assert_eq!(
-        redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]),
-        "OK"
-    );
-    wait_for(
-        "the replica to see the policy",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            health(&a.addr())
-                .is_some_and(|h| {
-                    h["components"]["redis"]["details"]["maxmemoryPolicy"] == "allkeys-lru"
-                })
-                .then_some(())
-        },
-    );
+    set_eviction_policy(&redis, &[a.addr()], "allkeys-lru");
     let port: u16 = snmpd.addr().rsplit(':').next().unwrap().parse().unwrap();
     let seed = serde_json::json!({"id": "retry-job", "potentialTargets": ["127.0.0.1"], "port": port,
         "version": "v2c", "agentType": "snmp-community", "readCommunity": "public",

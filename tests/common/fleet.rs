@@ -76,18 +76,23 @@ pub fn seed(n: usize) -> String {
     )
 }
 
-/// Saves seed `n` through `addr`; waits up to 60 s for the answer (50 at
-/// once take a while in a debug build).
-pub fn save_seed(addr: &str, n: usize) -> HttpResponse {
+/// Saves seed `n` through `addr`; `None` when no answer came within `wait`.
+pub fn try_save_seed(addr: &str, n: usize, wait: Duration) -> Option<HttpResponse> {
     http_request_timeout(
         addr,
         "POST",
         "/promsnmp/discovery?scheduleNow=false&saveSeed=true",
         &[("Content-Type", "application/json")],
         seed(n).as_bytes(),
-        Duration::from_secs(60),
+        wait,
     )
-    .expect("an answer within 60 s")
+    .ok()
+}
+
+/// Saves seed `n` through `addr`; waits up to 60 s for the answer (50 at
+/// once take a while in a debug build).
+pub fn save_seed(addr: &str, n: usize) -> HttpResponse {
+    try_save_seed(addr, n, Duration::from_secs(60)).expect("an answer within 60 s")
 }
 
 /// The saved seeds' targets as a replica lists them.
