@@ -129,6 +129,15 @@ impl InventoryFile {
         read_stamp(&self.sibling(".epoch"))
     }
 
+    /// [`Self::stamp`] off the async threads: as on disk now (a leader in
+    /// another process writes it).
+    pub async fn current_stamp(&self) -> FileStamp {
+        let text = tokio::fs::read_to_string(self.sibling(".epoch"))
+            .await
+            .unwrap_or_default();
+        parse_stamp(&text)
+    }
+
     /// A leader's write: replaces the file only when `stamp` is newer than the
     /// recorded one, checked and written under an exclusive lock on
     /// `<file>.lock` so replicas sharing the volume cannot interleave. A lower
@@ -437,12 +446,8 @@ impl InventoryWriter {
         within: std::time::Duration,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + within;
-        let stamp_path = self.file.sibling(".epoch");
         loop {
-            let text = tokio::fs::read_to_string(&stamp_path)
-                .await
-                .unwrap_or_default();
-            let stamp = parse_stamp(&text);
+            let stamp = self.file.current_stamp().await;
             if *stamp.incarnation == *snapshot.incarnation && stamp.version >= snapshot.version {
                 return true;
             }

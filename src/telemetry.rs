@@ -72,6 +72,8 @@ pub struct Telemetry {
     pub redis_eviction_unsafe: IntGauge,
     /// Times this replica found Redis' epoch counter lost and put it back.
     pub redis_epoch_restored: IntCounter,
+    /// Times the leader found Redis holding an older inventory than the file.
+    pub redis_inventory_went_back: IntCounter,
     /// Inventory changes refused after retrying against concurrent changes.
     pub inventory_change_conflicts: IntCounter,
     /// Fleet changes applied in Redis but not confirmed safe in time (no
@@ -357,6 +359,11 @@ impl Telemetry {
                 &registry,
                 "promsnmp_redis_epoch_restored_total",
                 "Times this replica found Redis' epoch counter lost (eviction, restart without persistence, FLUSHALL) and put it back from the highest epoch it had seen.",
+            ),
+            redis_inventory_went_back: counter(
+                &registry,
+                "promsnmp_redis_inventory_went_back_total",
+                "Times the leader found Redis holding an older version of the inventory than the file (a restart from an older snapshot, a failover to a replica that missed writes) and put the newest copy back.",
             ),
             inventory_change_conflicts: counter(
                 &registry,

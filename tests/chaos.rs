@@ -29,6 +29,7 @@ enum Fault {
     LeaderPaused,
     RedisFlushed,
     RedisRestartedEmpty,
+    RedisBackInTime,
     RedisDown,
     FencingKeysLost,
     ReplicaCutOff,
@@ -41,6 +42,7 @@ impl Fault {
             Fault::LeaderPaused => "leader SIGSTOP 5 s",
             Fault::RedisFlushed => "Redis FLUSHALL",
             Fault::RedisRestartedEmpty => "Redis restarted empty",
+            Fault::RedisBackInTime => "Redis restarted from a 2 s old save",
             Fault::RedisDown => "Redis down 5 s",
             Fault::FencingKeysLost => "lease and epoch keys lost x3",
             Fault::ReplicaCutOff => "one replica cut off 8 s",
@@ -159,6 +161,11 @@ fn run(fault: Fault, snmpd: &Snmpd) -> Outcome {
                 redis.cmd(&["FLUSHALL"]);
             }
             Fault::RedisRestartedEmpty => redis.restart(),
+            Fault::RedisBackInTime => {
+                assert_eq!(redis.cmd(&["SAVE"]), "OK");
+                std::thread::sleep(Duration::from_secs(2));
+                redis.restart_from_last_save();
+            }
             Fault::RedisDown => {
                 redis.stop();
                 std::thread::sleep(Duration::from_secs(5));
@@ -248,6 +255,7 @@ fn chaos_suite() {
         Fault::LeaderPaused,
         Fault::RedisFlushed,
         Fault::RedisRestartedEmpty,
+        Fault::RedisBackInTime,
         Fault::RedisDown,
         Fault::FencingKeysLost,
         Fault::ReplicaCutOff,

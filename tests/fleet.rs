@@ -745,6 +745,17 @@ fn redis_outage_restart_and_flush() {
         );
     }
 
+    // Every replica's view of the membership has all three (each owns its
+    // share in it): what a replica keeps polling while Redis is down.
+    for addr in &addrs {
+        wait_for(
+            "three members in every replica's view",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || (self_metric(addr, "promsnmp_fleet_members") == 3.0).then_some(()),
+        );
+    }
+
     // Redis down for 30 s: every scrape of every replica still answers 200.
     let polls = || polls_total(&addrs);
     let polls_before = polls();
@@ -786,11 +797,10 @@ fn redis_outage_restart_and_flush() {
         "health showed Redis DOWN on every replica"
     );
     assert!(fleet.leaders().is_empty(), "no leader without Redis");
-    // The replicas kept polling: their shares of the last membership they
-    // saw (4 devices every 2 s: 60 in 30 s) and more; at most each device
-    // by every replica (180). Measured 75 to 165: why some replicas poll
-    // more than their share while every replica is cut off is not yet
-    // understood.
+    // The replicas kept polling their shares of the last membership they
+    // saw: 4 devices every 2 s, 60 polls in 30 s (every replica polling
+    // every device would be 180). The margin covers the rounds at the
+    // outage's edges (a round claimed in Redis is claimed again locally).
     let outage_polls = polls() - polls_before;
     let per_replica: Vec<f64> = addrs
         .iter()
@@ -801,8 +811,8 @@ fn redis_outage_restart_and_flush() {
         "{outage_polls} polls ({per_replica:?} per replica) by 3 replicas of 4 devices (2 s interval) in a 30 s Redis outage"
     );
     assert!(
-        (30.0..=180.0).contains(&outage_polls),
-        "{outage_polls} polls of 4 devices in 30 s"
+        (50.0..=70.0).contains(&outage_polls),
+        "{outage_polls} polls ({per_replica:?} per replica) of 4 devices in 30 s: each replica polls its share of the last membership it saw"
     );
     for addr in &addrs {
         assert!(self_metric_sum(addr, "promsnmp_redis_errors_total") > 0.0);

@@ -292,6 +292,45 @@ async fn inventory_update_and_restore_are_fenced_and_versioned() {
         (3, "data3"),
         "refusals changed nothing"
     );
+
+    // Redis went back (older than the file): the leader replaces exactly
+    // the version it found, under its epoch, with a new incarnation.
+    assert_eq!(
+        lab.run::<i64>(
+            restore,
+            &keys,
+            &["b", "2", "inc2", "file", &channel, "inc", "2"]
+        )
+        .await,
+        0,
+        "a version Redis no longer holds is not replaced"
+    );
+    assert_eq!(
+        lab.run::<i64>(
+            restore,
+            &keys,
+            &["a", "1", "inc2", "file", &channel, "inc", "3"]
+        )
+        .await,
+        -1,
+        "a stale epoch replaces nothing"
+    );
+    assert_eq!(
+        lab.run::<i64>(
+            restore,
+            &keys,
+            &["b", "2", "inc2", "file", &channel, "inc", "3"]
+        )
+        .await,
+        1
+    );
+    let (incarnation, version, data): (String, u64, String) = lab
+        .cmd(&["HMGET", &keys[0], "incarnation", "version", "data"])
+        .await;
+    assert_eq!(
+        (incarnation.as_str(), version, data.as_str()),
+        ("inc2", 1, "file")
+    );
 }
 
 #[tokio::test]

@@ -505,18 +505,18 @@ impl Fleet {
             }
         }
         match refreshed {
-            Ok(Refresh::Changed(snapshot)) => {
-                self.writer.observe(&snapshot);
+            Ok(Refresh::Changed(ref snapshot)) => {
+                self.writer.observe(snapshot);
                 tracing::info!(
                     version = snapshot.version,
                     devices = snapshot.inventory.devices.len(),
                     "inventory updated from the fleet"
                 );
             }
-            Ok(Refresh::Current) => {}
+            Ok(Refresh::Current | Refresh::Older { .. }) => {}
             Ok(Refresh::Missing) => {
                 if let Some(epoch) = leadership.as_ref().map(|l| l.epoch) {
-                    self.restore(epoch, leadership).await;
+                    self.restore(epoch, leadership, None).await;
                 }
             }
             Err(e) => {
@@ -525,9 +525,68 @@ impl Fleet {
                 return;
             }
         }
+        let Some(epoch) = leadership.as_ref().map(|l| l.epoch) else {
+            return;
+        };
+        // What Redis holds now, against what the file and this replica
+        // already have.
+        let held = match refreshed {
+            Ok(Refresh::Older {
+                incarnation,
+                version,
+            }) => {
+                // Once can be a read that crossed this replica's own newer
+                // change; twice the same means Redis lost what it saw.
+                match self.store.refresh().await {
+                    Ok(Refresh::Older {
+                        incarnation: again,
+                        version: again_version,
+                    }) if again == incarnation && again_version == version => {
+                        Some((incarnation, version))
+                    }
+                    _ => return,
+                }
+            }
+            Ok(Refresh::Current | Refresh::Changed(_)) => {
+                let (incarnation, local) = self.store.local_inventory();
+                Some((incarnation, local.version))
+            }
+            _ => None,
+        };
+        if let Some((incarnation, version)) = held {
+            if self.redis_went_back(&incarnation, version).await {
+                self.restore(epoch, leadership, Some((&incarnation, version)))
+                    .await;
+                return;
+            }
+        }
         if let Some(l) = leadership.as_mut() {
             self.write_through(l).await;
         }
+    }
+
+    /// Whether Redis holds an older version of its incarnation than the
+    /// file or this replica's snapshot: versions only grow in Redis, and
+    /// both hold only versions read from Redis, so Redis lost changes (a
+    /// restart from an older snapshot, a failover to a replica that missed
+    /// writes). Writing its version through would take the file back too.
+    async fn redis_went_back(&self, incarnation: &str, version: u64) -> bool {
+        let stamp = self.writer.file().current_stamp().await;
+        let (local_incarnation, local) = self.store.local_inventory();
+        let file_version = (stamp.incarnation == incarnation).then_some(stamp.version);
+        let local_version = (local_incarnation == incarnation).then_some(local.version);
+        let newest = file_version.max(local_version).unwrap_or(0);
+        if incarnation.is_empty() || newest <= version {
+            return false;
+        }
+        self.telemetry.redis_inventory_went_back.inc();
+        tracing::warn!(
+            redis_version = version,
+            file_version = file_version.unwrap_or(0),
+            local_version = local_version.unwrap_or(0),
+            "Redis holds an older version of the inventory than the file or this replica: it lost changes (a restart from an older snapshot, or a failover to a replica that missed writes); putting the newest copy back"
+        );
+        true
     }
 
     /// The fleet's inventory cannot be read with this replica's key: it
@@ -556,10 +615,16 @@ impl Fleet {
         }
     }
 
-    /// Puts the inventory back into an empty Redis: from the file (another
-    /// leader may have written it), unless this replica's snapshot is newer
-    /// than the file (a change Redis lost before it reached the file).
-    async fn restore(&self, epoch: u64, leadership: &mut Option<Leadership>) {
+    /// Puts the inventory back into an empty Redis, or over the older one
+    /// `replacing` names: from the file (another leader may have written
+    /// it), unless this replica's snapshot is newer than the file (a change
+    /// Redis lost before it reached the file).
+    async fn restore(
+        &self,
+        epoch: u64,
+        leadership: &mut Option<Leadership>,
+        replacing: Option<(&str, u64)>,
+    ) {
         let (incarnation, local) = self.store.local_inventory();
         let stamp = self.writer.file().stamp();
         let local_is_newer = !incarnation.is_empty()
@@ -576,17 +641,22 @@ impl Fleet {
             Err(e) => {
                 // Never replace what the users entered with nothing: wait for
                 // the file to be fixed (or another replica's snapshot).
-                tracing::error!(error = %e, "Redis holds no inventory and the file cannot be read; not restoring");
+                tracing::error!(error = %e, "the inventory file cannot be read: not putting the inventory back into Redis");
                 return;
             }
         };
-        match self.store.restore(epoch, inventory).await {
+        match self.store.restore(epoch, inventory, replacing).await {
             Ok(Some(snapshot)) => {
                 self.writer.observe(&snapshot);
                 tracing::info!(
                     devices = snapshot.inventory.devices.len(),
                     seeds = snapshot.inventory.discovery_seeds.len(),
-                    "Redis held no inventory: restored it from the file"
+                    from = if local_is_newer {
+                        "this replica's snapshot"
+                    } else {
+                        "the file"
+                    },
+                    "the inventory is back in Redis"
                 );
             }
             Ok(None) => {}

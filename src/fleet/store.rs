@@ -23,6 +23,7 @@ use super::connection::{Link, RedisFailure};
 
 use crate::crypto::InventoryCipher;
 use crate::inventory::Inventory;
+use crate::persistence::InventoryFile;
 use crate::polled::{PolledDevice, WireError, HISTORY_FORMAT};
 use crate::sample::Sample;
 use crate::store::{
@@ -216,6 +217,11 @@ pub enum Refresh {
     Changed(InventorySnapshot),
     /// Redis holds no inventory (restart without persistence, FLUSHALL).
     Missing,
+    /// Redis holds an older version of the local snapshot's incarnation:
+    /// a read that crossed this replica's own newer change, or Redis went
+    /// back (a restart from an older snapshot, a failover to a replica that
+    /// missed writes). The local snapshot is kept.
+    Older { incarnation: String, version: u64 },
 }
 
 /// The last result this replica saw for a device.
@@ -241,6 +247,9 @@ pub enum Lane {
 }
 
 pub struct RedisStore {
+    /// The shared inventory file, whose stamp tells the newest version a
+    /// leader wrote: no change goes into a Redis behind it.
+    file: Arc<InventoryFile>,
     control: Link,
     data: Link,
     inventory_link: Link,
@@ -329,8 +338,10 @@ impl RedisStore {
         initial: Inventory,
         cache_ttl: Duration,
         lock_ttl: Duration,
+        file: Arc<InventoryFile>,
     ) -> RedisStore {
         RedisStore {
+            file,
             control: Link::new(connector.clone()),
             data: Link::new(connector.clone()),
             inventory_link: Link::new(connector),
@@ -682,6 +693,16 @@ impl RedisStore {
         let Some((incarnation, version, inventory)) = self.read_remote().await? else {
             return Ok(Refresh::Missing);
         };
+        let older = {
+            let local = self.inventory.lock().expect("inventory lock");
+            *local.incarnation == *incarnation && local.version > version
+        };
+        if older {
+            return Ok(Refresh::Older {
+                incarnation,
+                version,
+            });
+        }
         Ok(
             match self.adopt(incarnation, version, Arc::new(inventory)) {
                 Some(snapshot) => Refresh::Changed(snapshot),
@@ -803,25 +824,36 @@ impl RedisStore {
 
     /// The leader puts `inventory` into a Redis that has none. Returns the
     /// new snapshot, `None` when an inventory is there already.
+    /// `replacing`: the (incarnation, version) of an older inventory Redis
+    /// holds, replaced only while it still holds exactly that one; `None`:
+    /// only into an empty Redis. A new incarnation either way, so every
+    /// replica adopts it whatever version it holds.
     pub async fn restore(
         &self,
         epoch: u64,
         inventory: Inventory,
+        replacing: Option<(&str, u64)>,
     ) -> Result<Option<InventorySnapshot>, StoreError> {
         let incarnation = uuid::Uuid::new_v4().simple().to_string();
         let data = self.cipher.encrypt(&inventory.to_json());
+        let mut args = vec![
+            self.replica_id.clone(),
+            epoch.to_string(),
+            incarnation.clone(),
+            data,
+            self.keys.events(),
+        ];
+        if let Some((held_incarnation, held_version)) = replacing {
+            args.push(held_incarnation.to_string());
+            args.push(held_version.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let restored: i64 = self
             .eval(
                 "inventory_restore",
                 &self.scripts.inventory_restore,
                 &[self.keys.inventory(), self.keys.leader(), self.keys.epoch()],
-                &[
-                    &self.replica_id,
-                    &epoch.to_string(),
-                    &incarnation,
-                    &data,
-                    &self.keys.events(),
-                ],
+                &args,
             )
             .await?;
         match restored {
@@ -1239,6 +1271,14 @@ impl Store for RedisStore {
                 missing = true;
                 continue;
             };
+            let written = self.file.current_stamp().await;
+            if *written.incarnation == *incarnation && written.version > version {
+                // Redis went back (or the leader just wrote a newer version:
+                // read again). A change on top would drop what the file
+                // holds; the leader puts the newer copy back shortly.
+                missing = true;
+                continue;
+            }
             missing = false;
             // Checked against what Redis holds; the script's compare-and-set
             // on (incarnation, version) makes the check and the write atomic.
@@ -1293,7 +1333,7 @@ impl Store for RedisStore {
         }
         if missing {
             return Err(StoreError::Unavailable(format!(
-                "the fleet's inventory is not in Redis (no leader restored it within {CHANGE_BUDGET:?}); nothing was changed, retry"
+                "the fleet's inventory is not in Redis, or Redis holds an older version than the inventory file, and no leader put it back within {CHANGE_BUDGET:?}; nothing was changed, retry"
             )));
         }
         self.telemetry.inventory_change_conflicts.inc();

@@ -1729,7 +1729,7 @@ impl Redis {
         };
         for attempt in 1..=3 {
             redis.port = free_tcp_port();
-            match redis.spawn_and_wait(Duration::from_secs(10)) {
+            match redis.spawn_and_wait(Duration::from_secs(10), false) {
                 Ok(()) => return redis,
                 Err(msg) if msg.contains("Address already in use") && attempt < 3 => {
                     eprintln!(
@@ -1746,11 +1746,14 @@ impl Redis {
     /// Spawns redis-server on `self.port` (the previous run must be reaped)
     /// and waits until it answers PING; on failure the child is killed and
     /// reaped and the error carries the log tail.
-    fn spawn_and_wait(&mut self, timeout: Duration) -> Result<(), String> {
+    fn spawn_and_wait(&mut self, timeout: Duration, keep_data: bool) -> Result<(), String> {
         assert!(self.child.is_none(), "redis-server is already running");
         let dir = self.dir.path();
-        // No persistence is configured, but make sure nothing could be loaded.
-        let _ = fs::remove_file(dir.join("dump.rdb"));
+        // No persistence is configured: nothing is loaded unless a `SAVE`
+        // wrote it and the caller wants it back.
+        if !keep_data {
+            let _ = fs::remove_file(dir.join("dump.rdb"));
+        }
         let _ = fs::remove_dir_all(dir.join("appendonlydir"));
         let log = self.log_path();
         let mut cmd = Command::new(&self.exe);
@@ -1851,10 +1854,25 @@ impl Redis {
     /// empty data and waits (bounded 10 s) until it answers PING. Retries
     /// for a few seconds if the port is still (or meanwhile) taken.
     pub fn restart(&mut self) {
+        self.restart_with(false);
+    }
+
+    /// SIGKILL, then starts it again on the same port from what its last
+    /// `SAVE` wrote: Redis back in time, as after a crash between snapshots.
+    pub fn restart_from_last_save(&mut self) {
+        assert!(
+            self.dir.path().join("dump.rdb").exists(),
+            "no SAVE wrote dump.rdb in {}",
+            self.dir.path().display()
+        );
+        self.restart_with(true);
+    }
+
+    fn restart_with(&mut self, keep_data: bool) {
         self.stop();
         let mut last = String::new();
         for attempt in 1..=5 {
-            match self.spawn_and_wait(Duration::from_secs(10)) {
+            match self.spawn_and_wait(Duration::from_secs(10), keep_data) {
                 Ok(()) => return,
                 Err(msg) if msg.contains("Address already in use") => {
                     eprintln!(
