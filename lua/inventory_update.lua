@@ -5,15 +5,22 @@
 -- ARGV[4] event channel, ARGV[5] fencing epoch ('' for an API change, which any
 -- replica may apply), ARGV[6] replica id (checked with the epoch)
 -- Returns the new version (> 0); 0 when the inventory changed meanwhile (read
--- again and retry); -1 when the epoch is stale; -2 when there is no inventory yet.
+-- again and retry); -1 when the epoch is stale; -2 when there is no inventory
+-- yet; -3 when this Redis server did not write the inventory itself (it
+-- reloaded it at a restart, or was promoted from a replica: it may have lost
+-- the latest changes, so no change builds on it until the leader has put the
+-- newest copy back).
 if ARGV[5] ~= '' then
   if redis.call('GET', KEYS[3]) ~= ARGV[5] or redis.call('GET', KEYS[2]) ~= ARGV[6] then
     return -1
   end
 end
-local current = redis.call('HMGET', KEYS[1], 'incarnation', 'version')
+local current = redis.call('HMGET', KEYS[1], 'incarnation', 'version', 'server')
 if not current[1] then
   return -2
+end
+if current[3] ~= string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') then
+  return -3
 end
 if current[1] ~= ARGV[1] or current[2] ~= ARGV[2] then
   return 0

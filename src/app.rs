@@ -122,14 +122,8 @@ impl AppState {
                 None,
             ),
             Some(url) => {
-                let (redis_store, client) = redis_store(
-                    &config,
-                    url.expose(),
-                    cipher.clone(),
-                    &telemetry,
-                    inventory,
-                    file.clone(),
-                )?;
+                let (redis_store, client) =
+                    redis_store(&config, url.expose(), cipher.clone(), &telemetry, inventory)?;
                 (redis_store.clone(), Some((redis_store, client)))
             }
         };
@@ -448,7 +442,6 @@ fn redis_store(
     cipher: Arc<InventoryCipher>,
     telemetry: &Arc<Telemetry>,
     inventory: Inventory,
-    file: Arc<InventoryFile>,
 ) -> Result<FleetParts, AppError> {
     let connector = Arc::new(crate::fleet::Connector::new(
         url,
@@ -467,7 +460,6 @@ fn redis_store(
         inventory,
         config.metrics_max_age(),
         lock_ttl,
-        file,
     );
     Ok((Arc::new(store), connector))
 }

@@ -14,7 +14,7 @@
 //! - [`store`]       — the shared-state seam: inventory, cached polls, poll history, poll claims.
 //! - [`fleet`]       — fleet mode: connections to Redis (TLS, Sentinel, timeouts), Redis
 //!   store (Lua in `lua/`), fenced leader lease, membership, eviction check,
-//!   inventory sync, restore (empty or older Redis) and write-through.
+//!   inventory sync, restore (into an empty or reloaded Redis) and write-through.
 //! - [`modules`]     — snmp_exporter's module format: files, built-ins, walk plans, decoding, rules.
 //! - [`snmp`]        — SNMP sessions: GET, GETBULK/GETNEXT walks of many columns, timeouts, retries.
 //! - [`usm_report`]  — why an SNMPv3 agent refused: its Report PDU, read through a loopback relay.

@@ -72,8 +72,9 @@ pub struct Telemetry {
     pub redis_eviction_unsafe: IntGauge,
     /// Times this replica found Redis' epoch counter lost and put it back.
     pub redis_epoch_restored: IntCounter,
-    /// Times the leader found Redis holding an older inventory than the file.
-    pub redis_inventory_went_back: IntCounter,
+    /// Times the leader put the inventory back into Redis, by `reason`:
+    /// `empty` (none there) or `reloaded` (a restarted or promoted server's).
+    pub inventory_restores: IntCounterVec,
     /// Inventory changes refused after retrying against concurrent changes.
     pub inventory_change_conflicts: IntCounter,
     /// Fleet changes applied in Redis but not confirmed safe in time (no
@@ -360,10 +361,11 @@ impl Telemetry {
                 "promsnmp_redis_epoch_restored_total",
                 "Times this replica found Redis' epoch counter lost (eviction, restart without persistence, FLUSHALL) and put it back from the highest epoch it had seen.",
             ),
-            redis_inventory_went_back: counter(
+            inventory_restores: counter_vec(
                 &registry,
-                "promsnmp_redis_inventory_went_back_total",
-                "Times the leader found Redis holding an older version of the inventory than the file (a restart from an older snapshot, a failover to a replica that missed writes) and put the newest copy back.",
+                "promsnmp_inventory_restores_total",
+                "Times this replica, as leader, put the inventory back into Redis: reason=\"empty\" (Redis held none: a restart without persistence, FLUSHALL) or reason=\"reloaded\" (a restarted Redis reloaded it from its saved data, or a promoted replica held it: possibly older than the last changes).",
+                &["reason"],
             ),
             inventory_change_conflicts: counter(
                 &registry,

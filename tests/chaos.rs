@@ -194,6 +194,25 @@ fn run(fault: Fault, snmpd: &Snmpd) -> Outcome {
             _ => addrs.clone(),
         };
         wait_for_fleet_leader(&live, &[]);
+        if matches!(fault, Fault::RedisBackInTime) {
+            // The fault happened: the leader saw the reloaded inventory.
+            wait_for(
+                "the leader to put the reloaded inventory back",
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                || {
+                    live.iter()
+                        .filter_map(|a| {
+                            try_self_metric(
+                                a,
+                                r#"promsnmp_inventory_restores_total{reason="reloaded"}"#,
+                            )
+                        })
+                        .any(|n| n >= 1.0)
+                        .then_some(())
+                },
+            );
+        }
         std::thread::sleep(Duration::from_secs(4));
         stop.store(true, Ordering::Relaxed);
         let (samples, overlapping, stale_writes) = sampler.join().unwrap();

@@ -800,7 +800,9 @@ fn redis_outage_restart_and_flush() {
     // The replicas kept polling their shares of the last membership they
     // saw: 4 devices every 2 s, 60 polls in 30 s (every replica polling
     // every device would be 180). The margin covers the rounds at the
-    // outage's edges (a round claimed in Redis is claimed again locally).
+    // outage's edges (a round claimed in Redis is claimed again locally),
+    // a loop that overran 30 s, and a view that lost a member to a late
+    // heartbeat on a loaded machine.
     let outage_polls = polls() - polls_before;
     let per_replica: Vec<f64> = addrs
         .iter()
@@ -811,7 +813,7 @@ fn redis_outage_restart_and_flush() {
         "{outage_polls} polls ({per_replica:?} per replica) by 3 replicas of 4 devices (2 s interval) in a 30 s Redis outage"
     );
     assert!(
-        (50.0..=70.0).contains(&outage_polls),
+        (50.0..=90.0).contains(&outage_polls),
         "{outage_polls} polls ({per_replica:?} per replica) of 4 devices in 30 s: each replica polls its share of the last membership it saw"
     );
     for addr in &addrs {

@@ -59,6 +59,16 @@ impl Lab {
         .expect("script ran")
     }
 
+    /// This Redis server's `run_id` (what the inventory scripts record).
+    async fn run_id(&mut self) -> String {
+        let info: String = self.cmd(&["INFO", "server"]).await;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .expect("INFO server has run_id")
+            .trim()
+            .to_string()
+    }
+
     async fn cmd<T: redis::FromRedisValue>(&mut self, args: &[&str]) -> T {
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
@@ -293,8 +303,18 @@ async fn inventory_update_and_restore_are_fenced_and_versioned() {
         "refusals changed nothing"
     );
 
-    // Redis went back (older than the file): the leader replaces exactly
+    // An inventory this server did not write (reloaded at a restart, or a
+    // promoted replica's) takes no change until the leader replaces exactly
     // the version it found, under its epoch, with a new incarnation.
+    let _: () = lab
+        .cmd(&["HSET", &keys[0], "server", "another-server"])
+        .await;
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc", "3", "y", &channel, "", "b"])
+            .await,
+        -3,
+        "no change builds on a reloaded inventory"
+    );
     assert_eq!(
         lab.run::<i64>(
             restore,
@@ -331,6 +351,12 @@ async fn inventory_update_and_restore_are_fenced_and_versioned() {
         (incarnation.as_str(), version, data.as_str()),
         ("inc2", 1, "file")
     );
+    assert_eq!(
+        lab.run::<i64>(update, &keys, &["inc2", "1", "z", &channel, "", "b"])
+            .await,
+        2,
+        "changes build on what the leader put back"
+    );
 }
 
 #[tokio::test]
@@ -341,6 +367,7 @@ async fn update_publishes_the_new_version() {
     let client = redis::Client::open(url).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe(&channel).await.unwrap();
+    let server = lab.run_id().await;
     let _: () = lab
         .cmd(&[
             "HSET",
@@ -351,6 +378,8 @@ async fn update_publishes_the_new_version() {
             "4",
             "data",
             "d",
+            "server",
+            &server,
         ])
         .await;
     let keys = lab.inventory_keys();

@@ -513,11 +513,22 @@ impl Fleet {
                     "inventory updated from the fleet"
                 );
             }
-            Ok(Refresh::Current | Refresh::Older { .. }) => {}
+            Ok(Refresh::Current) => {}
             Ok(Refresh::Missing) => {
                 if let Some(epoch) = leadership.as_ref().map(|l| l.epoch) {
                     self.restore(epoch, leadership, None).await;
                 }
+            }
+            Ok(Refresh::Reloaded {
+                incarnation,
+                version,
+            }) => {
+                // Possibly older than the file: never write it through.
+                if let Some(epoch) = leadership.as_ref().map(|l| l.epoch) {
+                    self.restore(epoch, leadership, Some((&incarnation, version)))
+                        .await;
+                }
+                return;
             }
             Err(e) => {
                 // Not current: do not write a possibly stale copy to the file.
@@ -525,68 +536,9 @@ impl Fleet {
                 return;
             }
         }
-        let Some(epoch) = leadership.as_ref().map(|l| l.epoch) else {
-            return;
-        };
-        // What Redis holds now, against what the file and this replica
-        // already have.
-        let held = match refreshed {
-            Ok(Refresh::Older {
-                incarnation,
-                version,
-            }) => {
-                // Once can be a read that crossed this replica's own newer
-                // change; twice the same means Redis lost what it saw.
-                match self.store.refresh().await {
-                    Ok(Refresh::Older {
-                        incarnation: again,
-                        version: again_version,
-                    }) if again == incarnation && again_version == version => {
-                        Some((incarnation, version))
-                    }
-                    _ => return,
-                }
-            }
-            Ok(Refresh::Current | Refresh::Changed(_)) => {
-                let (incarnation, local) = self.store.local_inventory();
-                Some((incarnation, local.version))
-            }
-            _ => None,
-        };
-        if let Some((incarnation, version)) = held {
-            if self.redis_went_back(&incarnation, version).await {
-                self.restore(epoch, leadership, Some((&incarnation, version)))
-                    .await;
-                return;
-            }
-        }
         if let Some(l) = leadership.as_mut() {
             self.write_through(l).await;
         }
-    }
-
-    /// Whether Redis holds an older version of its incarnation than the
-    /// file or this replica's snapshot: versions only grow in Redis, and
-    /// both hold only versions read from Redis, so Redis lost changes (a
-    /// restart from an older snapshot, a failover to a replica that missed
-    /// writes). Writing its version through would take the file back too.
-    async fn redis_went_back(&self, incarnation: &str, version: u64) -> bool {
-        let stamp = self.writer.file().current_stamp().await;
-        let (local_incarnation, local) = self.store.local_inventory();
-        let file_version = (stamp.incarnation == incarnation).then_some(stamp.version);
-        let local_version = (local_incarnation == incarnation).then_some(local.version);
-        let newest = file_version.max(local_version).unwrap_or(0);
-        if incarnation.is_empty() || newest <= version {
-            return false;
-        }
-        self.telemetry.redis_inventory_went_back.inc();
-        tracing::warn!(
-            redis_version = version,
-            file_version = file_version.unwrap_or(0),
-            local_version = local_version.unwrap_or(0),
-            "Redis holds an older version of the inventory than the file or this replica: it lost changes (a restart from an older snapshot, or a failover to a replica that missed writes); putting the newest copy back"
-        );
-        true
     }
 
     /// The fleet's inventory cannot be read with this replica's key: it
@@ -615,10 +567,11 @@ impl Fleet {
         }
     }
 
-    /// Puts the inventory back into an empty Redis, or over the older one
-    /// `replacing` names: from the file (another leader may have written
-    /// it), unless this replica's snapshot is newer than the file (a change
-    /// Redis lost before it reached the file).
+    /// Puts the inventory back into an empty Redis, or over the one
+    /// `replacing` names (reloaded by a restarted or promoted Redis server):
+    /// from the file (another leader may have written it), unless this
+    /// replica's snapshot is a newer version of the file's incarnation (a
+    /// change Redis lost before it reached the file).
     async fn restore(
         &self,
         epoch: u64,
@@ -626,14 +579,17 @@ impl Fleet {
         replacing: Option<(&str, u64)>,
     ) {
         let (incarnation, local) = self.store.local_inventory();
-        let stamp = self.writer.file().stamp();
+        let file = self.writer.file().clone();
+        let stamp = file.current_stamp().await;
         let local_is_newer = !incarnation.is_empty()
             && (stamp.incarnation.is_empty()
                 || (stamp.incarnation == incarnation && local.version > stamp.version));
         let from_file = if local_is_newer {
             Ok(None)
         } else {
-            self.writer.file().load()
+            tokio::task::spawn_blocking(move || file.load())
+                .await
+                .expect("the file load does not panic")
         };
         let inventory = match from_file {
             Ok(Some(inventory)) => inventory,
@@ -648,16 +604,34 @@ impl Fleet {
         match self.store.restore(epoch, inventory, replacing).await {
             Ok(Some(snapshot)) => {
                 self.writer.observe(&snapshot);
-                tracing::info!(
-                    devices = snapshot.inventory.devices.len(),
-                    seeds = snapshot.inventory.discovery_seeds.len(),
-                    from = if local_is_newer {
-                        "this replica's snapshot"
-                    } else {
-                        "the file"
-                    },
-                    "the inventory is back in Redis"
-                );
+                let from = if local_is_newer {
+                    "this replica's snapshot"
+                } else {
+                    "the file"
+                };
+                let devices = snapshot.inventory.devices.len();
+                let seeds = snapshot.inventory.discovery_seeds.len();
+                match replacing {
+                    None => {
+                        self.telemetry
+                            .inventory_restores
+                            .with_label_values(&["empty"])
+                            .inc();
+                        tracing::info!(
+                            devices,
+                            seeds,
+                            from,
+                            "Redis held no inventory: put it back"
+                        );
+                    }
+                    Some((_, reloaded_version)) => {
+                        self.telemetry
+                            .inventory_restores
+                            .with_label_values(&["reloaded"])
+                            .inc();
+                        tracing::warn!(devices, seeds, from, reloaded_version, file_version = stamp.version, "Redis had reloaded the inventory (a restart from its saved data, or a failover to a replica), which may miss the latest changes: put the newest copy back; changes were held back meanwhile");
+                    }
+                }
             }
             Ok(None) => {}
             Err(StoreError::StaleEpoch(_)) => {

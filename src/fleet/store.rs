@@ -23,7 +23,6 @@ use super::connection::{Link, RedisFailure};
 
 use crate::crypto::InventoryCipher;
 use crate::inventory::Inventory;
-use crate::persistence::InventoryFile;
 use crate::polled::{PolledDevice, WireError, HISTORY_FORMAT};
 use crate::sample::Sample;
 use crate::store::{
@@ -217,11 +216,12 @@ pub enum Refresh {
     Changed(InventorySnapshot),
     /// Redis holds no inventory (restart without persistence, FLUSHALL).
     Missing,
-    /// Redis holds an older version of the local snapshot's incarnation:
-    /// a read that crossed this replica's own newer change, or Redis went
-    /// back (a restart from an older snapshot, a failover to a replica that
-    /// missed writes). The local snapshot is kept.
-    Older { incarnation: String, version: u64 },
+    /// This Redis server did not write the inventory it holds: it reloaded
+    /// it at a restart (from a save that may be older than the last
+    /// changes) or was promoted from a replica (that may have missed
+    /// writes). No change builds on it and the local snapshot is kept until
+    /// the leader puts the newest copy back.
+    Reloaded { incarnation: String, version: u64 },
 }
 
 /// The last result this replica saw for a device.
@@ -247,9 +247,6 @@ pub enum Lane {
 }
 
 pub struct RedisStore {
-    /// The shared inventory file, whose stamp tells the newest version a
-    /// leader wrote: no change goes into a Redis behind it.
-    file: Arc<InventoryFile>,
     control: Link,
     data: Link,
     inventory_link: Link,
@@ -322,6 +319,16 @@ pub fn rendezvous_owner<'a>(members: &'a [String], device: &str) -> Option<&'a s
         .map(|m| m.as_str())
 }
 
+/// The inventory hash's incarnation, version and writing server's run id.
+type InventoryHead = (Option<String>, Option<u64>, Option<String>);
+
+/// The `run_id` line of `INFO server`: each Redis process has its own.
+fn run_id(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(str::trim)
+}
+
 fn millis(d: Duration) -> String {
     d.as_millis().max(1).to_string()
 }
@@ -338,10 +345,8 @@ impl RedisStore {
         initial: Inventory,
         cache_ttl: Duration,
         lock_ttl: Duration,
-        file: Arc<InventoryFile>,
     ) -> RedisStore {
         RedisStore {
-            file,
             control: Link::new(connector.clone()),
             data: Link::new(connector.clone()),
             inventory_link: Link::new(connector),
@@ -673,17 +678,29 @@ impl RedisStore {
     /// none the local snapshot is kept (nothing is lost) and the leader
     /// restores it.
     pub async fn refresh(&self) -> Result<Refresh, StoreError> {
-        let (incarnation, version): (Option<String>, Option<u64>) = self
-            .hmget(
-                "inventory_version",
-                self.keys.inventory(),
-                &["incarnation", "version"],
-            )
+        let key = self.keys.inventory();
+        let ((incarnation, version, server), info): (InventoryHead, String) = self
+            .redis("inventory_version", |mut conn| async move {
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(key)
+                    .arg(&["incarnation", "version", "server"])
+                    .cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         let (Some(incarnation), Some(version)) = (incarnation, version) else {
             *self.unreadable.lock().expect("unreadable lock") = None;
             return Ok(Refresh::Missing);
         };
+        if server.as_deref() != run_id(&info) {
+            return Ok(Refresh::Reloaded {
+                incarnation,
+                version,
+            });
+        }
         {
             let local = self.inventory.lock().expect("inventory lock");
             if *local.incarnation == *incarnation && local.version == version {
@@ -693,16 +710,6 @@ impl RedisStore {
         let Some((incarnation, version, inventory)) = self.read_remote().await? else {
             return Ok(Refresh::Missing);
         };
-        let older = {
-            let local = self.inventory.lock().expect("inventory lock");
-            *local.incarnation == *incarnation && local.version > version
-        };
-        if older {
-            return Ok(Refresh::Older {
-                incarnation,
-                version,
-            });
-        }
         Ok(
             match self.adopt(incarnation, version, Arc::new(inventory)) {
                 Some(snapshot) => Refresh::Changed(snapshot),
@@ -822,11 +829,10 @@ impl RedisStore {
             .await;
     }
 
-    /// The leader puts `inventory` into a Redis that has none. Returns the
-    /// new snapshot, `None` when an inventory is there already.
-    /// `replacing`: the (incarnation, version) of an older inventory Redis
-    /// holds, replaced only while it still holds exactly that one; `None`:
-    /// only into an empty Redis. A new incarnation either way, so every
+    /// The leader puts `inventory` into Redis. Returns the new snapshot,
+    /// `None` when Redis holds another inventory. `replacing`: the (incarnation, version) of an inventory Redis
+    /// reloaded, replaced only while it still holds exactly that one;
+    /// `None`: only into an empty Redis. A new incarnation either way, so every
     /// replica adopts it whatever version it holds.
     pub async fn restore(
         &self,
@@ -1271,14 +1277,6 @@ impl Store for RedisStore {
                 missing = true;
                 continue;
             };
-            let written = self.file.current_stamp().await;
-            if *written.incarnation == *incarnation && written.version > version {
-                // Redis went back (or the leader just wrote a newer version:
-                // read again). A change on top would drop what the file
-                // holds; the leader puts the newer copy back shortly.
-                missing = true;
-                continue;
-            }
             missing = false;
             // Checked against what Redis holds; the script's compare-and-set
             // on (incarnation, version) makes the check and the write atomic.
@@ -1305,7 +1303,9 @@ impl Store for RedisStore {
             match result {
                 0 => continue, // changed concurrently: read again
                 -1 => return Err(StoreError::StaleEpoch(fence.unwrap_or_default())),
-                -2 => {
+                // Emptied, or reloaded by this Redis server (possibly older
+                // than the last changes): the leader puts it back shortly.
+                -2 | -3 => {
                     missing = true;
                     continue;
                 }
@@ -1333,7 +1333,7 @@ impl Store for RedisStore {
         }
         if missing {
             return Err(StoreError::Unavailable(format!(
-                "the fleet's inventory is not in Redis, or Redis holds an older version than the inventory file, and no leader put it back within {CHANGE_BUDGET:?}; nothing was changed, retry"
+                "the fleet's inventory is not in Redis, or Redis reloaded it at a restart or failover, and no leader put it back within {CHANGE_BUDGET:?}; nothing was changed, retry"
             )));
         }
         self.telemetry.inventory_change_conflicts.inc();
@@ -1641,6 +1641,13 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_id_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:3f2a9c0d1e\r\ntcp_port:6379\r\n";
+        assert_eq!(run_id(info), Some("3f2a9c0d1e"));
+        assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
+    }
 
     #[test]
     fn rendezvous_is_stable_and_spreads() {

@@ -2520,7 +2520,6 @@ pub fn self_metric(addr: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series `{series}` in /actuator/prometheus of {addr}"))
 }
 
-/// The sum over every label set of metric `name` in `/actuator/prometheus`.
 /// `/actuator/health` as JSON, whatever its status code (`None`: no answer).
 pub fn health(addr: &str) -> Option<serde_json::Value> {
     let r = try_http_request(addr, "GET", "/actuator/health", &[], &[]).ok()?;
@@ -2542,6 +2541,7 @@ pub fn polls_total(addrs: &[String]) -> f64 {
         .sum()
 }
 
+/// The sum over every label set of metric `name` in `/actuator/prometheus`.
 pub fn self_metric_sum(addr: &str, name: &str) -> f64 {
     let body = http_get(addr, "/actuator/prometheus").text();
     body.lines()
