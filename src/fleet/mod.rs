@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use connection::{Connector, RedisFailure};
-pub use store::{RedisStore, Refresh};
+pub use store::{RedisStore, Refresh, RemoteInventory};
 
 use crate::config::{DiscoverySchedule, FleetConfig};
 use crate::discovery::Discovery;
@@ -519,14 +519,10 @@ impl Fleet {
                     self.restore(epoch, leadership, None).await;
                 }
             }
-            Ok(Refresh::Reloaded {
-                incarnation,
-                version,
-            }) => {
+            Ok(Refresh::Reloaded(reloaded)) => {
                 // Possibly older than the file: never write it through.
                 if let Some(epoch) = leadership.as_ref().map(|l| l.epoch) {
-                    self.restore(epoch, leadership, Some((&incarnation, version)))
-                        .await;
+                    self.restore(epoch, leadership, Some(reloaded)).await;
                 }
                 return;
             }
@@ -567,50 +563,72 @@ impl Fleet {
         }
     }
 
-    /// Puts the inventory back into an empty Redis, or over the one
-    /// `replacing` names (reloaded by a restarted or promoted Redis server):
-    /// from the file (another leader may have written it), unless this
-    /// replica's snapshot is a newer version of the file's incarnation (a
-    /// change Redis lost before it reached the file).
+    /// Puts the inventory back into an empty Redis, or over the copy a
+    /// restarted or promoted Redis server `reloaded`, as a new incarnation:
+    /// see [`newest_copy`] for which.
     async fn restore(
         &self,
         epoch: u64,
         leadership: &mut Option<Leadership>,
-        replacing: Option<(&str, u64)>,
+        reloaded: Option<RemoteInventory>,
     ) {
-        let (incarnation, local) = self.store.local_inventory();
+        let (local_incarnation, local) = self.store.local_inventory();
         let file = self.writer.file().clone();
         let stamp = file.current_stamp().await;
-        let local_is_newer = !incarnation.is_empty()
-            && (stamp.incarnation.is_empty()
-                || (stamp.incarnation == incarnation && local.version > stamp.version));
-        let from_file = if local_is_newer {
-            Ok(None)
-        } else {
-            tokio::task::spawn_blocking(move || file.load())
-                .await
-                .expect("the file load does not panic")
-        };
-        let inventory = match from_file {
-            Ok(Some(inventory)) => inventory,
-            Ok(None) => (*local.inventory).clone(),
+        let from_file = match tokio::task::spawn_blocking(move || file.load())
+            .await
+            .expect("loading the file does not panic")
+        {
+            Ok(inventory) => inventory,
             Err(e) => {
                 // Never replace what the users entered with nothing: wait for
-                // the file to be fixed (or another replica's snapshot).
+                // the file to be fixed.
                 tracing::error!(error = %e, "the inventory file cannot be read: not putting the inventory back into Redis");
                 return;
             }
         };
-        match self.store.restore(epoch, inventory, replacing).await {
+        let mut copies = Vec::new();
+        if let Some(inventory) = from_file {
+            copies.push(Copy {
+                source: "the file",
+                incarnation: stamp.incarnation.clone(),
+                version: stamp.version,
+                inventory,
+            });
+        }
+        let replacing = reloaded
+            .as_ref()
+            .map(|r| (r.incarnation.clone(), r.version));
+        if let Some(r) = reloaded {
+            copies.push(Copy {
+                source: "the copy Redis reloaded",
+                incarnation: r.incarnation,
+                version: r.version,
+                inventory: r.inventory,
+            });
+        }
+        copies.push(Copy {
+            source: "this replica's snapshot",
+            // Before it read Redis it holds the file as loaded at start:
+            // never newer than the file.
+            version: if local_incarnation.is_empty() {
+                0
+            } else {
+                local.version
+            },
+            incarnation: local_incarnation,
+            inventory: (*local.inventory).clone(),
+        });
+        let newest = newest_copy(&stamp.incarnation, copies);
+        let (source, devices, seeds) = (
+            newest.source,
+            newest.inventory.devices.len(),
+            newest.inventory.discovery_seeds.len(),
+        );
+        let held = replacing.as_ref().map(|(i, v)| (i.as_str(), *v));
+        match self.store.restore(epoch, newest.inventory, held).await {
             Ok(Some(snapshot)) => {
                 self.writer.observe(&snapshot);
-                let from = if local_is_newer {
-                    "this replica's snapshot"
-                } else {
-                    "the file"
-                };
-                let devices = snapshot.inventory.devices.len();
-                let seeds = snapshot.inventory.discovery_seeds.len();
                 match replacing {
                     None => {
                         self.telemetry
@@ -620,7 +638,7 @@ impl Fleet {
                         tracing::info!(
                             devices,
                             seeds,
-                            from,
+                            from = source,
                             "Redis held no inventory: put it back"
                         );
                     }
@@ -629,7 +647,7 @@ impl Fleet {
                             .inventory_restores
                             .with_label_values(&["reloaded"])
                             .inc();
-                        tracing::warn!(devices, seeds, from, reloaded_version, file_version = stamp.version, "Redis had reloaded the inventory (a restart from its saved data, or a failover to a replica), which may miss the latest changes: put the newest copy back; changes were held back meanwhile");
+                        tracing::warn!(devices, seeds, from = source, reloaded_version, file_version = stamp.version, "Redis had reloaded the inventory (a restart from its saved data, or a failover to a replica), which may miss the latest changes: put the newest copy back; changes were held back meanwhile");
                     }
                 }
             }
@@ -686,9 +704,108 @@ impl Fleet {
     }
 }
 
+/// One copy of the inventory the leader may put back into Redis.
+struct Copy {
+    source: &'static str,
+    /// "" for this replica's snapshot before it read Redis (the file as
+    /// loaded at start), or for a file no fleet leader stamped.
+    incarnation: String,
+    version: u64,
+    inventory: crate::inventory::Inventory,
+}
+
+/// Which copy goes back into Redis: the newest version of the file's
+/// incarnation (the file's stamp; else the first copy's that has one), the
+/// one lineage whose versions compare; on a tie the earlier copy (the file:
+/// what was acknowledged). When no copy is of the stamped incarnation (the
+/// file is gone), the first copy read from Redis, else the last one.
+fn newest_copy(stamped: &str, mut copies: Vec<Copy>) -> Copy {
+    let lineage = if stamped.is_empty() {
+        copies
+            .iter()
+            .map(|c| c.incarnation.as_str())
+            .find(|i| !i.is_empty())
+            .unwrap_or("")
+            .to_string()
+    } else {
+        stamped.to_string()
+    };
+    let mut best: Option<usize> = None;
+    for (i, copy) in copies.iter().enumerate() {
+        if copy.incarnation == lineage && best.is_none_or(|b| copy.version > copies[b].version) {
+            best = Some(i);
+        }
+    }
+    let pick = best
+        .or_else(|| copies.iter().position(|c| !c.incarnation.is_empty()))
+        .unwrap_or(copies.len() - 1);
+    copies.swap_remove(pick)
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(source: &'static str, incarnation: &str, version: u64) -> Copy {
+        Copy {
+            source,
+            incarnation: incarnation.to_string(),
+            version,
+            inventory: crate::inventory::Inventory::default(),
+        }
+    }
+
+    fn pick(stamped: &str, copies: Vec<Copy>) -> &'static str {
+        newest_copy(stamped, copies).source
+    }
+
+    #[test]
+    fn the_newest_copy_of_the_stamped_lineage_goes_back() {
+        // Redis reloaded an older save: the file.
+        let older = vec![
+            copy("file", "x", 7),
+            copy("redis", "x", 5),
+            copy("local", "x", 7),
+        ];
+        assert_eq!(pick("x", older), "file");
+        // Redis saved a change the file has not got yet: that one.
+        let newer = vec![
+            copy("file", "x", 7),
+            copy("redis", "x", 9),
+            copy("local", "x", 8),
+        ];
+        assert_eq!(pick("x", newer), "redis");
+        // This replica saw a change Redis lost and the file has not got yet.
+        let local = vec![copy("file", "x", 7), copy("local", "x", 8)];
+        assert_eq!(pick("x", local), "local");
+        // An older incarnation reloaded is never compared by version.
+        let other = vec![
+            copy("file", "y", 2),
+            copy("redis", "x", 50),
+            copy("local", "y", 2),
+        ];
+        assert_eq!(pick("y", other), "file");
+    }
+
+    #[test]
+    fn without_a_stamp_or_a_file_the_copy_read_from_redis_goes_back() {
+        // No leader wrote the file (new volume): never the empty start copy.
+        let fresh = vec![copy("redis", "x", 5), copy("local", "", 0)];
+        assert_eq!(pick("", fresh), "redis");
+        // The stamped file is gone: the copy from Redis, not the start copy.
+        let gone = vec![copy("redis", "x", 5), copy("local", "", 0)];
+        assert_eq!(pick("y", gone), "redis");
+        // First start of a fleet: the file as loaded.
+        let first = vec![copy("file", "", 0), copy("local", "", 0)];
+        assert_eq!(pick("", first), "file");
+        let no_file = vec![copy("local", "", 0)];
+        assert_eq!(pick("", no_file), "local");
     }
 }

@@ -221,7 +221,19 @@ pub enum Refresh {
     /// changes) or was promoted from a replica (that may have missed
     /// writes). No change builds on it and the local snapshot is kept until
     /// the leader puts the newest copy back.
-    Reloaded { incarnation: String, version: u64 },
+    Reloaded(RemoteInventory),
+}
+
+/// The inventory as Redis holds it.
+#[derive(Debug)]
+pub struct RemoteInventory {
+    pub incarnation: String,
+    pub version: u64,
+    pub inventory: Inventory,
+    /// Written by another Redis server than the one answering (see
+    /// [`Refresh::Reloaded`]). An inventory from before the run id was
+    /// recorded has none and counts as written here.
+    pub reloaded: bool,
 }
 
 /// The last result this replica saw for a device.
@@ -321,6 +333,16 @@ pub fn rendezvous_owner<'a>(members: &'a [String], device: &str) -> Option<&'a s
 
 /// The inventory hash's incarnation, version and writing server's run id.
 type InventoryHead = (Option<String>, Option<u64>, Option<String>);
+
+/// [`InventoryHead`] with the encrypted data before the run id.
+type InventoryRead = (Option<String>, Option<u64>, Option<String>, Option<String>);
+
+/// Whether the inventory's `server` (the run id that wrote it) is not the
+/// run id in `info` (`INFO server`). None (written before run ids were
+/// recorded) counts as written here.
+fn reloaded(server: Option<&str>, info: &str) -> bool {
+    server.is_some_and(|server| Some(server) != run_id(info))
+}
 
 /// The `run_id` line of `INFO server`: each Redis process has its own.
 fn run_id(info: &str) -> Option<&str> {
@@ -510,23 +532,6 @@ impl RedisStore {
         .await
     }
 
-    /// `HMGET key fields…` into a tuple of options.
-    async fn hmget<T: FromRedisValue>(
-        &self,
-        operation: &'static str,
-        key: String,
-        fields: &[&str],
-    ) -> Result<T, StoreError> {
-        self.redis(operation, |mut conn| async move {
-            redis::cmd("HMGET")
-                .arg(key)
-                .arg(fields)
-                .query_async(&mut conn)
-                .await
-        })
-        .await
-    }
-
     /// Runs a lease script (`KEYS` leader, epoch and the members' seen
     /// epochs, `ARGV[1]` this replica, then `args`).
     pub async fn lease(
@@ -644,14 +649,22 @@ impl RedisStore {
             .await;
     }
 
-    /// Reads the inventory from Redis: `None` when there is none.
-    async fn read_remote(&self) -> Result<Option<(String, u64, Inventory)>, StoreError> {
-        let (incarnation, version, data): (Option<String>, Option<u64>, Option<String>) = self
-            .hmget(
-                "inventory_read",
-                self.keys.inventory(),
-                &["incarnation", "version", "data"],
-            )
+    /// Reads the inventory from Redis, with whether this server reloaded it
+    /// (in the same round trip, so a reconnection in between cannot hide a
+    /// reload): `None` when there is none.
+    async fn read_remote(&self) -> Result<Option<RemoteInventory>, StoreError> {
+        let key = self.keys.inventory();
+        let ((incarnation, version, data, server), info): (InventoryRead, String) = self
+            .redis("inventory_read", |mut conn| async move {
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(key)
+                    .arg(&["incarnation", "version", "data", "server"])
+                    .cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         let (Some(incarnation), Some(version), Some(data)) = (incarnation, version, data) else {
             return Ok(None);
@@ -659,7 +672,12 @@ impl RedisStore {
         let read = self.decode_remote(&data);
         *self.unreadable.lock().expect("unreadable lock") =
             read.as_ref().err().map(|e| e.to_string());
-        Ok(Some((incarnation, version, read?)))
+        Ok(Some(RemoteInventory {
+            incarnation,
+            version,
+            inventory: read?,
+            reloaded: reloaded(server.as_deref(), &info),
+        }))
     }
 
     /// Decrypts and parses the inventory as Redis holds it.
@@ -695,23 +713,25 @@ impl RedisStore {
             *self.unreadable.lock().expect("unreadable lock") = None;
             return Ok(Refresh::Missing);
         };
-        if server.as_deref() != run_id(&info) {
-            return Ok(Refresh::Reloaded {
-                incarnation,
-                version,
-            });
-        }
-        {
+        let is_reloaded = reloaded(server.as_deref(), &info);
+        if !is_reloaded {
             let local = self.inventory.lock().expect("inventory lock");
             if *local.incarnation == *incarnation && local.version == version {
                 return Ok(Refresh::Current);
             }
         }
-        let Some((incarnation, version, inventory)) = self.read_remote().await? else {
+        let Some(remote) = self.read_remote().await? else {
             return Ok(Refresh::Missing);
         };
+        if remote.reloaded {
+            return Ok(Refresh::Reloaded(remote));
+        }
         Ok(
-            match self.adopt(incarnation, version, Arc::new(inventory)) {
+            match self.adopt(
+                remote.incarnation,
+                remote.version,
+                Arc::new(remote.inventory),
+            ) {
                 Some(snapshot) => Refresh::Changed(snapshot),
                 None => Refresh::Current,
             },
@@ -1272,8 +1292,15 @@ impl Store for RedisStore {
                 tokio::time::sleep(backoff(attempt)).await;
             }
             attempt += 1;
-            let Some((incarnation, version, current)) = self.read_remote().await? else {
-                // Emptied (restart, flush): the leader restores it shortly.
+            let Some(RemoteInventory {
+                incarnation,
+                version,
+                inventory: current,
+                reloaded: false,
+            }) = self.read_remote().await?
+            else {
+                // Emptied (restart, flush) or reloaded (restart from saved
+                // data, failover): the leader puts it back shortly.
                 missing = true;
                 continue;
             };
@@ -1647,6 +1674,9 @@ mod tests {
         let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:3f2a9c0d1e\r\ntcp_port:6379\r\n";
         assert_eq!(run_id(info), Some("3f2a9c0d1e"));
         assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
+        assert!(!reloaded(Some("3f2a9c0d1e"), info));
+        assert!(reloaded(Some("0000"), info));
+        assert!(!reloaded(None, info), "an inventory from before run ids");
     }
 
     #[test]
