@@ -75,6 +75,13 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// Whether a leader with `epoch` (held by `holder`) may no longer write:
+    /// a newer epoch was recorded, or this one by another replica.
+    fn fences_out(&self, epoch: u64, holder: &str) -> bool {
+        let other_holder = epoch == self.epoch && !self.holder.is_empty() && self.holder != holder;
+        epoch < self.epoch || other_holder
+    }
+
     fn line(&self) -> String {
         let field = |s: &str| {
             if s.is_empty() {
@@ -159,21 +166,9 @@ impl InventoryFile {
         let attempted = stamp.clone();
         let outcome = self
             .blocking_write(move || -> std::io::Result<FencedWrite> {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let lock = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&lock_path)?;
-                lock.lock()?;
+                let _lock = lock_exclusively(&path, &lock_path)?;
                 let recorded = read_stamp(&stamp_path);
-                let same_epoch_other_holder = stamp.epoch == recorded.epoch
-                    && !recorded.holder.is_empty()
-                    && recorded.holder != stamp.holder;
-                if stamp.epoch < recorded.epoch || same_epoch_other_holder {
+                if recorded.fences_out(stamp.epoch, &stamp.holder) {
                     return Ok(FencedWrite::Stale(recorded.epoch));
                 }
                 if stamp.epoch == recorded.epoch
@@ -216,6 +211,45 @@ impl InventoryFile {
             }),
             FencedWrite::TooLate => Err(FileError::NoLongerLeader {
                 path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// A new leader's first step before it puts the inventory back into
+    /// Redis: raises the stamp's epoch to `epoch` under the file's lock, so
+    /// an older leader can no longer write (and acknowledge) a version the
+    /// copies it reads next would miss. A newer epoch in the stamp, or this
+    /// one from another holder, is refused ([`FileError::StaleEpoch`]).
+    pub async fn fence(&self, epoch: u64, holder: &str) -> Result<(), FileError> {
+        let _serial = self.written_version.lock().await;
+        let path = self.path.clone();
+        let lock_path = self.sibling(".lock");
+        let stamp_path = self.sibling(".epoch");
+        let holder = holder.to_string();
+        let stale = self
+            .blocking_write(move || -> std::io::Result<Option<u64>> {
+                let _lock = lock_exclusively(&path, &lock_path)?;
+                let recorded = read_stamp(&stamp_path);
+                if recorded.fences_out(epoch, &holder) {
+                    return Ok(Some(recorded.epoch));
+                }
+                if recorded.epoch < epoch {
+                    let fence = FileStamp {
+                        epoch,
+                        holder,
+                        ..recorded
+                    };
+                    write_atomic(&stamp_path, fence.line().as_bytes())?;
+                }
+                Ok(None)
+            })
+            .await?;
+        match stale {
+            None => Ok(()),
+            Some(recorded) => Err(FileError::StaleEpoch {
+                path: self.path.clone(),
+                recorded,
+                attempted: epoch,
             }),
         }
     }
@@ -544,6 +578,23 @@ impl InventoryWriter {
     }
 }
 
+/// Creates `file`'s folder if needed and takes the exclusive lock on
+/// `lock_path` (held until the returned handle is dropped), so replicas
+/// sharing the volume write one at a time.
+fn lock_exclusively(file: &Path, lock_path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(lock_path)?;
+    lock.lock()?;
+    Ok(lock)
+}
+
 fn read_stamp(path: &Path) -> FileStamp {
     parse_stamp(&std::fs::read_to_string(path).unwrap_or_default())
 }
@@ -641,6 +692,51 @@ mod tests {
         );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files remain");
+    }
+
+    #[tokio::test]
+    async fn a_new_leaders_fence_refuses_the_older_leaders_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path());
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let stamp = |epoch, version, holder: &str| FileStamp {
+            epoch,
+            version,
+            incarnation: "a".into(),
+            holder: holder.into(),
+        };
+        let inv = Inventory::default();
+        assert!(f
+            .save_fenced(&inv, stamp(3, 5, "old"), later)
+            .await
+            .unwrap());
+        f.fence(4, "new").await.unwrap();
+        // The version stays: only the epoch and its holder moved.
+        assert_eq!(f.stamp(), stamp(4, 5, "new"));
+        let err = f
+            .save_fenced(&inv, stamp(3, 6, "old"), later)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FileError::StaleEpoch { recorded: 4, .. }),
+            "{err}"
+        );
+        // Fencing again, or by an older or rival leader.
+        f.fence(4, "new").await.unwrap();
+        assert!(matches!(
+            f.fence(3, "old").await.unwrap_err(),
+            FileError::StaleEpoch {
+                recorded: 4,
+                attempted: 3,
+                ..
+            }
+        ));
+        assert!(f.fence(4, "rival").await.is_err());
+        // The new leader writes on.
+        assert!(f
+            .save_fenced(&inv, stamp(4, 6, "new"), later)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]

@@ -565,15 +565,27 @@ impl Fleet {
 
     /// Puts the inventory back into an empty Redis, or over the copy a
     /// restarted or promoted Redis server `reloaded`, as a new incarnation:
-    /// see [`newest_copy`] for which.
+    /// see [`newest_copy`] for which. The file is fenced first, so no older
+    /// leader writes a version the copies read here would miss.
     async fn restore(
         &self,
         epoch: u64,
         leadership: &mut Option<Leadership>,
         reloaded: Option<RemoteInventory>,
     ) {
-        let (local_incarnation, local) = self.store.local_inventory();
         let file = self.writer.file().clone();
+        match file.fence(epoch, self.store.replica_id()).await {
+            Ok(()) => {}
+            Err(FileError::StaleEpoch { .. }) => {
+                self.telemetry.stale_epoch_rejections.inc();
+                self.step_down(leadership, "a newer leader has written the file");
+                return;
+            }
+            // The file cannot be written (its write-through reports that):
+            // the copies are read all the same.
+            Err(e) => tracing::debug!(error = %e, "cannot fence the inventory file"),
+        }
+        let (local_incarnation, local) = self.store.local_inventory();
         let stamp = file.current_stamp().await;
         let from_file = match tokio::task::spawn_blocking(move || file.load())
             .await
