@@ -131,13 +131,15 @@ impl InventoryFile {
         PathBuf::from(name)
     }
 
-    /// The epoch and version of the last fleet write (zero when none recorded).
-    pub fn stamp(&self) -> FileStamp {
+    /// The epoch and version of the last fleet write (zero when none
+    /// recorded); the tests' synchronous [`Self::current_stamp`].
+    #[cfg(test)]
+    fn stamp(&self) -> FileStamp {
         read_stamp(&self.sibling(".epoch"))
     }
 
-    /// [`Self::stamp`] off the async threads: as on disk now (a leader in
-    /// another process writes it).
+    /// The stamp as on disk now (a leader in another process writes it),
+    /// read off the async threads.
     pub async fn current_stamp(&self) -> FileStamp {
         let text = tokio::fs::read_to_string(self.sibling(".epoch"))
             .await

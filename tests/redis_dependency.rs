@@ -375,13 +375,11 @@ fn a_lost_epoch_counter_is_put_back_and_no_epoch_serves_two_leaders() {
     let _serial = serial();
     let redis = Redis::start();
     let snmpd = Snmpd::start(&SnmpdConfig::default());
-    let shared = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let replicas: Vec<Promsnmp> = (0..3)
-        .map(|_| replica(&url, shared.path(), &[], true))
-        .collect();
-    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
-    wait_for_fleet_leader(&addrs, &[]);
+    let ReplicaSet {
+        replicas,
+        addrs,
+        shared,
+    } = replicas_with_leader(&redis.url(), 3, &[]);
     let doc = one_device_inventory(&snmpd, "epoch-dev");
     assert_eq!(
         http_post_json(&addrs[0], "/promsnmp/inventory", &doc).status,
@@ -748,15 +746,10 @@ fn wait_for_seeds_everywhere(
 fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flush() {
     let _serial = serial();
     let redis = Redis::start();
-    let shared = tempfile::tempdir().unwrap();
-    let url = redis.url();
     // Long polls apart: this test is about changes.
     let env = [("COLLECTION_INTERVAL", "600000")];
-    let replicas: Vec<Promsnmp> = (0..3)
-        .map(|_| replica(&url, shared.path(), &env, true))
-        .collect();
-    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
-    wait_for_fleet_leader(&addrs, &[]);
+    let fleet = replicas_with_leader(&redis.url(), 3, &env);
+    let addrs = fleet.addrs.clone();
     // A sizeable inventory: every change re-encrypts all of it, so
     // concurrent changes overlap.
     let devices: Vec<String> = (0..300)
@@ -822,14 +815,9 @@ fn concurrent_changes_are_all_applied_and_an_acknowledged_change_survives_a_flus
 fn redis_reloading_an_older_save_loses_no_acknowledged_change() {
     let _serial = serial();
     let mut redis = Redis::start();
-    let shared = tempfile::tempdir().unwrap();
-    let url = redis.url();
     let env = [("COLLECTION_INTERVAL", "600000")];
-    let replicas: Vec<Promsnmp> = (0..3)
-        .map(|_| replica(&url, shared.path(), &env, true))
-        .collect();
-    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
-    wait_for_fleet_leader(&addrs, &[]);
+    let fleet = replicas_with_leader(&redis.url(), 3, &env);
+    let addrs = fleet.addrs.clone();
     for n in 0..3 {
         save_seed_until_acknowledged(&addrs[n % 3], n);
     }
@@ -900,7 +888,6 @@ fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
         },
     );
     let sentinel = Sentinel::start("fleet", primary.port());
-    let shared = tempfile::tempdir().unwrap();
     // The first Sentinel listed takes connections and never answers (its
     // host is gone): the replicas ask both at once and go on with the other.
     let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -910,11 +897,11 @@ fn a_sentinel_failover_keeps_one_leader_and_every_acknowledged_change() {
         sentinel.port()
     );
     let env = [("COLLECTION_INTERVAL", "600000")];
-    let replicas: Vec<Promsnmp> = (0..3)
-        .map(|_| replica(&url, shared.path(), &env, true))
-        .collect();
-    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
-    wait_for_fleet_leader(&addrs, &[]);
+    let ReplicaSet {
+        replicas,
+        addrs,
+        shared: _shared,
+    } = replicas_with_leader(&url, 3, &env);
     wait_for(
         "a first change (the replicas know of the Redis replica)",
         Duration::from_secs(10),

@@ -170,7 +170,7 @@ impl Fleet {
     /// Runs until `cancel` fires; then releases the lease and leaves the
     /// membership so the others take over at once.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let file_epoch = self.writer.file().stamp().epoch;
+        let file_epoch = self.writer.file().current_stamp().await.epoch;
         self.update_status(|s| s.epoch_seen = s.epoch_seen.max(file_epoch));
         let (events_tx, mut events_rx) = mpsc::channel::<()>(1);
         let subscriber = tokio::spawn(self.clone().subscribe(events_tx, cancel.clone()));
@@ -383,12 +383,7 @@ impl Fleet {
         // Never go below an epoch seen before (Redis may have lost its data):
         // every epoch Redis answered with, and the file's (another leader
         // may have written it since).
-        let stamp = {
-            let file = self.writer.file().clone();
-            tokio::task::spawn_blocking(move || file.stamp())
-                .await
-                .unwrap_or_default()
-        };
+        let stamp = self.writer.file().current_stamp().await;
         let floor = self.status().epoch_seen.max(stamp.epoch);
         let sent = Instant::now();
         let acquired = self

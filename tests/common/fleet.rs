@@ -35,6 +35,29 @@ pub fn replica(url: &str, shared: &Path, extra: &[(&str, &str)], wait: bool) -> 
     }
 }
 
+/// Replicas of one fleet (see [`replica`]), dropped before their shared folder.
+pub struct ReplicaSet {
+    pub replicas: Vec<Promsnmp>,
+    pub addrs: Vec<String>,
+    pub shared: tempfile::TempDir,
+}
+
+/// `n` replicas of the Redis at `url` sharing a new folder for the
+/// inventory file, once one of them leads.
+pub fn replicas_with_leader(url: &str, n: usize, extra: &[(&str, &str)]) -> ReplicaSet {
+    let shared = tempfile::tempdir().unwrap();
+    let replicas: Vec<Promsnmp> = (0..n)
+        .map(|_| replica(url, shared.path(), extra, true))
+        .collect();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
+    wait_for_fleet_leader(&addrs, &[]);
+    ReplicaSet {
+        replicas,
+        addrs,
+        shared,
+    }
+}
+
 pub fn one_device_inventory(snmpd: &Snmpd, name: &str) -> String {
     let port: u16 = snmpd.addr().rsplit(':').next().unwrap().parse().unwrap();
     inventory_doc(&[community_device(name, port, 1000, 1)])
